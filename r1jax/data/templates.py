@@ -1,0 +1,188 @@
+"""Prompt templates: R1-Zero, the R1 cold-start output format, ChatML, Llama 3, R1-Distill.
+
+A `Template` renders a question into prompt text (`render_prompt`) and a worked solution into
+the completion the model should produce (`render_completion`, the SFT target).
+
+The `<think>` trap: R1-Distill (and `r1_zero_open_think`) prompts already end with `<think>`,
+so the model's completion starts inside the reasoning and only contains `</think>`. Such
+templates say `prompt_opens_think=True`, and `response_prefix` is the text the prompt opened;
+`template.full_response(completion)` puts it back before a format reward looks for
+`<think>...</think>`.
+
+  t = get_template('r1_zero')
+  t.render_prompt('What is 2 + 3?')
+  t.render_completion(reasoning='2 + 3 = 5.', answer='5')
+  # '<think> 2 + 3 = 5. </think> <answer> 5 </answer>'
+"""
+from __future__ import annotations
+
+import dataclasses
+
+R1_ZERO_SYSTEM = (
+    'A conversation between User and Assistant. The user asks a question, and the Assistant '
+    'solves it. The assistant first thinks about the reasoning process in the mind and then '
+    'provides the user with the answer. The reasoning process and answer are enclosed within '
+    '<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning '
+    'process here </think> <answer> answer here </answer>.')
+
+QWEN_SYSTEM = 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.'
+QWEN_MATH_SYSTEM = 'Please reason step by step, and put your final answer within \\boxed{}.'
+# Suggested by DeepSeek for R1 / R1-Distill on math (in the user turn, no system prompt).
+MATH_INSTRUCTION = '{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}.'
+
+DS_BOS = '<｜begin▁of▁sentence｜>'
+DS_EOS = '<｜end▁of▁sentence｜>'
+
+
+@dataclasses.dataclass(frozen=True)
+class Template:
+  """A prompt/completion format. Format strings use `str.format` fields.
+
+  Attributes:
+    name: registry name.
+    prompt_format: fields `{system}` (the rendered system block, '' when none) and `{question}`.
+    system_format: renders a system message into the block (field `{system}`).
+    default_system: system message used when `render_prompt(system=None)`; None for none.
+    question_format: wraps the question first (field `{question}`), e.g. to add an instruction.
+    completion_format: fields `{think_open}`, `{think_close}`, `{reasoning}`, `{answer}`,
+      `{summary}`; the text the model writes after the prompt.
+    think_open, think_close: reasoning delimiters (`|special_token|` for the paper's notation).
+    prompt_opens_think: the prompt already ends with `think_open` (R1-Distill); the completion
+      then contains only the closing tag. Configure the format reward from this.
+    answer_tags: the completion puts the answer inside `<answer> </answer>` (R1-Zero).
+    includes_bos: the prompt text starts with the bos token, so don't add bos when encoding.
+    end_of_turn: text that closes the assistant turn in a chat format ('' when none).
+  """
+  name: str
+  prompt_format: str
+  completion_format: str
+  system_format: str = '{system}'
+  default_system: str | None = None
+  question_format: str = '{question}'
+  think_open: str = '<think>'
+  think_close: str = '</think>'
+  prompt_opens_think: bool = False
+  answer_tags: bool = False
+  includes_bos: bool = False
+  end_of_turn: str = ''
+
+  def render_prompt(self, question: str, system: str | None = None) -> str:
+    """The prompt text for `question`; `system` replaces `default_system` when given."""
+    system = self.default_system if system is None else system
+    block = self.system_format.format(system=system) if system else ''
+    q = self.question_format.format(question=question)
+    return self.prompt_format.format(system=block, question=q, think_open=self.think_open)
+
+  def render_completion(self, reasoning: str, answer: str | None = None,
+                        summary: str | None = None, close_turn: bool = False) -> str:
+    """The completion text (SFT target) for a reasoning trace and an answer.
+
+    `summary` (the cold-start format's text after the reasoning) defaults to `answer` and vice
+    versa. With `close_turn`, `end_of_turn` is appended (eos is appended by the SFT pipeline).
+    """
+    if answer is None and summary is None:
+      raise ValueError('render_completion needs an answer or a summary.')
+    answer = summary if answer is None else answer
+    summary = answer if summary is None else summary
+    text = self.completion_format.format(
+        think_open=self.think_open, think_close=self.think_close, reasoning=reasoning,
+        answer=answer, summary=summary)
+    return text + (self.end_of_turn if close_turn else '')
+
+  @property
+  def response_prefix(self) -> str:
+    """Text of the response that the prompt already contains ('<think>\\n' for R1-Distill)."""
+    if not self.prompt_opens_think:
+      return ''
+    tail = self.prompt_format.split('{question}')[-1].format(think_open=self.think_open)
+    i = tail.rfind(self.think_open)
+    return tail[i:]
+
+  def full_response(self, completion: str) -> str:
+    """The completion with `response_prefix` put back, e.g. for a `<think>` format check."""
+    return self.response_prefix + completion
+
+
+_TEMPLATES: dict[str, Template] = {}
+
+
+def register_template(template: Template) -> Template:
+  _TEMPLATES[template.name] = template
+  return template
+
+
+def get_template(name: str | Template, **overrides) -> Template:
+  """Looks up a template by name; keyword overrides replace fields (dataclasses.replace)."""
+  if isinstance(name, Template):
+    t = name
+  else:
+    if name not in _TEMPLATES:
+      raise KeyError(f'Unknown template {name!r}; known: {sorted(_TEMPLATES)}')
+    t = _TEMPLATES[name]
+  return dataclasses.replace(t, **overrides) if overrides else t
+
+
+def list_templates() -> list[str]:
+  return sorted(_TEMPLATES)
+
+
+# R1-Zero (DeepSeek-R1 paper, Table 1): the instruction is the "system" preamble.
+register_template(Template(
+    name='r1_zero',
+    prompt_format='{system}User: {question}. Assistant:',
+    system_format='{system} ',
+    default_system=R1_ZERO_SYSTEM,
+    completion_format='{think_open} {reasoning} {think_close} <answer> {answer} </answer>',
+    answer_tags=True))
+
+# R1-Zero with the prompt opening <think> (TinyZero style): the completion starts reasoning.
+register_template(Template(
+    name='r1_zero_open_think',
+    prompt_format='{system}User: {question}. Assistant: {think_open}',
+    system_format='{system} ',
+    default_system=R1_ZERO_SYSTEM,
+    completion_format=' {reasoning} {think_close} <answer> {answer} </answer>',
+    prompt_opens_think=True, answer_tags=True))
+
+# R1 cold-start data: |special_token|<reasoning_process>|special_token|<summary>.
+register_template(Template(
+    name='r1_cold_start',
+    prompt_format='{system}User: {question}\nAssistant:',
+    system_format='{system}\n',
+    completion_format='{think_open}\n{reasoning}\n{think_close}\n{summary}'))
+
+# Plain question -> worked solution in R1 tags; for the tiny procedural base models.
+register_template(Template(
+    name='plain',
+    prompt_format='{system}{question}\n',
+    system_format='{system}\n',
+    completion_format='{think_open} {reasoning} {think_close} <answer> {answer} </answer>',
+    answer_tags=True))
+
+_CHATML = Template(
+    name='chatml',
+    prompt_format='{system}<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n',
+    system_format='<|im_start|>system\n{system}<|im_end|>\n',
+    completion_format='{think_open}\n{reasoning}\n{think_close}\n\n{summary}',
+    end_of_turn='<|im_end|>')
+register_template(_CHATML)
+register_template(dataclasses.replace(_CHATML, name='qwen2.5', default_system=QWEN_SYSTEM))
+register_template(dataclasses.replace(_CHATML, name='qwen2.5_math',
+                                      default_system=QWEN_MATH_SYSTEM))
+# Qwen3 in thinking mode: the model itself writes <think>.
+register_template(dataclasses.replace(_CHATML, name='qwen3'))
+
+register_template(Template(
+    name='llama3',
+    prompt_format=('<|begin_of_text|>{system}<|start_header_id|>user<|end_header_id|>\n\n'
+                   '{question}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n'),
+    system_format='<|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>',
+    completion_format='{think_open}\n{reasoning}\n{think_close}\n\n{summary}',
+    includes_bos=True, end_of_turn='<|eot_id|>'))
+
+# DeepSeek-R1-Distill (Qwen and Llama bases): the prompt opens <think>.
+register_template(Template(
+    name='r1_distill',
+    prompt_format=DS_BOS + '{system}<｜User｜>{question}<｜Assistant｜>{think_open}\n',
+    completion_format='{reasoning}\n{think_close}\n\n{summary}',
+    prompt_opens_think=True, includes_bos=True, end_of_turn=DS_EOS))

@@ -1,0 +1,279 @@
+"""Decoder-only transformer (Qwen2/2.5, Qwen3, Llama 3, R1-Distill) in Flax NNX.
+
+Shape suffixes: B batch, T query length, S key length (= T without a cache, the
+cache length with one), D embed, N query heads, K kv heads, G = N / K, H head dim,
+F mlp hidden, V vocab.
+
+Every parameter carries `logical_axes` metadata; `r1jax.sharding.ShardingRules`
+maps them to mesh axes. Parameter layouts are "math first" ([D, N, H] for q),
+and `r1jax.models.hf` converts to and from the Hugging Face layouts.
+
+One forward covers both uses:
+  * full sequences (training, log-probs): `model(tokens, positions, kv_mask)`,
+    causal + key-padding mask, optional packing segments;
+  * incremental decoding: pass a KV `cache` and `cache_index`; the new keys and
+    values are written at slots [cache_index, cache_index + T) and the query at
+    slot cache_index + t attends to every valid slot s <= cache_index + t.
+Left-padded prompts work in both because positions are explicit and padding is
+masked out of the keys.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from r1jax.models.config import ModelConfig, RopeScaling
+from r1jax.sharding import ShardingRules, shard_activation
+
+Cache = list[dict[str, jax.Array]]  # per layer {"k": [B,S,K,H], "v": [B,S,K,H]}
+
+_MASK_VALUE = -1e30  # finite, so fully masked rows (left padding) give no NaN
+_init = nnx.initializers.normal(stddev=0.02)
+
+
+def _param(rngs: nnx.Rngs | None, shape, dtype, logical, init=_init) -> nnx.Param:
+  value = init(rngs.params(), shape, dtype) if init is not None else jnp.zeros(shape, dtype)
+  return nnx.Param(value, logical_axes=tuple(logical))
+
+
+class RMSNorm(nnx.Module):
+  """RMSNorm computed in float32; scale applied in the input dtype (as HF does)."""
+
+  def __init__(self, dim: int, eps: float, param_dtype, logical=("norm",)):
+    self.eps = eps
+    self.scale = nnx.Param(jnp.ones((dim,), param_dtype), logical_axes=tuple(logical))
+
+  def __call__(self, x):
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    return y.astype(x.dtype) * self.scale[...].astype(x.dtype)
+
+
+def rope_inv_freq(head_dim: int, theta: float, scaling: RopeScaling | None) -> np.ndarray:
+  """Inverse frequencies [H/2], with Llama 3 wavelength-dependent scaling."""
+  inv = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+  if scaling is None:
+    return inv.astype(np.float32)
+  old = scaling.original_max_position_embeddings
+  low_wl, high_wl = old / scaling.low_freq_factor, old / scaling.high_freq_factor
+  wavelen = 2 * math.pi / inv
+  scaled = np.where(wavelen > low_wl, inv / scaling.factor, inv)
+  smooth = (old / wavelen - scaling.low_freq_factor) / (
+      scaling.high_freq_factor - scaling.low_freq_factor)
+  smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled
+  medium = (wavelen >= high_wl) & (wavelen <= low_wl)
+  return np.where(medium, smoothed, scaled).astype(np.float32)
+
+
+def apply_rope(x_BTNH, positions_BT, inv_freq):
+  """Rotary embedding, "rotate half" convention of HF Llama/Qwen, in float32."""
+  angles = positions_BT.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)  # [B,T,H/2]
+  cos, sin = jnp.cos(angles)[:, :, None, :], jnp.sin(angles)[:, :, None, :]
+  x = x_BTNH.astype(jnp.float32)
+  x1, x2 = jnp.split(x, 2, axis=-1)
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x_BTNH.dtype)
+
+
+class _Sharded(nnx.Module):
+  """Holds the (hashable, static) rules and mesh used for activation constraints."""
+
+  def _init_sharding(self, rules: ShardingRules | None, mesh: Mesh | None):
+    self.rules, self.mesh = rules, mesh
+
+  def shard(self, x, logical):
+    return shard_activation(x, logical, self.rules, self.mesh)
+
+
+class Attention(_Sharded):
+  """Grouped-query attention with optional q/k/v bias (Qwen2) and q/k norm (Qwen3)."""
+
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, rules=None, mesh=None):
+    d, n, k, h, pdt = cfg.embed_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.jnp_param_dtype
+    self.cfg = cfg
+    self._init_sharding(rules, mesh)
+    self.q_proj = _param(rngs, (d, n, h), pdt, ("embed", "heads", "head_dim"))
+    self.k_proj = _param(rngs, (d, k, h), pdt, ("embed", "kv_heads", "head_dim"))
+    self.v_proj = _param(rngs, (d, k, h), pdt, ("embed", "kv_heads", "head_dim"))
+    self.o_proj = _param(rngs, (n, h, d), pdt, ("heads", "head_dim", "embed"))
+    if cfg.qkv_bias:
+      self.q_bias = _param(rngs, (n, h), pdt, ("heads", "head_dim"), init=None)
+      self.k_bias = _param(rngs, (k, h), pdt, ("kv_heads", "head_dim"), init=None)
+      self.v_bias = _param(rngs, (k, h), pdt, ("kv_heads", "head_dim"), init=None)
+    if cfg.qk_norm:
+      self.q_norm = RMSNorm(h, cfg.rms_norm_eps, pdt, logical=("head_dim",))
+      self.k_norm = RMSNorm(h, cfg.rms_norm_eps, pdt, logical=("head_dim",))
+
+  def __call__(self, x_BTD, positions_BT, mask_BTS, cache: dict | None, cache_index):
+    cfg, dt = self.cfg, self.cfg.jnp_dtype
+    q = jnp.einsum("btd,dnh->btnh", x_BTD, self.q_proj[...].astype(dt))
+    k = jnp.einsum("btd,dkh->btkh", x_BTD, self.k_proj[...].astype(dt))
+    v = jnp.einsum("btd,dkh->btkh", x_BTD, self.v_proj[...].astype(dt))
+    if cfg.qkv_bias:
+      q = q + self.q_bias[...].astype(dt)
+      k = k + self.k_bias[...].astype(dt)
+      v = v + self.v_bias[...].astype(dt)
+    if cfg.qk_norm:
+      q, k = self.q_norm(q), self.k_norm(k)
+    inv_freq = rope_inv_freq(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
+    q = apply_rope(q, positions_BT, inv_freq)
+    k = apply_rope(k, positions_BT, inv_freq)
+    q = self.shard(q, ("batch", "seq", "act_heads", "head_dim"))
+
+    new_cache = None
+    if cache is not None:
+      # All rows write at the same slot: prompts are left-padded to a common length.
+      idx = (0, cache_index, 0, 0)
+      k_all = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), idx)
+      v_all = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), idx)
+      new_cache = {"k": k_all, "v": v_all}
+      k, v = k_all.astype(dt), v_all.astype(dt)
+    k = self.shard(k, ("batch", "cache_seq" if cache is not None else "seq", "act_kv_heads", "head_dim"))
+    v = self.shard(v, ("batch", "cache_seq" if cache is not None else "seq", "act_kv_heads", "head_dim"))
+
+    b, t, n, h = q.shape
+    kv = cfg.num_kv_heads
+    q = q.reshape(b, t, kv, n // kv, h)
+    scores = jnp.einsum("btkgh,bskh->bkgts", q, k, preferred_element_type=jnp.float32)
+    scores = scores * (h ** -0.5)
+    scores = jnp.where(mask_BTS[:, None, None, :, :], scores, _MASK_VALUE)
+    probs = jax.nn.softmax(scores, axis=-1).astype(dt)
+    out = jnp.einsum("bkgts,bskh->btkgh", probs, v).reshape(b, t, n, h)
+    out = self.shard(out, ("batch", "seq", "act_heads", "head_dim"))
+    y = jnp.einsum("btnh,nhd->btd", out, self.o_proj[...].astype(dt))
+    return y, new_cache
+
+
+class MLP(_Sharded):
+  """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, rules=None, mesh=None):
+    d, f, pdt = cfg.embed_dim, cfg.mlp_dim, cfg.jnp_param_dtype
+    self.cfg = cfg
+    self._init_sharding(rules, mesh)
+    self.gate_proj = _param(rngs, (d, f), pdt, ("embed", "mlp"))
+    self.up_proj = _param(rngs, (d, f), pdt, ("embed", "mlp"))
+    self.down_proj = _param(rngs, (f, d), pdt, ("mlp", "embed"))
+
+  def __call__(self, x_BTD):
+    dt = self.cfg.jnp_dtype
+    g = jnp.einsum("btd,df->btf", x_BTD, self.gate_proj[...].astype(dt))
+    u = jnp.einsum("btd,df->btf", x_BTD, self.up_proj[...].astype(dt))
+    hid = self.shard(jax.nn.silu(g) * u, ("batch", "seq", "act_mlp"))
+    return jnp.einsum("btf,fd->btd", hid, self.down_proj[...].astype(dt))
+
+
+class Block(_Sharded):
+  """Pre-norm residual block: x + attn(norm(x)); x + mlp(norm(x))."""
+
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, rules=None, mesh=None):
+    self.input_norm = RMSNorm(cfg.embed_dim, cfg.rms_norm_eps, cfg.jnp_param_dtype)
+    self.attn = Attention(cfg, rngs=rngs, rules=rules, mesh=mesh)
+    self.post_attn_norm = RMSNorm(cfg.embed_dim, cfg.rms_norm_eps, cfg.jnp_param_dtype)
+    self.mlp = MLP(cfg, rngs=rngs, rules=rules, mesh=mesh)
+    self._init_sharding(rules, mesh)
+
+  def __call__(self, x_BTD, positions_BT, mask_BTS, cache, cache_index):
+    a, new_cache = self.attn(self.input_norm(x_BTD), positions_BT, mask_BTS, cache, cache_index)
+    x = self.shard(x_BTD + a, ("batch", "seq", "act_embed"))
+    x = self.shard(x + self.mlp(self.post_attn_norm(x)), ("batch", "seq", "act_embed"))
+    return x, new_cache
+
+
+def _block_forward(block: Block, x, positions, mask, cache, cache_index):
+  return block(x, positions, mask, cache, cache_index)
+
+
+_remat_block_forward = nnx.remat(_block_forward)
+
+
+def make_attention_mask(kv_mask_BS, t: int, cache_index=None, segment_ids_BT=None):
+  """[B, T, S] boolean: causal over slots, valid keys only, same packing segment.
+
+  The query at position t occupies slot `cache_index + t` (cache_index = 0
+  without a cache, where S = T).
+  """
+  s = kv_mask_BS.shape[1]
+  offset = 0 if cache_index is None else cache_index
+  q_slot = offset + jnp.arange(t)[:, None]
+  causal = jnp.arange(s)[None, :] <= q_slot                                   # [T, S]
+  mask = causal[None] & kv_mask_BS[:, None, :].astype(bool)                    # [B, T, S]
+  if segment_ids_BT is not None:
+    mask = mask & (segment_ids_BT[:, :, None] == segment_ids_BT[:, None, :])
+  return mask
+
+
+class Transformer(_Sharded):
+  """The policy/reference/student network. See the module docstring for shapes."""
+
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, rules: ShardingRules | None = None,
+               mesh: Mesh | None = None):
+    self.cfg = cfg
+    self._init_sharding(rules, mesh)
+    self.embedding = _param(rngs, (cfg.vocab_size, cfg.embed_dim), cfg.jnp_param_dtype,
+                            ("vocab", "embed"))
+    self.layers = nnx.List([Block(cfg, rngs=rngs, rules=rules, mesh=mesh)
+                            for _ in range(cfg.num_layers)])
+    self.final_norm = RMSNorm(cfg.embed_dim, cfg.rms_norm_eps, cfg.jnp_param_dtype)
+    if not cfg.tie_embeddings:
+      self.lm_head = _param(rngs, (cfg.embed_dim, cfg.vocab_size), cfg.jnp_param_dtype,
+                            ("embed", "vocab"))
+
+  def unembed_matrix(self) -> jax.Array:
+    """Output projection [D, V] in the compute dtype (the tied embedding's transpose)."""
+    w = self.embedding[...].T if self.cfg.tie_embeddings else self.lm_head[...]
+    return w.astype(self.cfg.jnp_dtype)
+
+  def unembed(self, h_BTD) -> jax.Array:
+    """Logits [B, T, V] in float32."""
+    logits = jnp.einsum("btd,dv->btv", h_BTD, self.unembed_matrix(),
+                        preferred_element_type=jnp.float32)
+    return self.shard(logits, ("batch", "seq", "act_vocab"))
+
+  def __call__(self, tokens_BT, positions_BT=None, kv_mask_BS=None, *, cache: Cache | None = None,
+               cache_index=None, segment_ids_BT=None, return_hidden: bool = False
+               ) -> tuple[jax.Array, Cache | None]:
+    """Returns (logits [B,T,V] float32 or final hidden [B,T,D], updated cache or None).
+
+    Args:
+      tokens_BT: int token ids.
+      positions_BT: RoPE positions. Default: count of valid tokens before each
+        one (so left padding is skipped) without a cache; required with one.
+      kv_mask_BS: 1 for valid key slots. Without a cache S = T (the input mask);
+        with a cache S = cache length and the mask must already mark this
+        call's slots [cache_index, cache_index + T) as valid.
+      cache / cache_index: KV cache (see `r1jax.models.kv_cache`) and write slot.
+      segment_ids_BT: packing segments (no cache); attention stays within one.
+    """
+    b, t = tokens_BT.shape
+    if cache is None:
+      if kv_mask_BS is None:
+        kv_mask_BS = jnp.ones((b, t), jnp.int32)
+      if positions_BT is None:
+        positions_BT = jnp.maximum(jnp.cumsum(kv_mask_BS.astype(jnp.int32), axis=1) - 1, 0)
+    else:
+      if kv_mask_BS is None or positions_BT is None or cache_index is None:
+        raise ValueError("Cached decoding needs positions_BT, kv_mask_BS and cache_index")
+      if len(cache) != self.cfg.num_layers:
+        raise ValueError(f"Cache has {len(cache)} layers, model has {self.cfg.num_layers}")
+    mask = make_attention_mask(kv_mask_BS, t, cache_index if cache is not None else None,
+                               segment_ids_BT)
+    x = jnp.take(self.embedding[...], tokens_BT, axis=0).astype(self.cfg.jnp_dtype)
+    x = self.shard(x, ("batch", "seq", "act_embed"))
+    forward = _remat_block_forward if (self.cfg.remat and cache is None) else _block_forward
+    new_cache = [] if cache is not None else None
+    for i, block in enumerate(self.layers):
+      x, layer_cache = forward(block, x, positions_BT, mask,
+                               None if cache is None else cache[i], cache_index)
+      if cache is not None:
+        new_cache.append(layer_cache)
+    h = self.final_norm(x)
+    if return_hidden:
+      return h, new_cache
+    return self.unembed(h), new_cache

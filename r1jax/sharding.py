@@ -1,0 +1,193 @@
+"""Device mesh and the one mapping from logical axis names to mesh axes.
+
+Every parameter and every large activation in r1jax is annotated with *logical*
+axis names ("embed", "mlp", "heads", "batch", ...). `ShardingRules` turns those
+names into mesh axes ("data", "fsdp", "tensor"), so one config line changes how a
+model is laid out without touching model code (the MaxText / Tunix pattern).
+
+The mesh uses explicit `axis_types` of `AxisType.Auto`: shardings are given for
+inputs, outputs, parameters and a few activations, and XLA's partitioner
+propagates the rest. (Explicit "sharding in types" mode would force every einsum
+to name its output sharding; Auto keeps model code free of that.)
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import Any, Mapping, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# A logical axis maps to None (replicated), one mesh axis, or a tuple of them.
+AxisRule = None | str | tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardingRules:
+  """Logical axis name -> mesh axes. Frozen and hashable: it is static under jit.
+
+  Defaults are FSDP over `fsdp` (parameters' embed dim), tensor parallelism over
+  `tensor` (heads, mlp, vocab), and the batch over both data-parallel axes.
+  """
+  batch: AxisRule = ("data", "fsdp")
+  seq: AxisRule = None
+  cache_seq: AxisRule = None
+  vocab: AxisRule = "tensor"
+  embed: AxisRule = "fsdp"
+  mlp: AxisRule = "tensor"
+  heads: AxisRule = "tensor"
+  kv_heads: AxisRule = "tensor"
+  head_dim: AxisRule = None
+  norm: AxisRule = None
+  # Activations: the residual stream is replicated over `tensor` and its embed
+  # dim is not sharded (parameters' `embed` is, for FSDP).
+  act_embed: AxisRule = None
+  act_mlp: AxisRule = "tensor"
+  act_heads: AxisRule = "tensor"
+  act_kv_heads: AxisRule = "tensor"
+  act_vocab: AxisRule = "tensor"
+
+  @classmethod
+  def from_dict(cls, overrides: Mapping[str, Any] | None = None) -> "ShardingRules":
+    """Builds rules from a (config) dict; lists become tuples, unknown names fail."""
+    overrides = dict(overrides or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+      raise ValueError(f"Unknown logical axis names in sharding rules: {unknown}. "
+                       f"Known: {sorted(names)}")
+    fixed = {}
+    for k, v in overrides.items():
+      if isinstance(v, (list, tuple)):
+        v = tuple(v) if len(v) != 1 else v[0]
+      if v is not None and not isinstance(v, (str, tuple)):
+        raise ValueError(f"Sharding rule {k}={v!r} must be None, a mesh axis name or a tuple")
+      fixed[k] = v
+    return cls(**fixed)
+
+  def mesh_axes(self, logical: str | None) -> AxisRule:
+    if logical is None:
+      return None
+    try:
+      return getattr(self, logical)
+    except AttributeError:
+      raise ValueError(f"No sharding rule for logical axis {logical!r}") from None
+
+  def spec(self, logical_axes: Sequence[str | None]) -> P:
+    """PartitionSpec for a tuple of logical names (no shape checks)."""
+    return P(*(self.mesh_axes(a) for a in logical_axes))
+
+
+def make_mesh(shape: Sequence[int] | Mapping[str, int] | None = None,
+              axis_names: Sequence[str] = MESH_AXES,
+              devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """Builds the (data, fsdp, tensor) mesh.
+
+  `shape` may contain one -1, which takes all remaining devices, e.g. (-1, 1, 1)
+  is pure data parallelism over every device (of every host).
+  """
+  if shape is None:
+    shape = (-1, 1, 1)
+  if isinstance(shape, Mapping):
+    shape = [int(shape.get(a, 1)) for a in axis_names]
+  shape = [int(s) for s in shape]
+  if len(shape) != len(axis_names):
+    raise ValueError(f"Mesh shape {shape} does not match axis names {tuple(axis_names)}")
+  n = len(devices) if devices is not None else jax.device_count()
+  if shape.count(-1) > 1:
+    raise ValueError(f"At most one mesh dimension may be -1, got {shape}")
+  if -1 in shape:
+    rest = math.prod(s for s in shape if s != -1)
+    if n % rest:
+      raise ValueError(f"Cannot fill mesh {shape}: {n} devices not divisible by {rest}")
+    shape[shape.index(-1)] = n // rest
+  if math.prod(shape) != n:
+    raise ValueError(f"Mesh shape {tuple(shape)} needs {math.prod(shape)} devices, "
+                     f"but {n} are available")
+  axis_types = (AxisType.Auto,) * len(axis_names)
+  if devices is None:
+    return jax.make_mesh(tuple(shape), tuple(axis_names), axis_types=axis_types)
+  return Mesh(np.asarray(devices).reshape(shape), tuple(axis_names), axis_types=axis_types)
+
+
+def _axis_size(mesh: Mesh, axes: AxisRule) -> int:
+  if axes is None:
+    return 1
+  if isinstance(axes, str):
+    axes = (axes,)
+  return math.prod(mesh.shape[a] for a in axes)
+
+
+def logical_to_spec(logical_axes: Sequence[str | None], shape: Sequence[int],
+                    rules: ShardingRules, mesh: Mesh) -> P:
+  """PartitionSpec for an array, replicating dims the mesh axes do not divide.
+
+  Example: Qwen2.5-0.5B has 14 query heads, which a tensor axis of 4 cannot
+  split; that dim is then replicated (and logged) instead of failing.
+  """
+  if len(logical_axes) != len(shape):
+    raise ValueError(f"Logical axes {tuple(logical_axes)} do not match shape {tuple(shape)}")
+  out, used = [], set()
+  for name, dim in zip(logical_axes, shape):
+    axes = rules.mesh_axes(name)
+    if axes is not None:
+      tup = (axes,) if isinstance(axes, str) else tuple(axes)
+      # Drop mesh axes of size 1 or already used by an earlier dim.
+      tup = tuple(a for a in tup if a in mesh.shape and mesh.shape[a] > 1 and a not in used)
+      if tup and dim % _axis_size(mesh, tup):
+        logging.info("Replicating dim %s (size %d) of logical axis %r: not divisible by %s",
+                     name, dim, name, tup)
+        tup = ()
+      used.update(tup)
+      axes = None if not tup else (tup[0] if len(tup) == 1 else tup)
+    out.append(axes)
+  return P(*out)
+
+
+def named_sharding(logical_axes: Sequence[str | None], shape: Sequence[int],
+                   rules: ShardingRules, mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, logical_to_spec(logical_axes, shape, rules, mesh))
+
+
+def shard_activation(x: jax.Array, logical_axes: Sequence[str | None],
+                     rules: ShardingRules | None, mesh: Mesh | None) -> jax.Array:
+  """`with_sharding_constraint` by logical names; identity when no mesh is bound.
+
+  Models built without a mesh (pure single-device use, unit tests of the math) skip
+  the constraint; models built with one always apply it, on CPU as on TPU.
+  """
+  if mesh is None or rules is None:
+    return x
+  return jax.lax.with_sharding_constraint(x, named_sharding(logical_axes, x.shape, rules, mesh))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh, rules: ShardingRules, shape: Sequence[int],
+                   extra: Sequence[str | None] = ()) -> NamedSharding:
+  """Sharding for a batch-major array: dim 0 over the batch axes, rest as `extra`."""
+  logical = ("batch",) + tuple(extra) + (None,) * (len(shape) - 1 - len(extra))
+  return named_sharding(logical, shape, rules, mesh)
+
+
+def put_global_batch(batch: Any, mesh: Mesh, rules: ShardingRules) -> Any:
+  """Assembles process-local numpy batches into global arrays sharded over `batch`.
+
+  Each process passes its own slice of the global batch (rows [i*b, (i+1)*b) for
+  process i); on one host this is an ordinary sharded device_put.
+  """
+  def put(x):
+    x = np.asarray(x)
+    global_shape = (x.shape[0] * jax.process_count(),) + x.shape[1:]
+    sharding = batch_sharding(mesh, rules, global_shape)
+    if jax.process_count() == 1:
+      return jax.device_put(x, sharding)
+    return jax.make_array_from_process_local_data(sharding, x, global_shape)
+  return jax.tree.map(put, batch)
