@@ -1,0 +1,39 @@
+"""Command line: `python -m r1jax.main --config=configs/<stage>.py[:preset] --workdir=DIR`.
+
+Any config field can be overridden, e.g. `--config.optim.learning_rate=1e-5`.
+All the work happens in library functions (`r1jax.run.run`) that notebooks call too.
+"""
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config file[:preset].",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumes if it has checkpoints). "
+                               "Default: runs/<config name>.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0 for multi-host jax.distributed.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id (multi-host).")
+
+
+def main(argv):
+  del argv
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax/absl INFO lines drown the progress bar
+  import jax
+  if _COORDINATOR.value or os.environ.get("R1JAX_DISTRIBUTED"):
+    # On TPU pods / SLURM, jax.distributed discovers these itself when they are None.
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  config = _CONFIG.value
+  workdir = _WORKDIR.value or os.path.join(
+      "runs", os.path.splitext(os.path.basename(flags.FLAGS["config"].config_filename))[0])
+  logging.info("stage=%s workdir=%s devices=%s", config.stage, workdir, jax.devices())
+  from r1jax import run
+  run.run(config, workdir)
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("config")
+  app.run(main)

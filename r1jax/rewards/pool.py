@@ -1,0 +1,331 @@
+"""A process pool for reward items with a hard per-item timeout enforced from outside.
+
+Why not `multiprocessing.Pool` / `concurrent.futures.ProcessPoolExecutor`: neither can kill one stuck task (sympy on an
+adversarial expression, a C-level loop) without tearing the pool down, and a crashed worker breaks the executor.
+Here a single dispatcher thread in the parent owns N `spawn`ed workers, one pipe each:
+- an item that exceeds its deadline gets its worker SIGKILLed, joined (no zombie) and replaced, and scores 0 with
+  status 'timeout'; a worker that dies (segfault, os._exit, OOM kill) is replaced and its item gets 'crash';
+- workers never use signal-based timeouts (math-verify's are switched off in them), the parent's deadline is the only
+  clock, so nothing depends on running in a main thread;
+- workers ask the kernel to SIGKILL them when the parent dies (PR_SET_PDEATHSIG) and also poll their parent pid, so a
+  crashed trainer leaves no orphans; `close()` (also at interpreter exit) stops and reaps them;
+- `submit` returns a `concurrent.futures.Future`, so the trainer can overlap scoring with device work.
+`spawn` (not fork) because the trainer process holds JAX threads, and forking a threaded process is unsafe.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import itertools
+import logging
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+import traceback
+import weakref
+from multiprocessing.connection import wait as mp_wait
+from typing import Any, Callable, Optional, Sequence
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class ItemResult:
+  """value is None unless status == 'ok'. latency_s is dispatch-to-result wall time."""
+  value: Any
+  status: str          # ok | error | timeout | crash | closed
+  error: str = ''
+  latency_s: float = 0.0
+
+
+def _set_pdeathsig() -> None:
+  try:
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
+  except Exception:  # noqa: BLE001 - Linux only; the ppid poll below is the fallback
+    pass
+
+
+def _worker_main(conn, parent_pid: int) -> None:
+  """Worker loop: recv (task_id, fn, args, kwargs), send (task_id, ok, value_or_error)."""
+  signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's business
+  _set_pdeathsig()
+  from r1jax.rewards import math as rmath
+  from r1jax.rewards import registry  # noqa: F401 - import the verifiers before announcing readiness
+  rmath.IN_WORKER = True
+  try:
+    conn.send(('ready', os.getpid()))
+  except (EOFError, OSError):
+    os._exit(0)
+  while True:
+    if os.getppid() != parent_pid:
+      os._exit(0)
+    try:
+      if not conn.poll(1.0):
+        continue
+      msg = conn.recv()
+    except (EOFError, OSError):
+      os._exit(0)
+    if msg is None:
+      os._exit(0)
+    task_id, fn, args, kwargs = msg
+    try:
+      reply = (task_id, True, fn(*args, **kwargs))
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, never fatal here
+      reply = (task_id, False, f'{type(e).__name__}: {e}'[:500] + '\n' + traceback.format_exc(limit=3)[-500:])
+    try:
+      conn.send(reply)
+    except Exception as e:  # noqa: BLE001 - e.g. an unpicklable return value
+      try:
+        conn.send((task_id, False, f'cannot send result: {e}'[:500]))
+      except (EOFError, OSError):
+        os._exit(0)
+
+
+class _Worker:
+  def __init__(self, ctx, index: int):
+    self.conn, child_conn = ctx.Pipe(duplex=True)
+    self.proc = ctx.Process(target=_worker_main, args=(child_conn, os.getpid()), daemon=True,
+                            name=f'r1jax-reward-{index}')
+    self.proc.start()
+    child_conn.close()
+    self.task: Optional[tuple] = None    # (job, index, t_start, deadline)
+    self.ready = False                   # set when the worker has imported everything: startup is not item time
+    self.started = time.monotonic()
+
+  def kill(self) -> None:
+    try:
+      self.proc.kill()
+    except (OSError, ValueError, AttributeError):
+      pass
+    self.proc.join(5.0)
+    self.conn.close()
+
+
+class _Job:
+  def __init__(self, n: int):
+    self.future: concurrent.futures.Future = concurrent.futures.Future()
+    self.results: list[Optional[ItemResult]] = [None] * n
+    self.remaining = n
+
+  def set(self, i: int, res: ItemResult) -> None:
+    if self.results[i] is None:
+      self.results[i] = res
+      self.remaining -= 1
+      if self.remaining == 0 and not self.future.done():
+        self.future.set_result(self.results)
+
+
+class RewardPool:
+  """N worker processes, started once, scoring (fn, args, kwargs) items with a per-item timeout."""
+
+  def __init__(self, num_workers: int = 2, timeout_s: float = 5.0, mp_context: str = 'spawn',
+               startup_timeout_s: float = 120.0):
+    if num_workers < 1:
+      raise ValueError('num_workers must be >= 1 (use inline scoring for 0)')
+    self.num_workers, self.timeout_s = num_workers, float(timeout_s)
+    self.startup_timeout_s = float(startup_timeout_s)
+    self._ctx = mp.get_context(mp_context)
+    self._lock = threading.Lock()
+    self._pending: collections.deque = collections.deque()
+    self._wake_r, self._wake_w = os.pipe()
+    os.set_blocking(self._wake_w, False)
+    self._closed = False
+    self._ids = itertools.count()
+    self.counters = collections.Counter()   # timeouts, crashes, errors, replaced, items
+    self._workers = [_Worker(self._ctx, i) for i in range(num_workers)]
+    self._thread = threading.Thread(target=self._loop, name='r1jax-reward-dispatch', daemon=True)
+    self._thread.start()
+    self._finalizer = weakref.finalize(self, RewardPool._shutdown_static, self._workers)
+
+  # ---- public API ----
+  def submit(self, fn: Callable, items: Sequence[tuple[tuple, dict]],
+             timeout_s: Optional[float | Sequence[float]] = None) -> concurrent.futures.Future:
+    """Score `fn(*args, **kwargs)` for each (args, kwargs) item; the future yields a list of ItemResult."""
+    job = _Job(len(items))
+    if not items:
+      job.future.set_result([])
+      return job.future
+    if self._closed:
+      for i in range(len(items)):
+        job.set(i, ItemResult(None, 'closed', 'pool is closed'))
+      return job.future
+    timeouts = (list(timeout_s) if isinstance(timeout_s, (list, tuple))
+                else [float(timeout_s or self.timeout_s)] * len(items))
+    with self._lock:
+      for i, (args, kwargs) in enumerate(items):
+        self._pending.append((job, i, fn, tuple(args), dict(kwargs), timeouts[i]))
+    self._wake()
+    return job.future
+
+  def map(self, fn: Callable, items: Sequence[tuple[tuple, dict]], timeout_s: Optional[float] = None):
+    return self.submit(fn, items, timeout_s).result()
+
+  def pids(self) -> list[int]:
+    return [w.proc.pid for w in self._workers]
+
+  def wait_ready(self, timeout_s: float = 120.0) -> bool:
+    """Block until every worker has started (imports done); True if they all did in time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+      if all(w.ready for w in self._workers):
+        return True
+      time.sleep(0.02)
+    return False
+
+  def healthy(self) -> bool:
+    return not self._closed and self._thread.is_alive() and all(w.proc.is_alive() for w in self._workers)
+
+  def close(self) -> None:
+    """Stop the dispatcher, fail queued items with 'closed', stop and reap the workers. Idempotent."""
+    if self._closed:
+      return
+    self._closed = True
+    self._wake()
+    self._thread.join(10.0)
+    self._finalizer()
+    for fd in (self._wake_r, self._wake_w):
+      try:
+        os.close(fd)
+      except OSError:
+        pass
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+  # ---- internals ----
+  def _wake(self) -> None:
+    try:
+      os.write(self._wake_w, b'x')
+    except (BlockingIOError, OSError):
+      pass
+
+  @staticmethod
+  def _shutdown_static(workers: list[_Worker]) -> None:
+    for w in workers:
+      try:
+        w.conn.send(None)
+      except (OSError, ValueError):
+        pass
+    deadline = time.monotonic() + 2.0
+    for w in workers:
+      w.proc.join(max(0.0, deadline - time.monotonic()))
+      if w.proc.is_alive():
+        w.kill()
+      else:
+        w.proc.join()
+        w.conn.close()
+
+  def _replace(self, idx: int) -> None:
+    self._workers[idx].kill()
+    self.counters['replaced'] += 1
+    self._workers[idx] = _Worker(self._ctx, idx)
+
+  def _finish(self, w: _Worker, res: ItemResult) -> None:
+    job, i, t0, _ = w.task
+    w.task = None
+    res.latency_s = time.monotonic() - t0
+    self.counters['items'] += 1
+    if res.status != 'ok':
+      self.counters[res.status] += 1
+    job.set(i, res)
+
+  def _loop(self) -> None:
+    try:
+      self._run_loop()
+    except Exception:  # noqa: BLE001 - never leave a caller waiting forever
+      log.exception('reward pool dispatcher crashed')
+      self._closed = True
+    finally:
+      self._drain('closed', 'pool is closed')
+
+  def _drain(self, status: str, msg: str) -> None:
+    with self._lock:
+      pending, self._pending = list(self._pending), collections.deque()
+    for job, i, *_ in pending:
+      job.set(i, ItemResult(None, status, msg))
+    for w in self._workers:
+      if w.task is not None:
+        self._finish(w, ItemResult(None, status, msg))
+
+  def _run_loop(self) -> None:
+    while not self._closed:
+      # Hand out work to idle workers.
+      for idx, w in enumerate(self._workers):
+        if w.task is not None or not w.ready:
+          continue
+        with self._lock:
+          if not self._pending:
+            break
+          job, i, fn, args, kwargs, tmo = self._pending.popleft()
+        now = time.monotonic()
+        w.task = (job, i, now, now + tmo)
+        try:
+          w.conn.send((next(self._ids), fn, args, kwargs))
+        except (OSError, ValueError, EOFError):
+          self._finish(w, ItemResult(None, 'crash', 'worker died before the item was sent'))
+          self._replace(idx)
+        except Exception as e:  # noqa: BLE001 - unpicklable item
+          self._finish(w, ItemResult(None, 'error', f'cannot send item: {e}'[:500]))
+      busy = [w for w in self._workers if w.task is not None]
+      starting = [w for w in self._workers if not w.ready]
+      now = time.monotonic()
+      wait_s = min([w.task[3] - now for w in busy] + [0.2 if starting else 1.0])
+      ready = mp_wait([w.conn for w in busy + starting] + [self._wake_r], timeout=max(0.0, wait_s))
+      if self._wake_r in ready:
+        try:
+          os.read(self._wake_r, 4096)
+        except OSError:
+          pass
+      for idx, w in enumerate(self._workers):
+        if not w.ready:
+          if w.conn in ready:
+            try:
+              w.ready = w.conn.recv()[0] == 'ready'
+            except (EOFError, OSError):
+              self._replace(idx)
+          elif time.monotonic() - w.started > self.startup_timeout_s or not w.proc.is_alive():
+            log.warning('reward worker did not start; replacing it')
+            self._replace(idx)
+          continue
+        if w.task is None:
+          continue
+        if w.conn in ready:
+          try:
+            _, ok, value = w.conn.recv()
+            self._finish(w, ItemResult(value, 'ok') if ok else ItemResult(None, 'error', str(value)))
+          except (EOFError, OSError):
+            self._finish(w, ItemResult(None, 'crash', f'worker died (exit {w.proc.exitcode})'))
+            self._replace(idx)
+        elif time.monotonic() > w.task[3]:
+          self._finish(w, ItemResult(None, 'timeout', 'item exceeded its timeout; worker killed'))
+          self._replace(idx)
+      # A worker that died while idle is replaced before it is handed work.
+      for idx, w in enumerate(self._workers):
+        if w.task is None and not w.proc.is_alive():
+          self._replace(idx)
+
+
+# Diagnostics used by tests and benchmarks (module-level so they pickle by reference into spawned workers).
+def _debug_sleep(seconds: float, value: float = 1.0) -> float:
+  time.sleep(seconds)
+  return value
+
+
+def _debug_crash() -> None:
+  os._exit(13)
+
+
+def _debug_raise() -> None:
+  raise RuntimeError('boom')
+
+
+def _debug_pid() -> int:
+  return os.getpid()

@@ -1,0 +1,171 @@
+"""Next-token training stages: `pretrain`, `sft` (cold start, curated mix, distillation).
+
+All three are the same loop over `r1jax.train_state.make_train_step`:
+  * pretrain: the loss covers every real token of the text;
+  * sft / distillation: the loss covers completion tokens only (`loss_mask`).
+Data comes from `config.data.sources`, a list of sources mixed with weights:
+  {"kind": "jsonl", "path": ..., "prompt_field": "prompt", "completion_field": "completion"}
+  {"kind": "procedural", "task": "countdown"|"arithmetic", "num_examples": N, "error_rate": p}
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from r1jax import experiment, sharding
+from r1jax.checkpoint import Checkpointer
+from r1jax.data import pipeline, procedural
+from r1jax.experiment import cfg_get
+from r1jax.metrics import MetricsWriter, Progress, plot_curves, read_metrics, truncate_metrics
+from r1jax.models.factory import merge_params
+from r1jax.train_state import (init_train_state, jit_train_step, make_optimizer, make_train_step,
+                               next_token_loss, state_shardings)
+
+log = logging.getLogger(__name__)
+
+
+def load_sources(data_cfg) -> tuple[list[list[dict]], list[float]]:
+  """Rows ({prompt, completion, ...}) of every configured source, and their weights."""
+  sources, weights = [], []
+  for i, src in enumerate(cfg_get(data_cfg, "sources", []) or []):
+    src = experiment.to_dict(src)
+    kind = src.get("kind", "jsonl")
+    if kind == "jsonl":
+      if not src.get("path"):
+        raise ValueError(f"data.sources[{i}] (jsonl) needs a path")
+      rows = pipeline.load_sft_jsonl(src["path"])
+      pf, cf = src.get("prompt_field", "prompt"), src.get("completion_field", "completion")
+      rows = [{"prompt": r[pf], "completion": r[cf]} for r in rows if pf in r and cf in r]
+      if not rows:
+        raise ValueError(f"data.sources[{i}]: no rows with fields {pf!r}/{cf!r} in {src['path']}")
+    elif kind == "procedural":
+      rows = procedural.make_sft_corpus(
+          task=src.get("task", "countdown"), num_examples=int(src.get("num_examples", 1000)),
+          seed=int(src.get("seed", 0)), split=src.get("split", "train"),
+          error_rate=float(src.get("error_rate", 0.0)), template=src.get("template", "r1_zero"),
+          **dict(src.get("options", {}) or {}))
+    else:
+      raise ValueError(f"data.sources[{i}]: unknown kind {kind!r} (jsonl or procedural)")
+    sources.append(rows)
+    weights.append(float(src.get("weight", 1.0)))
+  if not sources:
+    raise ValueError("config.data.sources is empty")
+  return sources, weights
+
+
+def make_loss_fn(graphdef, loss_on_prompt: bool):
+  """Cross-entropy over targets, normalised by the target count of the *whole* batch."""
+
+  def loss_fn(params, batch):
+    model = merge_params(graphdef, params)
+    ids, seg = batch["input_ids"], batch["segment_ids"]
+    logits, _ = model(ids[:, :-1], batch["positions"][:, :-1], None,
+                      segment_ids_BT=seg[:, :-1])
+    weights = _target_weights(batch, loss_on_prompt)
+    loss, correct = next_token_loss(logits, ids[:, 1:], weights, batch["num_targets"])
+    return loss, {"token_accuracy": correct / jnp.maximum(batch["num_targets"], 1.0),
+                  "num_targets": jnp.sum(weights)}
+
+  return loss_fn
+
+
+def _target_weights(batch, loss_on_prompt: bool):
+  seg = batch["segment_ids"]
+  same_segment = (seg[:, 1:] == seg[:, :-1]) & (seg[:, 1:] > 0)  # no target across packed rows
+  w = same_segment.astype(jnp.float32)
+  if not loss_on_prompt:
+    w = w * batch["loss_mask"][:, 1:]
+  return w
+
+
+def train(config, workdir: str | os.PathLike) -> dict[str, Any]:
+  """Runs a pretrain/sft stage to `config.train.num_steps`, resuming from `workdir`."""
+  workdir = os.fspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  stage = cfg_get(config, "stage", "sft")
+  tcfg, dcfg = config.train, config.data
+  mesh, rules = experiment.mesh_and_rules(config)
+  sources, weights = load_sources(dcfg)
+  corpus = lambda: [r["prompt"] + r["completion"] for src in sources for r in src]
+  tokenizer = experiment.get_tokenizer(config, workdir, corpus=corpus)
+  model_cfg, graphdef, params = experiment.init_model(config, mesh, rules, tokenizer, workdir)
+  num_steps = int(tcfg.num_steps)
+  optimizer, schedule = make_optimizer(experiment.to_dict(config.optim), num_steps)
+  state = init_train_state(params, optimizer, int(cfg_get(config, "seed", 0)))
+  del params
+
+  batch_size = int(tcfg.batch_size)
+  if batch_size % jax.process_count():
+    raise ValueError(f"train.batch_size={batch_size} must divide over {jax.process_count()} hosts")
+  data_iter = pipeline.make_sft_iterator(
+      sources if len(sources) > 1 else sources[0], tokenizer,
+      batch_size=batch_size // jax.process_count(), max_len=int(tcfg.seq_len),
+      seed=int(cfg_get(config, "seed", 0)), weights=weights if len(sources) > 1 else None,
+      pack=bool(cfg_get(dcfg, "pack", False)), overflow=cfg_get(dcfg, "overflow", "truncate"))
+
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
+                      max_to_keep=int(cfg_get(tcfg, "max_to_keep", 3)))
+  restored = ckpt.restore_latest(state)
+  if restored is not None:
+    step0, state, data_state, _ = restored
+    if data_state:
+      data_iter.set_state(data_state)
+    truncate_metrics(os.path.join(workdir, "metrics.jsonl"), step0)
+    log.info("Resumed %s from step %d", stage, step0)
+
+  loss_on_prompt = stage == "pretrain" or bool(cfg_get(dcfg, "loss_on_prompt", False))
+  prepare = lambda b: {**b, "num_targets": jnp.sum(_target_weights(b, loss_on_prompt))}
+  step_fn = make_train_step(make_loss_fn(graphdef, loss_on_prompt), optimizer, schedule,
+                            grad_accum_steps=int(cfg_get(config.optim, "grad_accum_steps", 1)),
+                            prepare_batch=prepare)
+  state_sh = state_shardings(state, mesh)
+  keys = ("input_ids", "loss_mask", "positions", "segment_ids")
+  global_shape = (batch_size, int(tcfg.seq_len))
+  batch_sh = {k: sharding.batch_sharding(mesh, rules, global_shape) for k in keys}
+  jitted = jit_train_step(step_fn, state_sh, batch_sh, mesh)
+
+  writer = MetricsWriter(workdir)
+  guard = experiment.PreemptionGuard()
+  log_every = int(cfg_get(tcfg, "log_every", 20))
+  ckpt_every = int(cfg_get(tcfg, "checkpoint_every", 500))
+  start = int(jax.device_get(state.step))
+  bar = Progress(num_steps, start, desc=stage, keys=("loss", "token_accuracy"))
+  t0, tokens, last = time.time(), 0, {}
+  pending = []
+  try:
+    for step in range(start, num_steps):
+      batch = next(data_iter)
+      batch = sharding.put_global_batch({k: batch[k] for k in keys}, mesh, rules)
+      state, metrics = jitted(state, batch)
+      tokens += batch_size * int(tcfg.seq_len)
+      pending.append(metrics)
+      done = step + 1
+      if done % log_every == 0 or done == num_steps:
+        dt = time.time() - t0
+        m = {k: np.mean([float(x[k]) for x in jax.device_get(pending)]) for k in pending[0]}
+        m.update(tokens_per_s=tokens / max(dt, 1e-9), steps_per_s=len(pending) / max(dt, 1e-9))
+        last = writer.write(done, m)
+        bar.update(len(pending), last)
+        pending, tokens, t0 = [], 0, time.time()
+      stop = guard.should_stop()
+      if done % ckpt_every == 0 or done == num_steps or stop:
+        ckpt.save(done, state, data_iter.get_state(), {"stage": stage, "config":
+                                                       experiment.to_dict(config)})
+      if stop:
+        log.warning("Stopping at step %d after a termination signal (checkpoint saved).", done)
+        break
+  finally:
+    bar.close()
+    ckpt.close()
+    writer.close()
+    guard.restore()
+  plot_curves(read_metrics(workdir), ["loss", "token_accuracy", "learning_rate"],
+              os.path.join(workdir, "train_curves.png"), title=stage)
+  return {"step": int(jax.device_get(state.step)), **last, "state": state,
+          "graphdef": graphdef, "model_cfg": model_cfg, "tokenizer": tokenizer}
