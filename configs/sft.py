@@ -11,8 +11,8 @@ from r1jax.config import base_config
 def get_config(arg: str = "tiny"):
   c = base_config()
   c.stage = "sft"
-  c.data = dict(sources=[dict(kind="procedural", task="countdown", num_examples=2000,
-                              error_rate=0.0, weight=1.0)],
+  c.data = dict(sources=(dict(kind="procedural", task="countdown", num_examples=2000,
+                              error_rate=0.0, weight=1.0),),
                 pack=False, overflow="truncate", loss_on_prompt=False)
   if arg == "tiny":
     c.train.num_steps = 100
@@ -21,14 +21,14 @@ def get_config(arg: str = "tiny"):
   elif arg == "pretrain_tiny":
     c.stage = "pretrain"
     c.train.num_steps = 300
-    c.data.sources = [dict(kind="procedural", task="arithmetic", num_examples=5000,
-                           error_rate=0.3, weight=1.0)]
+    c.data.sources = (dict(kind="procedural", task="arithmetic", num_examples=5000,
+                           error_rate=0.3, weight=1.0),)
   elif arg == "cold_start":
     # DeepSeek-R1 cold start: a few thousand readable long-CoT examples, then RL.
     c.model.preset = ""
     c.init_from = ""           # set: a Hugging Face directory or an r1jax workdir
-    c.data.sources = [dict(kind="jsonl", path="", prompt_field="prompt",
-                           completion_field="completion", weight=1.0)]
+    c.data.sources = (dict(kind="jsonl", path="", prompt_field="prompt",
+                           completion_field="completion", weight=1.0),)
     c.model.dtype = "bfloat16"
     c.model.remat = True
     c.optim.learning_rate = 1e-5

@@ -191,3 +191,15 @@ def put_global_batch(batch: Any, mesh: Mesh, rules: ShardingRules) -> Any:
       return jax.device_put(x, sharding)
     return jax.make_array_from_process_local_data(sharding, x, global_shape)
   return jax.tree.map(put, batch)
+
+
+def put_replicated_value(x: Any, mesh: Mesh, rules: ShardingRules, batch_major: bool = True) -> Any:
+  """A host array that every process holds in full -> a global array (batch-sharded).
+
+  Works in multi-process runs too: each device's slice is cut from the local copy.
+  """
+  def put(a):
+    a = np.asarray(a)
+    sh = batch_sharding(mesh, rules, a.shape) if (batch_major and a.ndim) else replicated(mesh)
+    return jax.make_array_from_callback(a.shape, sh, lambda idx: a[idx])
+  return jax.tree.map(put, x)

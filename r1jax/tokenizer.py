@@ -232,9 +232,10 @@ def _token_content(value) -> str | None:
 class HFTokenizer(Tokenizer):
   """Hugging Face `tokenizer.json` backend (the `tokenizers` library; Qwen, Llama 3, R1-Distill).
 
-  bos/eos/pad come from, in increasing priority, `special_tokens_map.json`,
-  `tokenizer_config.json` and `generation_config.json` (ids; `eos_token_id` may be a list) in the
-  same directory, then from the explicit arguments.
+  Special tokens come from the files next to `tokenizer.json`: bos and pad from
+  `special_tokens_map.json` / `tokenizer_config.json` (generation_config ids only when neither
+  exists); eos ids are the configured eos token followed by `generation_config.json`'s
+  `eos_token_id` (int or list). Explicit arguments override all of them.
   """
 
   backend = 'huggingface'
@@ -249,7 +250,6 @@ class HFTokenizer(Tokenizer):
     self.path = str(file)
     self._tok = tokenizers.Tokenizer.from_file(str(file))
     self.vocab_size = int(self._tok.get_vocab_size(with_added_tokens=True))
-    self._special = {t.content for t in self._tok.get_added_tokens_decoder().values() if t.special}
 
     folder = file.parent
     names: dict[str, str | None] = {'bos': None, 'eos': None, 'pad': None}
@@ -268,7 +268,11 @@ class HFTokenizer(Tokenizer):
       return int(idx)
 
     bos_id = lookup(names['bos'], 'bos') if names['bos'] else None
-    if gen.get('bos_token_id') is not None:
+    has_tokenizer_cfg = any((folder / n).exists()
+                            for n in ('special_tokens_map.json', 'tokenizer_config.json'))
+    if bos_id is None and not has_tokenizer_cfg and gen.get('bos_token_id') is not None:
+      # Only without tokenizer configs: Qwen's generation_config names a bos that the
+      # tokenizer never adds (tokenizer_config says bos_token: null).
       bos_id = int(gen['bos_token_id'])
     if bos_token is not None:
       bos_id = lookup(bos_token, 'bos')

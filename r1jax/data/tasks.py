@@ -14,6 +14,7 @@ variable `R1JAX_DATA_DIR` say otherwise.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -182,7 +183,7 @@ def load_math500(data_dir=None, split='test', path=None) -> list[Record]:
 
 def load_aime24(data_dir=None, split='test', path=None) -> list[Record]:
   path = path or pathlib.Path(data_dir or default_data_dir()) / 'aime24' / f'{split}.jsonl'
-  recs = load_jsonl_task(path, source='aime24', question_field='problem',
+  recs = load_jsonl_task(path, source='aime24', question_field='problem', id_field='id',
                          answer_parser='number')
   for rec in recs:
     rec['id'] = f"aime24/{rec['id']}"
@@ -191,7 +192,7 @@ def load_aime24(data_dir=None, split='test', path=None) -> list[Record]:
 
 def load_amc23(data_dir=None, split='test', path=None) -> list[Record]:
   path = path or pathlib.Path(data_dir or default_data_dir()) / 'amc23' / f'{split}.jsonl'
-  recs = load_jsonl_task(path, source='amc23', question_field='problem',
+  recs = load_jsonl_task(path, source='amc23', question_field='problem', id_field='id',
                          answer_parser='number')
   for rec in recs:
     rec['id'] = f"amc23/{rec['id']}"
@@ -223,6 +224,12 @@ def _get(cfg, key, default=None):
   if isinstance(cfg, Mapping):
     return cfg.get(key, default)
   return cfg.get(key, default) if hasattr(cfg, 'get') else getattr(cfg, key, default)
+
+
+# Config keys that are not generator options (shared with other task kinds and stage configs).
+_GENERIC_KEYS = ('name', 'split', 'path', 'data_dir', 'max_examples', 'weight', 'label', 'kind',
+                 'task', 'source', 'question_field', 'answer_field', 'id_field', 'answer_parser',
+                 'question_format')
 
 
 def load_task(cfg) -> list[Record]:
@@ -262,9 +269,15 @@ def load_task(cfg) -> list[Record]:
   elif name in ('countdown', 'arithmetic'):
     from r1jax.data import procedural  # pylint: disable=import-outside-toplevel
     options = dict(cfg.items() if hasattr(cfg, 'items') else vars(cfg))
-    for key in ('name', 'split', 'path', 'data_dir', 'max_examples'):
+    for key in _GENERIC_KEYS:
       options.pop(key, None)
     gen = procedural.countdown_dataset if name == 'countdown' else procedural.arithmetic_dataset
+    example = procedural.countdown_example if name == 'countdown' else procedural.arithmetic_example
+    known = (set(inspect.signature(gen).parameters) | set(inspect.signature(example).parameters))
+    unknown = sorted(set(options) - known - {'index', 'options'})
+    if unknown:
+      raise ValueError(f'{name}: unknown option(s) {unknown}; known: '
+                       f"{sorted(known - {'index', 'options', 'split'})}")
     recs = gen(split=split, **options)
   else:
     raise ValueError(f'Unknown task name {name!r}; known: {sorted(LOADERS)} + '

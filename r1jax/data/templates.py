@@ -28,7 +28,8 @@ R1_ZERO_SYSTEM = (
 QWEN_SYSTEM = 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.'
 QWEN_MATH_SYSTEM = 'Please reason step by step, and put your final answer within \\boxed{}.'
 # Suggested by DeepSeek for R1 / R1-Distill on math (in the user turn, no system prompt).
-MATH_INSTRUCTION = '{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}.'
+MATH_INSTRUCTION = ('{question}\nPlease reason step by step, and put your final answer within '
+                    '\\boxed{{}}.')
 
 DS_BOS = '<｜begin▁of▁sentence｜>'
 DS_EOS = '<｜end▁of▁sentence｜>'
@@ -71,7 +72,10 @@ class Template:
     system = self.default_system if system is None else system
     block = self.system_format.format(system=system) if system else ''
     q = self.question_format.format(question=question)
-    return self.prompt_format.format(system=block, question=q, think_open=self.think_open)
+    fmt = self.prompt_format
+    if '{question}.' in fmt and q.rstrip().endswith(('.', '?', '!')):
+      fmt = fmt.replace('{question}.', '{question}')  # 'User: Why?. Assistant:' -> 'Why? ...'
+    return fmt.format(system=block, question=q, think_open=self.think_open)
 
   def render_completion(self, reasoning: str, answer: str | None = None,
                         summary: str | None = None, close_turn: bool = False) -> str:

@@ -1,0 +1,72 @@
+"""Stage `rejection_sampling` (DeepSeek-R1 stage 3) and cold-start data generation (stage 1).
+
+Presets (`--config=configs/rejection_sampling.py:<preset> --config.init_from=<workdir>`):
+  tiny        a tiny RL workdir on procedural Countdown train prompts (CPU, minutes)
+  cold_start  tiny: cold-start examples (reasoning, then a summary) from an R1-Zero-style workdir
+  math        a realistic run: GSM8K train (or any JSONL) prompts, 16 samples each, shortest correct
+The output (`<workdir>/sft_data.jsonl`, fields prompt/completion) feeds `configs/sft.py` via a
+`jsonl` data source; `<workdir>/pass_rates.jsonl` reports per-prompt pass rates. Re-running with the
+same workdir resumes where it stopped.
+"""
+from r1jax.config import base_config
+from r1jax.data.templates import MATH_INSTRUCTION
+
+
+def get_config(arg: str = 'tiny'):
+  c = base_config()
+  c.stage = 'rejection_sampling'
+  c.model.preset = ''          # the architecture comes from init_from
+  c.rejection = dict(
+      mode='rejection',        # 'rejection' (stage 3) or 'cold_start' (stage 1 data)
+      tasks=[dict(name='countdown', split='train', num_examples=256)],
+      template='r1_zero', question_format='', system='',
+      num_samples=16, temperature=0.7, top_p=0.95, top_k=0,
+      max_new_tokens=512, max_prompt_len=512, batch_size=8,
+      chunk_size=64,           # prompts per resumable chunk
+      max_prompts=0,           # 0 = all
+      max_chunks=0,            # 0 = all; >0 stops early (resume later)
+      seed=0,
+      select='shortest', max_per_prompt=1,
+      require_format=True, target_language='en', min_language_share=0.95,
+      max_completion_tokens=0, max_reasoning_chars=0,
+      max_code_fraction=0.5, max_code_blocks=-1,
+      pass_rate_min=0.0, pass_rate_max=1.0,
+      output_format='raw', output_template='r1_cold_start', summary_format='{summary}',
+      min_summary_chars=1,
+      stop_strings=[], cache_dtype='bfloat16', prompt_len_buckets=[], batch_buckets=[],
+      reward=dict(weights={'accuracy': 1.0}, kwargs={}, num_workers=2, timeout_s=10.0))
+  if arg in ('tiny', 'cold_start'):
+    c.rejection.tasks = [dict(name='countdown', split='train', num_examples=128)]
+    c.rejection.num_samples = 8
+    c.rejection.max_new_tokens = 96
+    c.rejection.max_prompt_len = 256
+    c.rejection.batch_size = 16
+    c.rejection.chunk_size = 32
+    c.rejection.cache_dtype = 'float32'
+    c.rejection.reward.num_workers = 0
+    if arg == 'cold_start':
+      c.rejection.mode = 'cold_start'
+      c.rejection.num_samples = 4
+      c.rejection.summary_format = 'The answer is {summary}.'
+  elif arg == 'math':
+    c.rejection.tasks = [dict(name='gsm8k', split='train')]
+    c.rejection.template = 'r1_distill'
+    c.rejection.question_format = MATH_INSTRUCTION   # R1-Distill: <think> ... </think> summary
+    c.rejection.num_samples = 16
+    c.rejection.temperature = 0.7
+    c.rejection.max_new_tokens = 8192
+    c.rejection.max_prompt_len = 1024
+    c.rejection.max_completion_tokens = 6144
+    c.rejection.batch_size = 32
+    c.rejection.chunk_size = 512
+    c.rejection.pass_rate_min = 0.0625   # at least one correct of 16 ...
+    c.rejection.pass_rate_max = 0.9375   # ... and not trivially easy
+    c.rejection.prompt_len_buckets = [256, 512, 1024]
+    c.rejection.reward.num_workers = 8
+    c.model.dtype = 'bfloat16'
+    c.model.param_dtype = 'bfloat16'
+    c.mesh.shape = (1, -1, 1)
+  else:
+    raise ValueError(f"Unknown preset {arg!r} for configs/rejection_sampling.py "
+                     "(tiny, cold_start, math)")
+  return c

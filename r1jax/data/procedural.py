@@ -1,0 +1,292 @@
+"""Procedural tasks that need no download: Countdown (as in TinyZero) and multi-step arithmetic.
+
+Generators are deterministic in (seed, index). Each problem is assigned to 'train' or 'test' by a
+hash of its content (not of the seed), so the splits are disjoint for any seeds: a test problem
+never appears in train. Records follow the schema of `r1jax.data.tasks`:
+
+  countdown:  {'id', 'question', 'answer': reference equation, 'task': 'countdown',
+               'numbers': [int], 'target': int, 'solution_steps': [str]}
+  arithmetic: {'id', 'question', 'answer': str(int), 'task': 'arithmetic', 'expression': str,
+               'solution_steps': [str]}
+
+`make_sft_corpus` renders worked solutions in the R1 format (`<think> ... </think> <answer> ...
+</answer>`) with a configurable error rate, to give a tiny base model a weak starting ability.
+The answer checkers live in `r1jax.rewards`.
+"""
+from __future__ import annotations
+
+import hashlib
+from fractions import Fraction
+from typing import Any, Sequence
+
+import numpy as np
+
+Node = Any  # int leaf, or (op, left, right)
+OPS_PREC = {'+': 1, '-': 1, '*': 2, '/': 2}
+SPLITS = ('train', 'test')
+
+
+def _apply(op: str, a: Fraction, b: Fraction) -> Fraction | None:
+  if op == '+':
+    return a + b
+  if op == '-':
+    return a - b
+  if op == '*':
+    return a * b
+  if b == 0:
+    return None
+  return a / b
+
+
+def evaluate(node: Node) -> Fraction | None:
+  """Exact value of an expression tree (None on division by zero)."""
+  if not isinstance(node, tuple):
+    return Fraction(node)
+  op, left, right = node
+  a, b = evaluate(left), evaluate(right)
+  if a is None or b is None:
+    return None
+  return _apply(op, a, b)
+
+
+def to_string(node: Node, parent_prec: int = 0, right_child: bool = False) -> str:
+  """Infix text with the parentheses precedence requires (`(3 + 4) * 2 - 5`)."""
+  if not isinstance(node, tuple):
+    return str(node) if node >= 0 else f'({node})'
+  op, left, right = node
+  prec = OPS_PREC[op]
+  text = f'{to_string(left, prec)} {op} {to_string(right, prec, True)}'
+  if prec < parent_prec or (right_child and prec == parent_prec):
+    return f'({text})'
+  return text
+
+
+def _fmt(x: Fraction) -> str:
+  return str(x.numerator) if x.denominator == 1 else f'{x.numerator}/{x.denominator}'
+
+
+def steps(node: Node, perturb: tuple[int, int] | None = None) -> tuple[list[str], Fraction]:
+  """Post-order worked steps ('3 + 4 = 7') and the final value.
+
+  `perturb=(k, delta)` adds `delta` to the result of step k and carries the error forward
+  (a plausible arithmetic slip for the SFT corpus).
+  """
+  lines: list[str] = []
+
+  def go(n):
+    if not isinstance(n, tuple):
+      return Fraction(n)
+    op, left, right = n
+    a, b = go(left), go(right)
+    value = _apply(op, a, b)
+    if value is None:
+      value = Fraction(0)
+    if perturb is not None and len(lines) == perturb[0]:
+      value += perturb[1]
+    lines.append(f'{_fmt(a)} {op} {_fmt(b)} = {_fmt(value)}')
+    return value
+
+  return lines, go(node)
+
+
+def _random_tree(rng: np.random.Generator, leaves: list[int], ops: Sequence[str]) -> Node:
+  if len(leaves) == 1:
+    return leaves[0]
+  k = int(rng.integers(1, len(leaves)))
+  op = str(ops[int(rng.integers(len(ops)))])
+  return (op, _random_tree(rng, leaves[:k], ops), _random_tree(rng, leaves[k:], ops))
+
+
+def _clean(node: Node) -> bool:
+  """All intermediate values are non-negative integers."""
+  if not isinstance(node, tuple):
+    return True
+  v = evaluate(node)
+  return (v is not None and v.denominator == 1 and v >= 0 and _clean(node[1])
+          and _clean(node[2]))
+
+
+def split_of(key: str, test_fraction: float) -> str:
+  """'test' or 'train' from a stable hash of the problem's content."""
+  h = int(hashlib.blake2b(key.encode(), digest_size=8).hexdigest(), 16)
+  return 'test' if (h % 1_000_000) < test_fraction * 1_000_000 else 'train'
+
+
+def _rng(seed: int, index: int, salt: int) -> np.random.Generator:
+  return np.random.default_rng([salt, seed, index])
+
+
+def countdown_question(numbers: Sequence[int], target: int) -> str:
+  return (f'Using the numbers {list(numbers)}, create an equation that equals {target}. '
+          'You can use basic arithmetic operations (+, -, *, /) and each number can only be '
+          'used once.')
+
+
+def countdown_example(seed: int, index: int, min_numbers: int = 3, max_numbers: int = 4,
+                      max_number: int = 99, min_target: int = 1, max_target: int = 100,
+                      ops: Sequence[str] = ('+', '-', '*', '/'),
+                      max_tries: int = 1000) -> dict:
+  """One Countdown problem with a known solution using every number exactly once."""
+  rng = _rng(seed, index, 1)
+  for _ in range(max_tries):
+    n = int(rng.integers(min_numbers, max_numbers + 1))
+    numbers = [int(x) for x in rng.integers(1, max_number + 1, size=n)]
+    tree = _random_tree(rng, list(numbers), ops)
+    if not _clean(tree):
+      continue
+    target = int(evaluate(tree))
+    if not min_target <= target <= max_target:
+      continue
+    shown = [int(x) for x in rng.permutation(numbers)]
+    return {'numbers': shown, 'target': target, 'tree': tree}
+  raise RuntimeError(f'countdown_example(seed={seed}, index={index}): no valid problem in '
+                     f'{max_tries} tries; widen the target range.')
+
+
+def arithmetic_example(seed: int, index: int, min_ops: int = 2, max_ops: int = 4,
+                       min_value: int = 1, max_value: int = 9,
+                       ops: Sequence[str] = ('+', '-', '*')) -> dict:
+  """One multi-step integer expression, e.g. `(3 + 4) * 2 - 5`. With '/' in ops, divisions
+  are exact (retries until every intermediate value is an integer)."""
+  rng = _rng(seed, index, 2)
+  for _ in range(1000):
+    k = int(rng.integers(min_ops, max_ops + 1))
+    leaves = [int(x) for x in rng.integers(min_value, max_value + 1, size=k + 1)]
+    tree = _random_tree(rng, leaves, ops)
+    v = evaluate(tree)
+    if v is not None and v.denominator == 1 and all(
+        evaluate(t) is not None and evaluate(t).denominator == 1 for t in _subtrees(tree)):
+      return {'tree': tree, 'expression': to_string(tree), 'value': int(v)}
+  raise RuntimeError(f'arithmetic_example(seed={seed}, index={index}): no exact expression.')
+
+
+def _subtrees(node: Node):
+  if isinstance(node, tuple):
+    yield node
+    yield from _subtrees(node[1])
+    yield from _subtrees(node[2])
+
+
+def _generate(kind: str, split: str, num_examples: int, seed: int, test_fraction: float,
+              **options) -> list[dict]:
+  if split not in SPLITS:
+    raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
+  if not 0 < test_fraction < 1:
+    raise ValueError(f'test_fraction must be in (0, 1), got {test_fraction}')
+  out, seen = [], set()
+  max_draws = 200 * num_examples / min(test_fraction, 1 - test_fraction) + 1000
+  index = 0
+  while len(out) < num_examples:
+    if index > max_draws:
+      raise RuntimeError(f'{kind}: only {len(out)} distinct {split} problems after {index} '
+                         'draws; widen the generator options.')
+    if kind == 'countdown':
+      ex = countdown_example(seed, index, **options)
+      key = f"countdown:{sorted(ex['numbers'])}:{ex['target']}"
+      rec = {'question': countdown_question(ex['numbers'], ex['target']),
+             'answer': to_string(ex['tree']), 'task': 'countdown',
+             'numbers': ex['numbers'], 'target': ex['target']}
+    else:
+      ex = arithmetic_example(seed, index, **options)
+      key = f"arithmetic:{ex['expression']}"
+      rec = {'question': f"Compute {ex['expression']}.", 'answer': str(ex['value']),
+             'task': 'arithmetic', 'expression': ex['expression']}
+    index += 1
+    if key in seen or split_of(key, test_fraction) != split:
+      continue
+    seen.add(key)
+    rec['id'] = f'{kind}/{split}/{seed}/{index - 1}'
+    rec['solution_steps'] = steps(ex['tree'])[0]
+    rec['_tree'] = ex['tree']
+    out.append(rec)
+  return out
+
+
+def _public(recs: list[dict]) -> list[dict]:
+  return [{k: v for k, v in r.items() if not k.startswith('_')} for r in recs]
+
+
+def countdown_dataset(split: str = 'train', num_examples: int = 1000, seed: int = 0,
+                      test_fraction: float = 0.1, **options) -> list[dict]:
+  """`num_examples` distinct Countdown records of `split`. Options: see `countdown_example`."""
+  return _public(_generate('countdown', split, num_examples, seed, test_fraction, **options))
+
+
+def arithmetic_dataset(split: str = 'train', num_examples: int = 1000, seed: int = 0,
+                       test_fraction: float = 0.1, **options) -> list[dict]:
+  """`num_examples` distinct arithmetic records of `split`. Options: see `arithmetic_example`."""
+  return _public(_generate('arithmetic', split, num_examples, seed, test_fraction, **options))
+
+
+def _mutate_op(rng: np.random.Generator, tree: Node) -> Node:
+  """Replaces one operator (chosen at random) by a different one."""
+  nodes = list(_subtrees(tree))
+  target = nodes[int(rng.integers(len(nodes)))]
+
+  def go(n):
+    if n is target:
+      others = [o for o in '+-*' if o != n[0]]
+      return (others[int(rng.integers(len(others)))], n[1], n[2])
+    if isinstance(n, tuple):
+      return (n[0], go(n[1]), go(n[2]))
+    return n
+
+  return go(tree)
+
+
+def make_sft_corpus(task: str = 'countdown', num_examples: int = 1000, seed: int = 0,
+                    split: str = 'train', error_rate: float = 0.2, template='plain',
+                    test_fraction: float = 0.1, **options) -> list[dict]:
+  """Worked solutions in the R1 format, for pretraining / SFT of a tiny base model.
+
+  Each item is the task record plus `prompt` (the question rendered by `template`), `completion`
+  (`template.render_completion(reasoning, answer)`), `text` (prompt + completion) and `correct`
+  (False for the fraction `error_rate` whose reasoning contains a mistake that leads to a wrong
+  answer).
+
+  Args:
+    task: 'countdown' or 'arithmetic'.
+    template: a template name or `Template` from `r1jax.data.templates`.
+    options: generator options (see `countdown_example` / `arithmetic_example`).
+  """
+  from r1jax.data.templates import get_template  # pylint: disable=import-outside-toplevel
+  tmpl = get_template(template)
+  if task not in ('countdown', 'arithmetic'):
+    raise ValueError(f"task must be 'countdown' or 'arithmetic', got {task!r}")
+  recs = _generate(task, split, num_examples, seed, test_fraction, **options)
+  out = []
+  for i, rec in enumerate(recs):
+    rng = _rng(seed, i, 3)
+    tree = rec['_tree']
+    wrong = bool(rng.random() < error_rate)
+    if task == 'arithmetic':
+      perturb = None
+      if wrong:
+        n_steps = len(rec['solution_steps'])
+        delta = int(rng.integers(1, 4)) * (1 if rng.random() < 0.5 else -1)
+        perturb = (int(rng.integers(n_steps)), delta)
+      lines, value = steps(tree, perturb)
+      reasoning = ' '.join(f'{line}.' for line in lines)
+      answer = _fmt(value)
+      correct = answer == rec['answer']
+    else:
+      lines = []
+      if rng.random() < 0.3:  # a failed first attempt, as a search would write it
+        a, b = rec['numbers'][0], rec['numbers'][1]
+        op = str(rng.choice(['+', '*']))
+        lines.append(f"Try {a} {op} {b} = {_fmt(_apply(op, Fraction(a), Fraction(b)))}. "
+                     "That does not lead anywhere.")
+      final_tree = _mutate_op(rng, tree) if wrong else tree
+      step_lines, value = steps(final_tree)
+      lines += [f'{line}.' for line in step_lines]
+      lines.append(f"So {to_string(final_tree)} = {_fmt(value)}.")
+      reasoning = ' '.join(lines)
+      answer = to_string(final_tree)
+      correct = value == rec['target']
+    prompt = tmpl.render_prompt(rec['question'])
+    completion = tmpl.render_completion(reasoning=reasoning, answer=answer)
+    item = {k: v for k, v in rec.items() if not k.startswith('_')}
+    item.update(prompt=prompt, completion=completion, text=prompt + completion,
+                correct=bool(correct))
+    out.append(item)
+  return out

@@ -1,0 +1,197 @@
+"""Stage `eval`: evaluate a checkpoint on benchmarks, the way the R1 paper reports them.
+
+  python -m r1jax.main --config=configs/eval.py:math500 --config.init_from=<workdir or HF dir> \\
+      --workdir=/tmp/eval_math500
+
+Loads the model and tokenizer from `config.init_from` (an r1jax workdir or a Hugging Face
+directory; with neither, a random model of `config.model.preset`, for smoke tests), samples
+`config.eval.num_samples` completions per problem with the sharded sampler (T = 0.6, top-p = 0.95
+by default) and writes, under `workdir/eval/`:
+  <benchmark>_samples.jsonl  every sample: id, completion, extracted answer, verdict, length, ...
+  <benchmark>_problems.jsonl per problem: pass rate, voted answer, cons verdict
+  summary.json              {benchmark: {pass@1, pass@1_se, cons@k, ...}} plus the settings
+  summary.md                the same as a markdown table (also printed)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import pathlib
+from typing import Any
+
+import jax
+
+from r1jax import experiment
+from r1jax.data import tasks
+from r1jax.data.templates import get_template
+from r1jax.evals import evaluator
+from r1jax.experiment import cfg_get, to_dict
+from r1jax.rewards.registry import build_reward_system
+from r1jax.rollout import Sampler, SamplerConfig
+
+log = logging.getLogger(__name__)
+
+BENCHMARKS = ('aime24', 'math500', 'gsm8k', 'amc23', 'humaneval', 'countdown', 'arithmetic')
+# Per-benchmark eval options that a benchmark entry may override.
+EVAL_KEYS = ('num_samples', 'temperature', 'top_p', 'top_k', 'max_new_tokens', 'batch_size',
+             'max_prompt_len', 'pass_ks', 'template', 'question_format', 'system', 'seed')
+
+
+def benchmark_spec(entry: Any) -> tuple[str, dict, dict]:
+  """(label, task config for `tasks.load_task`, eval overrides) of one `config.eval.benchmarks`
+  entry: a name ('math500', 'countdown', ...), a `.jsonl` path, or a dict with `name` (and
+  `label`, task fields such as `path`/`split`/`num_examples`, and any of EVAL_KEYS)."""
+  if isinstance(entry, (str, os.PathLike)):
+    entry = str(entry)
+    if entry.endswith('.jsonl'):
+      entry = {'name': 'jsonl', 'path': entry, 'label': pathlib.Path(entry).stem}
+    else:
+      entry = {'name': entry}
+  entry = dict(to_dict(entry))
+  if 'name' not in entry:
+    raise ValueError(f'benchmark entry {entry} needs a name (one of {BENCHMARKS} or jsonl)')
+  name = entry['name']
+  if name not in BENCHMARKS and name != 'jsonl':
+    raise ValueError(f'Unknown benchmark {name!r}; known: {BENCHMARKS} or a JSONL task config')
+  label = str(entry.pop('label', '') or (pathlib.Path(entry['path']).stem
+                                         if name == 'jsonl' else name))
+  overrides = {k: entry.pop(k) for k in EVAL_KEYS if k in entry}
+  if name in ('countdown', 'arithmetic', 'gsm8k'):
+    entry.setdefault('split', 'test')   # held-out problems, never seen in training
+  if name in ('countdown', 'arithmetic'):
+    entry.setdefault('num_examples', 100)
+  return label, entry, overrides
+
+
+def stop_sequences(tokenizer, strings) -> tuple[tuple[int, ...], ...]:
+  return tuple(tuple(tokenizer.encode(s)) for s in strings or () if s)
+
+
+def markdown_table(summaries: dict[str, dict[str, float]]) -> str:
+  """One row per benchmark: metric ± standard error."""
+  def cell(s, key):
+    if key not in s:
+      return 'n/a'
+    v, se = s[key], s.get(f'{key}_se')
+    if key.startswith(('pass@', 'cons@', 'format', 'trunc')):
+      return f'{100 * v:.1f}' + (f' ± {100 * se:.1f}' if se is not None and math.isfinite(se)
+                                 else '')
+    return f'{v:.1f}'
+  rows = []
+  for name, s in summaries.items():
+    n = int(s.get('num_samples', 1))
+    ks = [k for k in s if k.startswith('pass@') and not k.endswith('_se') and k != 'pass@1']
+    top = max(ks, key=lambda k: int(k[5:]), default='')
+    cols = ['pass@1', f'cons@{n}', top or 'pass@k', 'format_rate', 'mean_length',
+            'truncation_rate']
+    rows.append((name, n, int(s.get('num_problems', 0)), [cell(s, c) for c in cols]))
+  header = ('| benchmark | k | problems | pass@1 (%) | cons@k (%) | pass@k (%) | format (%) '
+            '| mean len | truncated (%) |')
+  lines = [header, '|' + '---|' * 9]
+  for name, n, p, cells in rows:
+    lines.append(f'| {name} | {n} | {p} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+def _write_json(path: pathlib.Path, obj: Any) -> None:
+  tmp = path.with_suffix(path.suffix + '.tmp')
+  tmp.write_text(json.dumps(obj, indent=1, default=str))
+  os.replace(tmp, path)
+
+
+def load_policy(config, workdir: str | os.PathLike, corpus, max_new_tokens: int,
+                sampler_cfg: Any) -> tuple[Sampler, Any, Any]:
+  """(sampler, params, tokenizer) of `config.init_from` on the mesh of `config.mesh`.
+
+  Without init_from, a random `config.model.preset` model and (unless `config.tokenizer.path`) a
+  tokenizer trained on `corpus()`: smoke tests only. `sampler_cfg` supplies stop_strings,
+  cache_dtype and the prompt-length / batch buckets of the `SamplerConfig`.
+  """
+  mesh, rules = experiment.mesh_and_rules(config)
+  tokenizer = experiment.get_tokenizer(config, workdir, corpus=corpus)
+  if not cfg_get(config, 'init_from', ''):
+    log.warning('config.init_from is empty: using a randomly initialised %r model.',
+                cfg_get(cfg_get(config, 'model', {}), 'preset', ''))
+  model_cfg, graphdef, params = experiment.init_model(config, mesh, rules, tokenizer)
+  base = SamplerConfig(
+      max_new_tokens=int(max_new_tokens), eos_ids=tuple(tokenizer.eos_ids),
+      pad_id=int(tokenizer.pad_id),
+      stop_sequences=stop_sequences(tokenizer, cfg_get(sampler_cfg, 'stop_strings', ())),
+      cache_dtype=str(cfg_get(sampler_cfg, 'cache_dtype', 'bfloat16')),
+      prompt_len_buckets=tuple(cfg_get(sampler_cfg, 'prompt_len_buckets', ()) or ()),
+      batch_buckets=tuple(cfg_get(sampler_cfg, 'batch_buckets', ()) or ()))
+  return Sampler(graphdef, model_cfg, base, mesh, rules), params, tokenizer
+
+
+def run(config, workdir: str | os.PathLike) -> dict[str, dict[str, float]]:
+  """Evaluates `config.init_from` on `config.eval.benchmarks`; returns {benchmark: summary}."""
+  workdir = pathlib.Path(workdir)
+  ecfg = cfg_get(config, 'eval', {})
+  entries = [benchmark_spec(e) for e in (cfg_get(ecfg, 'benchmarks', ()) or ())]
+  if not entries:
+    raise ValueError('config.eval.benchmarks is empty')
+  labels = [e[0] for e in entries]
+  if len(set(labels)) != len(labels):
+    raise ValueError(f'benchmark labels must be unique, got {labels}: set `label` in the entries')
+  max_examples = int(cfg_get(ecfg, 'max_examples', 0))
+  data = {}
+  for label, task_cfg, _ in entries:
+    recs = tasks.load_task(task_cfg)
+    data[label] = recs[:max_examples] if max_examples > 0 else recs
+
+  sampler, params, tokenizer = load_policy(
+      config, workdir, corpus=lambda: [r['question'] for recs in data.values() for r in recs],
+      max_new_tokens=int(cfg_get(ecfg, 'max_new_tokens', 512)), sampler_cfg=ecfg)
+  base = sampler.config
+  reward_cfg = {'weights': {'accuracy': 1.0},
+                'kwargs': dict(to_dict(cfg_get(ecfg, 'reward_kwargs', {})) or {}),
+                'num_workers': int(cfg_get(ecfg, 'reward_workers', 2)),
+                'timeout_s': float(cfg_get(ecfg, 'reward_timeout_s', 10.0))}
+  out_dir = workdir / 'eval'
+  write = jax.process_index() == 0
+  if write:
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+  summaries: dict[str, dict[str, float]] = {}
+  settings: dict[str, dict] = {}
+  with build_reward_system(reward_cfg) as rewards:
+    for label, task_cfg, overrides in entries:
+      opts = {k: cfg_get(ecfg, k) for k in EVAL_KEYS}
+      opts.update(overrides)
+      opts = {k: v for k, v in opts.items() if v is not None}
+      kwargs = dict(
+          num_samples=int(opts.get('num_samples', 4)),
+          temperature=float(opts.get('temperature', 0.6)),
+          top_p=float(opts.get('top_p', 0.95)), top_k=int(opts.get('top_k', 0)),
+          max_new_tokens=int(opts.get('max_new_tokens', base.max_new_tokens)),
+          batch_size=int(opts.get('batch_size', 8)),
+          max_prompt_len=int(opts.get('max_prompt_len', 512)),
+          seed=int(opts.get('seed', cfg_get(config, 'seed', 0))),
+          pass_ks=tuple(int(k) for k in opts.get('pass_ks', (1,))),
+          system=opts.get('system') or None)
+      template = opts.get('template', 'r1_zero')
+      if opts.get('question_format'):   # e.g. DeepSeek's 'Please reason step by step ...'
+        template = get_template(template, question_format=opts['question_format'])
+      log.info('Evaluating %s: %d problems x %d samples', label, len(data[label]),
+               kwargs['num_samples'])
+      res = evaluator.evaluate(sampler=sampler, params=params, tokenizer=tokenizer,
+                               template=template, records=data[label], rewards=rewards,
+                               vote_equivalence=bool(cfg_get(ecfg, 'vote_equivalence', True)),
+                               **kwargs)
+      summaries[label] = res.summary
+      settings[label] = {'task': task_cfg, 'template': get_template(template).name,
+                         'question_format': get_template(template).question_format, **kwargs}
+      if write:
+        evaluator.write_samples(out_dir / f'{label}_samples.jsonl', res.samples)
+        evaluator.write_samples(out_dir / f'{label}_problems.jsonl', res.problems)
+        _write_json(out_dir / 'summary.json',
+                    {'init_from': str(cfg_get(config, 'init_from', '')),
+                     'summaries': summaries, 'settings': settings})
+      log.info('%s: %s', label, {k: round(v, 4) for k, v in res.summary.items()})
+  table = markdown_table(summaries)
+  if write:
+    (out_dir / 'summary.md').write_text(table + '\n')
+  print(table)
+  return summaries

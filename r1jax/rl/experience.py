@@ -1,0 +1,209 @@
+"""From prompts to a scored, advantage-weighted GRPO batch.
+
+The host/device boundary is explicit here: the sampler returns token ids and
+log-probs (device), this module fetches ids to the host, decodes text, scores
+it with the rule-based reward system, computes group advantages, and hands a
+batch of arrays back to the device. Nothing else crosses.
+
+Scoring overlaps sampling: the prompts of a step are sampled in `num_chunks`
+chunks, and while the device samples chunk k+1 the reward workers score chunk k.
+
+Multi-host: every process builds the same global prompt batch (same seed, same
+order), the sampler shards it, each process decodes and scores only its own
+rows, and the rewards are all-gathered so every process computes the same
+advantages.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from r1jax.rl import advantages as adv_lib
+from r1jax.rollout.sampler import FINISH_LENGTH, Rollout, Sampler, SamplerConfig
+
+
+@dataclasses.dataclass
+class Experience:
+  """One step's rollouts. Device arrays in `rollout`; host numpy elsewhere. R = B*G rows."""
+  rollout: Rollout
+  rewards: np.ndarray            # [R] float32 weighted total
+  components: dict[str, np.ndarray]
+  advantages: np.ndarray         # [R] float32
+  texts: list[str]
+  lengths: np.ndarray            # [R]
+  truncated: np.ndarray          # [R] bool
+  metrics: dict[str, float]
+
+
+def host_fetch(x: jax.Array) -> np.ndarray:
+  """Whole global array on this host (all-gathered across processes if needed)."""
+  if jax.process_count() > 1 and not x.is_fully_addressable:
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jax.device_get(x))
+
+
+def _local_rows(n: int) -> slice:
+  pc, pi = jax.process_count(), jax.process_index()
+  per = n // pc
+  return slice(pi * per, (pi + 1) * per) if n % pc == 0 else slice(0, n if pi == 0 else 0)
+
+
+def decode_texts(tokenizer, ids_RL: np.ndarray, lengths_R: np.ndarray) -> list[str]:
+  return [tokenizer.decode(ids_RL[i, :int(lengths_R[i])].tolist(), skip_special_tokens=False)
+          for i in range(ids_RL.shape[0])]
+
+
+def strip_after_stop(text: str, stop_strings: Sequence[str]) -> str:
+  """Cuts a completion after the first stop string (the sampler stops on ids; text can
+  differ when a tokenizer merges a stop string with its neighbours)."""
+  cut = len(text)
+  for s in stop_strings:
+    i = text.find(s)
+    if i >= 0:
+      cut = min(cut, i + len(s))
+  return text[:cut]
+
+
+def expand_fields(batch: Mapping[str, Any], group_size: int, skip=("prompt_ids", "prompt_mask")
+                  ) -> dict[str, list]:
+  """Per-prompt host fields -> per-completion lists (each repeated G times)."""
+  out = {}
+  for k, v in batch.items():
+    if k in skip:
+      continue
+    vals = list(v) if not isinstance(v, np.ndarray) or v.ndim == 1 else [x for x in v]
+    out[k] = [x for x in vals for _ in range(group_size)]
+  return out
+
+
+class ExperienceMaker:
+  """Samples G completions per prompt, scores them on the host and computes advantages."""
+
+  def __init__(self, sampler: Sampler, sampler_config: SamplerConfig, tokenizer, reward_system,
+               *, advantage: str = "grpo", adv_ddof: int = 0, adv_eps: float = 1e-4,
+               num_chunks: int = 1, stop_strings: Sequence[str] = (),
+               extra_fields: Mapping[str, Any] | None = None):
+    self.sampler, self.scfg, self.tokenizer = sampler, sampler_config, tokenizer
+    self.rewards = reward_system
+    self.advantage, self.adv_ddof, self.adv_eps = advantage, adv_ddof, adv_eps
+    self.num_chunks = max(1, int(num_chunks))
+    self.stop_strings = tuple(stop_strings)
+    self.extra_fields = dict(extra_fields or {})
+
+  def _score_async(self, rollout: Rollout, fields: dict[str, list]):
+    """Fetch ids, decode this process's rows and submit them to the reward pool."""
+    ids = host_fetch(rollout.completion_ids)
+    lengths = host_fetch(rollout.lengths)
+    finish = host_fetch(rollout.finish_reason)
+    rows = _local_rows(ids.shape[0])
+    texts = [strip_after_stop(t, self.stop_strings)
+             for t in decode_texts(self.tokenizer, ids[rows], lengths[rows])]
+    local_fields = {k: v[rows] for k, v in fields.items()}
+    local_fields["completion_lengths"] = [int(x) for x in lengths[rows]]
+    for k, v in self.extra_fields.items():
+      local_fields.setdefault(k, [v] * len(texts))
+    future = self.rewards.submit(texts, local_fields)
+    return future, texts, lengths, finish
+
+  def make(self, params, batch: Mapping[str, Any], rng: jax.Array) -> Experience:
+    """`batch`: the global prompt batch (prompt_ids/prompt_mask [B, P] numpy + host fields)."""
+    g = self.scfg.num_samples
+    b = batch["prompt_ids"].shape[0]
+    chunks = self.num_chunks if b % self.num_chunks == 0 else 1
+    per = b // chunks
+    fields = expand_fields(batch, g)
+    t0 = time.perf_counter()
+    pending, rollouts, sample_time, wait_time = [], [], 0.0, 0.0
+    for c in range(chunks):
+      sl = slice(c * per, (c + 1) * per)
+      ts = time.perf_counter()
+      ro = self.sampler.generate(params, batch["prompt_ids"][sl], batch["prompt_mask"][sl],
+                                 jax.random.fold_in(rng, c), self.scfg)
+      chunk_fields = {k: v[c * per * g:(c + 1) * per * g] for k, v in fields.items()}
+      # Fetching ids waits for this chunk only; the next chunk's sampling is then
+      # dispatched while the workers score this one.
+      pending.append(self._score_async(ro, chunk_fields))
+      sample_time += time.perf_counter() - ts
+      rollouts.append(ro)
+    tw = time.perf_counter()
+    results = [p[0].result() for p in pending]
+    wait_time = time.perf_counter() - tw
+    texts = [t for p in pending for t in p[1]]
+    lengths = np.concatenate([p[2] for p in pending])
+    finish = np.concatenate([p[3] for p in pending])
+    local_total = np.concatenate([r.total for r in results]).astype(np.float32)
+    local_comp = {k: np.concatenate([r.components[k] for r in results]).astype(np.float32)
+                  for k in results[0].components}
+    total, comps = _allgather_rows(local_total), {k: _allgather_rows(v) for k, v in local_comp.items()}
+    rollout = rollouts[0] if chunks == 1 else _concat_rollouts(rollouts)
+    advantages = np.asarray(adv_lib.compute_advantages(total, g, self.advantage, self.adv_ddof,
+                                                       self.adv_eps), np.float32)
+    zero_var = np.asarray(adv_lib.zero_variance_groups(total, g), bool)
+    reward_time = sum(r.metrics.get("reward/score_time_s", 0.0) for r in results)
+    truncated = finish == FINISH_LENGTH
+    metrics = {
+        "reward/mean": float(total.mean()), "reward/std": float(total.std()),
+        **{f"reward/{k}": float(v.mean()) for k, v in comps.items()},
+        "completion_len/mean": float(lengths.mean()), "completion_len/max": float(lengths.max()),
+        "truncation_rate": float(truncated.mean()),
+        "zero_variance_groups": float(zero_var.mean()),
+        "time/sample_s": sample_time, "time/reward_wait_s": wait_time,
+        "time/reward_total_s": reward_time,
+        # Share of the reward work hidden behind sampling (1 = fully overlapped).
+        "reward_overlap": float(1.0 - min(wait_time / reward_time, 1.0)) if reward_time > 0 else 0.0,
+        "time/experience_s": time.perf_counter() - t0,
+        "sampled_tokens": float(lengths.sum()),
+    }
+    for r in results:
+      for k in ("accuracy_rate", "format_rate", "reward/timeouts", "reward/errors"):
+        if k in r.metrics:
+          metrics[k] = metrics.get(k, 0.0) + r.metrics[k] / len(results)
+    return Experience(rollout, total, comps, advantages, texts, lengths, truncated, metrics)
+
+
+def _allgather_rows(x: np.ndarray) -> np.ndarray:
+  if jax.process_count() == 1:
+    return x
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def _concat_rollouts(rollouts: list[Rollout]) -> Rollout:
+  """Chunks -> one Rollout (prompt widths may differ across chunks: left-pad to the max)."""
+  p = max(r.prompt_ids.shape[1] for r in rollouts)
+
+  def lpad(x, fill):
+    return jnp.pad(x, ((0, 0), (p - x.shape[1], 0)), constant_values=fill)
+  pad_id = 0
+  return Rollout(
+      prompt_ids=jnp.concatenate([lpad(r.prompt_ids, pad_id) for r in rollouts]),
+      prompt_mask=jnp.concatenate([lpad(r.prompt_mask, 0) for r in rollouts]),
+      **{f.name: jnp.concatenate([getattr(r, f.name) for r in rollouts])
+         for f in dataclasses.fields(Rollout)
+         if f.name not in ("prompt_ids", "prompt_mask", "num_steps")},
+      num_steps=jnp.max(jnp.stack([r.num_steps for r in rollouts])))
+
+
+def select_groups(rewards: np.ndarray, group_size: int, num_groups: int, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, int]:
+  """DAPO dynamic sampling with a static output size.
+
+  Returns (row indices [num_groups * G], number of informative groups used).
+  Groups whose G rewards differ come first; if there are too few, the batch is
+  filled with zero-variance groups (their advantage is 0, so they add nothing
+  to the gradient but keep the shape static).
+  """
+  zero = np.asarray(adv_lib.zero_variance_groups(rewards, group_size), bool)
+  informative = np.flatnonzero(~zero)
+  rest = np.flatnonzero(zero)
+  rng.shuffle(informative)
+  chosen = np.concatenate([informative, rest])[:num_groups]
+  chosen.sort()
+  rows = (chosen[:, None] * group_size + np.arange(group_size)[None, :]).reshape(-1)
+  return rows, int(min(len(informative), num_groups))
