@@ -7,9 +7,24 @@ command line can then override any field (`--config.optim.learning_rate=1e-5`);
 """
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
+from ml_collections import config_dict
 
 STAGES = ("pretrain", "sft", "grpo", "eval", "rejection_sampling", "quickstart", "pipeline")
+
+
+def model_overrides_placeholder() -> ml_collections.ConfigDict:
+  """One typed, unset field per scalar ModelConfig field, so the command line can set any."""
+  from r1jax.models.config import ModelConfig
+  types = {"int": int, "float": float, "bool": bool, "str": str}
+  out = ml_collections.ConfigDict()
+  for f in dataclasses.fields(ModelConfig):
+    t = types.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""))
+    if t is not None:
+      out[f.name] = config_dict.placeholder(t)
+  return out
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -21,7 +36,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.preset = "tiny"
-  c.model.overrides = ml_collections.ConfigDict()  # any ModelConfig field, e.g. num_layers
+  # Any ModelConfig field, e.g. --config.model.overrides.num_layers=2 (None = the preset's).
+  c.model.overrides = model_overrides_placeholder()
   c.model.dtype = "float32"        # compute dtype
   c.model.param_dtype = "float32"
   c.model.remat = False

@@ -164,7 +164,8 @@ def model_config_from(config, tokenizer: Tokenizer | None = None) -> ModelConfig
   """ModelConfig from `config.model` (preset + overrides), or from `init_from`."""
   mcfg = cfg_get(config, "model", {})
   init_from = cfg_get(config, "init_from", "")
-  overrides = dict(to_dict(cfg_get(mcfg, "overrides", {})) or {})
+  overrides = {k: v for k, v in (to_dict(cfg_get(mcfg, "overrides", {})) or {}).items()
+               if v is not None}
   for key in ("dtype", "param_dtype", "remat"):
     if cfg_get(mcfg, key) is not None:
       overrides[key] = cfg_get(mcfg, key)

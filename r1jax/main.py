@@ -4,6 +4,7 @@ Any config field can be overridden, e.g. `--config.optim.learning_rate=1e-5`.
 All the work happens in library functions (`r1jax.run.run`) that notebooks call too.
 """
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -34,6 +35,21 @@ def main(argv):
   run.run(config, workdir)
 
 
+def _parse_flags(argv):
+  """absl's parser, plus one-line errors for config overrides that name no field.
+
+  (ml_collections raises AttributeError deep inside flag parsing for a misspelt
+  `--config.x.y`; users should see which field and the suggestion, not a traceback.)
+  """
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    msg = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
+    bad = [a for a in argv[1:] if a.startswith("--config.")]
+    sys.stderr.write(f"FATAL config error: {msg}\n  (overrides given: {' '.join(bad)})\n")
+    sys.exit(2)
+
+
 if __name__ == "__main__":
   flags.mark_flag_as_required("config")
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

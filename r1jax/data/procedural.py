@@ -174,12 +174,14 @@ def _generate(kind: str, split: str, num_examples: int, seed: int, test_fraction
   if not 0 < test_fraction < 1:
     raise ValueError(f'test_fraction must be in (0, 1), got {test_fraction}')
   out, seen = [], set()
-  max_draws = 200 * num_examples / min(test_fraction, 1 - test_fraction) + 1000
-  index = 0
+  # Give up when new distinct problems have stopped appearing (the option space is
+  # exhausted), instead of drawing for ever.
+  max_misses = int(2000 / min(test_fraction, 1 - test_fraction))
+  index, last_new = 0, 0
   while len(out) < num_examples:
-    if index > max_draws:
-      raise RuntimeError(f'{kind}: only {len(out)} distinct {split} problems after {index} '
-                         'draws; widen the generator options.')
+    if index - last_new > max_misses:
+      raise RuntimeError(f'{kind}: only {len(out)} distinct {split} problems exist for these '
+                         f'options (asked for {num_examples}); widen the generator options.')
     if kind == 'countdown':
       ex = countdown_example(seed, index, **options)
       key = f"countdown:{sorted(ex['numbers'])}:{ex['target']}"
@@ -195,6 +197,7 @@ def _generate(kind: str, split: str, num_examples: int, seed: int, test_fraction
     if key in seen or split_of(key, test_fraction) != split:
       continue
     seen.add(key)
+    last_new = index
     rec['id'] = f'{kind}/{split}/{seed}/{index - 1}'
     rec['solution_steps'] = steps(ex['tree'])[0]
     rec['_tree'] = ex['tree']

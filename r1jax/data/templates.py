@@ -139,6 +139,16 @@ register_template(Template(
     completion_format='{think_open} {reasoning} {think_close} <answer> {answer} </answer>',
     answer_tags=True))
 
+# The R1-Zero conversation without its instruction preamble: for tiny models trained from
+# scratch on the R1 format, where a 90-token preamble would dominate every sequence.
+register_template(Template(
+    name='r1_zero_bare',
+    prompt_format='{system}User: {question}. Assistant:',
+    system_format='{system} ',
+    default_system=None,
+    completion_format='{think_open} {reasoning} {think_close} <answer> {answer} </answer>',
+    answer_tags=True))
+
 # R1-Zero with the prompt opening <think> (TinyZero style): the completion starts reasoning.
 register_template(Template(
     name='r1_zero_open_think',

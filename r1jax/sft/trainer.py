@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -84,8 +84,12 @@ def _target_weights(batch, loss_on_prompt: bool):
   return w
 
 
-def train(config, workdir: str | os.PathLike) -> dict[str, Any]:
-  """Runs a pretrain/sft stage to `config.train.num_steps`, resuming from `workdir`."""
+def train(config, workdir: str | os.PathLike,
+          on_step: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
+  """Runs a pretrain/sft stage to `config.train.num_steps`, resuming from `workdir`.
+
+  `on_step(step, metrics)` is called after every step (notebooks, tests).
+  """
   workdir = os.fspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   stage = cfg_get(config, "stage", "sft")
@@ -153,6 +157,8 @@ def train(config, workdir: str | os.PathLike) -> dict[str, Any]:
         last = writer.write(done, m)
         bar.update(len(pending), last)
         pending, tokens, t0 = [], 0, time.time()
+      if on_step is not None:
+        on_step(done, last)
       stop = guard.should_stop()
       if done % ckpt_every == 0 or done == num_steps or stop:
         ckpt.save(done, state, data_iter.get_state(), {"stage": stage, "config":

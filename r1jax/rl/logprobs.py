@@ -1,0 +1,158 @@
+"""Per-token log-probs and entropies, computed in vocab chunks.
+
+The [B, T, V] logits of a 150k-vocab model are the largest activation of an RL step
+(16k tokens x 152k x 4 bytes = 10 GB), and only two numbers per token are needed:
+log p(target) and the entropy. `logprobs_from_hidden` scans over chunks of C columns
+of the [D, V] unembedding and keeps running statistics per token (online softmax):
+
+  m  running max of the logits z (stop-gradient; both outputs are invariant to it)
+  s  = sum_v exp(z_v - m)
+  a  = sum_v exp(z_v - m) (z_v - m)
+  zt = z[target]
+
+  log Z = m + log s,   log p(target) = zt - log Z,   H = log Z - E_p[z] = log s - a / s.
+
+Keeping `a` relative to m (instead of sum p z) avoids cancelling two large numbers in H.
+The chunk body is wrapped in `jax.checkpoint`, so the backward pass recomputes each
+[B, T, C] chunk instead of storing all of them: at most one chunk of logits is alive in
+either direction. V need not be a multiple of C: the last chunk is zero-padded and its
+padded logits are set to a large negative number (exp -> 0).
+
+Logits are divided by the sampling temperature before the softmax, so the result equals
+the sampler's log_softmax(logits / T) and the "old" log-probs of GRPO can come straight
+from the sampler.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from r1jax.models.factory import merge_params
+
+DEFAULT_VOCAB_CHUNK = 8192
+_NEG = -1e30  # finite: 0 * _NEG = 0, where -inf would give NaN in the entropy sums
+
+
+def _pad_chunks(w_DV: jax.Array, chunk: int) -> tuple[jax.Array, int]:
+  """[D, V] -> ([nC, D, C] zero-padded, nC)."""
+  d, v = w_DV.shape
+  n = -(-v // chunk)
+  w = jnp.pad(w_DV, ((0, 0), (0, n * chunk - v)))
+  return w.reshape(d, n, chunk).transpose(1, 0, 2), n
+
+
+def logprobs_from_hidden(h_BTD: jax.Array, w_DV: jax.Array, targets_BT: jax.Array,
+                         temperature: float = 1.0, vocab_chunk: int | None = DEFAULT_VOCAB_CHUNK
+                         ) -> tuple[jax.Array, jax.Array]:
+  """(log p(targets) [B,T] float32, entropy [B,T] float32) of softmax(h @ w / temperature).
+
+  Args:
+    h_BTD: final hidden states (after the final norm), compute dtype.
+    w_DV: unembedding matrix (compute dtype); logits are accumulated in float32.
+    targets_BT: int ids; entries outside [0, V) give log p = -log Z (callers mask them).
+    temperature: divides the logits.
+    vocab_chunk: columns per chunk; None or >= V means one chunk.
+  """
+  v = w_DV.shape[1]
+  chunk = v if vocab_chunk is None else max(1, min(int(vocab_chunk), v))
+  w_nDC, n = _pad_chunks(w_DV, chunk)
+  inv_t = 1.0 / float(temperature)
+  targets_BT = targets_BT.astype(jnp.int32)
+  b, t = targets_BT.shape
+  col_C = jnp.arange(chunk, dtype=jnp.int32)
+
+  def body(carry, xs):
+    m, s, a, zt = carry
+    w_DC, c = xs
+    z = jnp.einsum("btd,dc->btc", h_BTD, w_DC, preferred_element_type=jnp.float32) * inv_t
+    col = c * chunk + col_C
+    z = jnp.where(col < v, z, _NEG)                      # padded columns of the last chunk
+    m_new = jnp.maximum(m, jax.lax.stop_gradient(z.max(axis=-1)))
+    scale = jnp.exp(m - m_new)
+    zs = z - m_new[..., None]
+    e = jnp.exp(zs)
+    # Rescale the old sums to the new max: sum e^(z-m_new)(z-m_new) over earlier chunks
+    # = scale * (a + s (m - m_new)).
+    a = scale * (a + s * (m - m_new)) + (e * zs).sum(-1)
+    s = s * scale + e.sum(-1)
+    idx = targets_BT - c * chunk
+    hit = (idx >= 0) & (idx < chunk)
+    z_t = jnp.take_along_axis(z, jnp.clip(idx, 0, chunk - 1)[..., None], axis=-1)[..., 0]
+    zt = zt + jnp.where(hit, z_t, 0.0)
+    return (m_new, s, a, zt), None
+
+  zeros = jnp.zeros((b, t), jnp.float32)
+  init = (jnp.full((b, t), _NEG, jnp.float32), zeros, zeros, zeros)
+  # prevent_cse=False is the recommended setting inside scan (scan already prevents CSE).
+  body = jax.checkpoint(body, prevent_cse=False)
+  (m, s, a, zt), _ = jax.lax.scan(body, init, (w_nDC, jnp.arange(n, dtype=jnp.int32)))
+  log_s = jnp.log(s)
+  logp = (zt - m) - log_s  # same rounding order as jax.nn.log_softmax
+  entropy = log_s - a / s
+  return logp, entropy
+
+
+def _model(model_or: Any) -> nnx.Module:
+  if isinstance(model_or, nnx.Module):
+    return model_or
+  if isinstance(model_or, (tuple, list)) and len(model_or) == 2:
+    return merge_params(*model_or)
+  raise TypeError("expected an nnx model or a (graphdef, params) pair, got "
+                  f"{type(model_or).__name__}")
+
+
+def token_logprobs(model_or: Any, input_ids_BT: jax.Array, positions_BT: jax.Array | None,
+                   mask_BT: jax.Array | None, targets_BT: jax.Array, temperature: float = 1.0,
+                   vocab_chunk: int | None = DEFAULT_VOCAB_CHUNK
+                   ) -> tuple[jax.Array, jax.Array]:
+  """(log p(targets_BT[b, t] | input_ids_BT[b, :t+1]), entropy) at every position, float32.
+
+  Args:
+    model_or: an nnx `Transformer`, or a `(graphdef, params)` pair (params a pure dict;
+      the form to use inside jit / grad, with params as the differentiated argument).
+    input_ids_BT, positions_BT, mask_BT: as for the model's forward (positions None:
+      the model derives them from the mask).
+    targets_BT: the token each position predicts (usually input_ids shifted left by one).
+  """
+  model = _model(model_or)
+  h_BTD, _ = model(input_ids_BT, positions_BT, mask_BT, return_hidden=True)
+  return logprobs_from_hidden(h_BTD, model.unembed_matrix(), targets_BT, temperature,
+                              vocab_chunk)
+
+
+def completion_logprobs(model_or: Any, prompt_ids_NP: jax.Array, prompt_mask_NP: jax.Array,
+                        completion_ids_NL: jax.Array, completion_mask_NL: jax.Array,
+                        temperature: float = 1.0,
+                        vocab_chunk: int | None = DEFAULT_VOCAB_CHUNK
+                        ) -> tuple[jax.Array, jax.Array]:
+  """(log-probs [N, L], entropies [N, L]) of the completion tokens, in the GRPO layout.
+
+  Prompts are left-padded (the sampler's layout: the last prompt column is a real
+  token) and completions right-padded. The sequence prompt ++ completion[:, :-1] is run
+  once, with positions = cumsum(mask) - 1 so padding is skipped exactly as the sampler
+  does; the hidden state at column P-1+j predicts completion token j. Only those L
+  columns go through the vocab projection. Values at masked completion positions are
+  finite but meaningless.
+  """
+  p = prompt_ids_NP.shape[1]
+  ids = jnp.concatenate([prompt_ids_NP, completion_ids_NL[:, :-1]], axis=1)
+  mask = jnp.concatenate([prompt_mask_NP, completion_mask_NL[:, :-1]], axis=1).astype(jnp.int32)
+  positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
+  model = _model(model_or)
+  h, _ = model(ids.astype(jnp.int32), positions, mask, return_hidden=True)
+  return logprobs_from_hidden(h[:, p - 1:], model.unembed_matrix(), completion_ids_NL,
+                              temperature, vocab_chunk)
+
+
+def compute_ref_logprobs(ref_params: Any, graphdef: nnx.GraphDef, batch: dict[str, jax.Array],
+                         temperature: float = 1.0,
+                         vocab_chunk: int | None = DEFAULT_VOCAB_CHUNK) -> jax.Array:
+  """Reference-model log-probs [N, L] of a GRPO batch (for the KL term); no gradient."""
+  logp, _ = completion_logprobs((graphdef, jax.lax.stop_gradient(ref_params)),
+                                batch["prompt_ids"], batch["prompt_mask"],
+                                batch["completion_ids"], batch["completion_mask"],
+                                temperature, vocab_chunk)
+  return logp
