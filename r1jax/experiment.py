@@ -125,16 +125,19 @@ def get_tokenizer(config, workdir: str | os.PathLike,
   """The tokenizer of this stage, in order of precedence:
 
   1. `config.tokenizer.path` (a .model / tokenizer.json / HF dir);
-  2. this workdir's own copy (a resumed run);
-  3. the tokenizer of `config.init_from` (a previous stage or a HF dir);
+  2. the tokenizer of `config.init_from` (a previous stage or a HF dir);
+  3. this workdir's own copy (a resumed run of a stage that trained its own);
   4. a SentencePiece model trained on `corpus()` (tiny models trained from scratch).
   The result is copied into `workdir/tokenizer/` so later stages can chain from it.
   """
   tok_cfg = cfg_get(config, "tokenizer", {})
   init_from = cfg_get(config, "init_from", "")
-  candidates = [cfg_get(tok_cfg, "path", ""), tokenizer_dir(workdir)]
+  # What the config names wins over this workdir's copy, so a reused workdir can't
+  # silently pair new weights with a stale tokenizer.
+  candidates = [cfg_get(tok_cfg, "path", "")]
   if init_from:
     candidates += [tokenizer_dir(init_from), init_from]
+  candidates.append(tokenizer_dir(workdir))
   for c in candidates:
     if c and pathlib.Path(c).exists():
       try:

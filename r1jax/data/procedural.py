@@ -89,6 +89,29 @@ def steps(node: Node, perturb: tuple[int, int] | None = None) -> tuple[list[str]
   return lines, go(node)
 
 
+def _inorder(node: Node) -> tuple[list[int], list[str]]:
+  """Leaves and operators in reading order (parentheses dropped)."""
+  if not isinstance(node, tuple):
+    return [node], []
+  op, left, right = node
+  la, oa = _inorder(left)
+  lb, ob = _inorder(right)
+  return la + lb, oa + [op] + ob
+
+
+def left_to_right(node: Node) -> Node:
+  """The tree a solver gets by ignoring precedence and parentheses: ((a o b) o c) o d.
+
+  This is the classic systematic mistake of the `left_to_right` corpus error mode: it is
+  right whenever reading order happens to agree with precedence, wrong otherwise.
+  """
+  leaves, ops = _inorder(node)
+  tree: Node = leaves[0]
+  for op, leaf in zip(ops, leaves[1:]):
+    tree = (op, tree, leaf)
+  return tree
+
+
 def _random_tree(rng: np.random.Generator, leaves: list[int], ops: Sequence[str]) -> Node:
   if len(leaves) == 1:
     return leaves[0]
@@ -239,8 +262,13 @@ def _mutate_op(rng: np.random.Generator, tree: Node) -> Node:
 
 def make_sft_corpus(task: str = 'countdown', num_examples: int = 1000, seed: int = 0,
                     split: str = 'train', error_rate: float = 0.2, template='plain',
-                    test_fraction: float = 0.1, **options) -> list[dict]:
+                    test_fraction: float = 0.1, error_mode: str = 'random',
+                    **options) -> list[dict]:
   """Worked solutions in the R1 format, for pretraining / SFT of a tiny base model.
+
+  `error_mode` (arithmetic): 'random' slips one step by a small amount; 'left_to_right'
+  solves the whole problem ignoring precedence and parentheses, a systematic mistake that
+  is right on some problems and wrong on others, so reward can tell the strategies apart.
 
   Each item is the task record plus `prompt` (the question rendered by `template`), `completion`
   (`template.render_completion(reasoning, answer)`), `text` (prompt + completion) and `correct`
@@ -254,6 +282,8 @@ def make_sft_corpus(task: str = 'countdown', num_examples: int = 1000, seed: int
   """
   from r1jax.data.templates import get_template  # pylint: disable=import-outside-toplevel
   tmpl = get_template(template)
+  if error_mode not in ('random', 'left_to_right'):
+    raise ValueError(f"error_mode must be 'random' or 'left_to_right', got {error_mode!r}")
   if task not in ('countdown', 'arithmetic'):
     raise ValueError(f"task must be 'countdown' or 'arithmetic', got {task!r}")
   recs = _generate(task, split, num_examples, seed, test_fraction, **options)
@@ -262,7 +292,12 @@ def make_sft_corpus(task: str = 'countdown', num_examples: int = 1000, seed: int
     rng = _rng(seed, i, 3)
     tree = rec['_tree']
     wrong = bool(rng.random() < error_rate)
-    if task == 'arithmetic':
+    if task == 'arithmetic' and error_mode == 'left_to_right':
+      lines, value = steps(left_to_right(tree) if wrong else tree)
+      reasoning = ' '.join(f'{line}.' for line in lines)
+      answer = _fmt(value)
+      correct = answer == rec['answer']
+    elif task == 'arithmetic':
       perturb = None
       if wrong:
         n_steps = len(rec['solution_steps'])

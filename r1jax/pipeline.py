@@ -1,0 +1,168 @@
+"""Chains of stages (`stage = "pipeline"` or `"quickstart"`): R1 in miniature.
+
+A pipeline config holds one full stage config per step and how they connect:
+
+  config.order       ("pretrain", "r1_zero", ...)      stages in run order
+  config.stages.<n>  a complete stage config (sft / pretrain / grpo / rejection_sampling)
+  config.init_from   {"r1_zero": "pretrain"}           `init_from` = that stage's workdir
+  config.data_from   {"sft_mix": "rejection"}          SFT data = that stage's sft_data.jsonl
+  config.eval        held-out evaluation after chosen stages (pass@1 over k, cons@k)
+
+Each stage runs in `workdir/<name>` and leaves `workdir/<name>/DONE` when it has
+finished, so re-running a pipeline resumes at the first unfinished stage (and an
+interrupted stage resumes from its own checkpoints).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import jax
+import ml_collections
+
+from r1jax import experiment
+from r1jax.experiment import cfg_get, to_dict
+from r1jax.metrics import plot_curves, read_metrics
+
+log = logging.getLogger(__name__)
+
+_CURVES = {"grpo": ["reward/mean", "accuracy_rate", "format_rate", "completion_len/mean"],
+           "sft": ["loss", "token_accuracy"], "pretrain": ["loss", "token_accuracy"]}
+
+
+def _stage_config(config, name: str, workdir: str) -> ml_collections.ConfigDict:
+  if name not in config.stages:
+    raise ValueError(f"config.order names stage {name!r}, but config.stages has only "
+                     f"{sorted(config.stages.keys())}")
+  c = copy.deepcopy(config.stages[name])
+  c.unlock()
+  parent = cfg_get(cfg_get(config, "init_from", {}), name, "")
+  if parent:
+    c.init_from = os.path.join(workdir, parent)
+  data_parent = cfg_get(cfg_get(config, "data_from", {}), name, "")
+  if data_parent:
+    path = os.path.join(workdir, data_parent, "sft_data.jsonl")
+    sources = list(to_dict(c.data.sources))
+    # The first jsonl source without a path takes the parent's curated data.
+    for i, src in enumerate(sources):
+      if src.get("kind", "jsonl") == "jsonl" and not src.get("path"):
+        sources[i] = {**src, "path": path}
+        break
+    else:
+      raise ValueError(f"Stage {name!r} has data_from={data_parent!r} but no jsonl source "
+                       "with an empty path to receive it")
+    c.data.sources = tuple(sources)
+  return c
+
+
+def evaluate_workdir(config, stage_dir: str, eval_cfg) -> dict[str, float]:
+  """Held-out pass@1 / cons@k of the checkpoint in `stage_dir` (sampler on the mesh)."""
+  from r1jax.data.templates import get_template
+  from r1jax.evals.evaluator import evaluate
+  from r1jax.models.factory import merge_params  # noqa: F401 (documents the hand-off)
+  from r1jax.rl.tasks import _load
+  from r1jax.rollout.sampler import Sampler, SamplerConfig
+  c = ml_collections.ConfigDict({"init_from": stage_dir, "seed": int(cfg_get(config, "seed", 0)),
+                                 "mesh": to_dict(cfg_get(config, "mesh", {"shape": (-1, 1, 1)})),
+                                 "model": {"preset": ""}})
+  mesh, rules = experiment.mesh_and_rules(c)
+  tokenizer = experiment.get_tokenizer(c, stage_dir)
+  model_cfg, graphdef, params = experiment.init_model(c, mesh, rules, tokenizer)
+  template = get_template(cfg_get(eval_cfg, "template", "r1_zero"))
+  records = _load(eval_cfg.task)
+  sampler = Sampler(graphdef, model_cfg, SamplerConfig(), mesh, rules)
+  res = evaluate(sampler=sampler, params=params, tokenizer=tokenizer, template=template,
+                 records=records, num_samples=int(cfg_get(eval_cfg, "num_samples", 4)),
+                 temperature=float(cfg_get(eval_cfg, "temperature", 0.6)),
+                 top_p=float(cfg_get(eval_cfg, "top_p", 0.95)),
+                 max_new_tokens=int(cfg_get(eval_cfg, "max_new_tokens", 128)),
+                 batch_size=int(cfg_get(eval_cfg, "batch_size", 64)),
+                 max_prompt_len=int(cfg_get(eval_cfg, "max_prompt_len", 128)),
+                 seed=int(cfg_get(eval_cfg, "seed", 1234)))
+  return res.summary
+
+
+def format_table(rows: list[dict[str, Any]], k: int) -> str:
+  head = f"| stage | pass@1 (k={k}) | ± se | cons@{k} | format rate | mean length |"
+  lines = [head, "|" + "---|" * 6]
+  for r in rows:
+    s = r["summary"]
+    lines.append(f"| {r['stage']} | {100 * s.get('pass@1', 0):.1f} | {100 * s.get('pass@1_se', 0):.1f} "
+                 f"| {100 * s.get(f'cons@{k}', 0):.1f} | {100 * s.get('format_rate', 0):.1f} "
+                 f"| {s.get('mean_length', 0):.1f} |")
+  return "\n".join(lines)
+
+
+def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
+  """Runs the stages in `config.order`; returns {"table": rows, "stages": results}."""
+  from r1jax import run as run_lib
+  workdir = os.fspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  eval_cfg = cfg_get(config, "eval", None)
+  eval_after = tuple(cfg_get(eval_cfg, "after", ())) if eval_cfg is not None else ()
+  k = int(cfg_get(eval_cfg, "num_samples", 4)) if eval_cfg is not None else 0
+  summary_path = os.path.join(workdir, "pipeline_summary.json")
+  rows = []
+  if os.path.exists(summary_path):
+    with open(summary_path) as f:
+      rows = json.load(f).get("table", [])
+  done_evals = {r["stage"] for r in rows}
+  results = {}
+  for name in config.order:
+    stage_dir = os.path.join(workdir, name)
+    marker = os.path.join(stage_dir, "DONE")
+    if not os.path.exists(marker):
+      c = _stage_config(config, name, workdir)
+      t0 = time.time()
+      print(f"\n=== stage {name} ({c.stage}) -> {stage_dir}", flush=True)
+      out = run_lib.run(c, stage_dir)
+      results[name] = {k2: v for k2, v in (out or {}).items()
+                       if isinstance(v, (int, float, str))} if isinstance(out, dict) else {}
+      if jax.process_index() == 0:
+        with open(marker, "w") as f:
+          f.write(f"{time.time() - t0:.1f}s\n")
+    if name in eval_after and name not in done_evals:
+      summary = evaluate_workdir(config, stage_dir, eval_cfg)
+      rows.append({"stage": name, "summary": summary})
+      done_evals.add(name)
+      print(f"[eval] {name}: pass@1 {100 * summary['pass@1']:.1f}% "
+            f"(± {100 * summary['pass@1_se']:.1f}), cons@{k} "
+            f"{100 * summary.get(f'cons@{k}', 0):.1f}%, format {100 * summary['format_rate']:.1f}%",
+            flush=True)
+      if jax.process_index() == 0:
+        with open(summary_path, "w") as f:
+          json.dump({"table": rows}, f, indent=1)
+  table = format_table(rows, k) if rows else ""
+  if jax.process_index() == 0:
+    _plot_stages(config, workdir)
+    if table:
+      with open(os.path.join(workdir, "pipeline_summary.md"), "w") as f:
+        f.write(table + "\n")
+  if table:
+    print("\nHeld-out evaluation after each stage "
+          f"({len(_eval_records_hint(eval_cfg))} problems, temperature "
+          f"{cfg_get(eval_cfg, 'temperature', 0.6)}, top-p {cfg_get(eval_cfg, 'top_p', 0.95)}):\n"
+          + table, flush=True)
+  return {"table": rows, "stages": results}
+
+
+def _eval_records_hint(eval_cfg) -> range:
+  n = cfg_get(cfg_get(eval_cfg, "task", {}), "num_examples", None) or cfg_get(
+      cfg_get(eval_cfg, "task", {}), "max_examples", 0)
+  return range(int(n or 0))
+
+
+def _plot_stages(config, workdir: str) -> None:
+  for name in config.order:
+    stage_dir = os.path.join(workdir, name)
+    recs = read_metrics(stage_dir)
+    if not recs:
+      continue
+    kind = config.stages[name].stage
+    keys = _CURVES.get(kind, ["loss"])
+    plot_curves(recs, keys, os.path.join(workdir, f"curves_{name}.png"), title=f"{name} ({kind})",
+                smooth=5 if kind == "grpo" else 1)
