@@ -34,7 +34,7 @@ class Experience:
   rewards: np.ndarray            # [R] float32 weighted total
   components: dict[str, np.ndarray]
   advantages: np.ndarray         # [R] float32
-  texts: list[str]
+  texts: list[str]               # this process's rows only (decoded where they are scored)
   lengths: np.ndarray            # [R]
   truncated: np.ndarray          # [R] bool
   metrics: dict[str, float]
@@ -137,10 +137,13 @@ class ExperienceMaker:
     texts = [t for p in pending for t in p[1]]
     lengths = np.concatenate([p[2] for p in pending])
     finish = np.concatenate([p[3] for p in pending])
-    local_total = np.concatenate([r.total for r in results]).astype(np.float32)
-    local_comp = {k: np.concatenate([r.components[k] for r in results]).astype(np.float32)
-                  for k in results[0].components}
-    total, comps = _allgather_rows(local_total), {k: _allgather_rows(v) for k, v in local_comp.items()}
+    # All-gather chunk by chunk, then concatenate: each process scored its slice of
+    # *every* chunk, so gathering the concatenation of the local chunks would order
+    # the rows [p0 c0, p0 c1, p1 c0, p1 c1] instead of [c0 (p0, p1), c1 (p0, p1)]
+    # and give rewards to the wrong completions in multi-host runs.
+    total = np.concatenate([_allgather_rows(r.total.astype(np.float32)) for r in results])
+    comps = {k: np.concatenate([_allgather_rows(r.components[k].astype(np.float32))
+                                for r in results]) for k in results[0].components}
     rollout = rollouts[0] if chunks == 1 else _concat_rollouts(rollouts)
     advantages = np.asarray(adv_lib.compute_advantages(total, g, self.advantage, self.adv_ddof,
                                                        self.adv_eps), np.float32)
@@ -160,11 +163,24 @@ class ExperienceMaker:
         "time/experience_s": time.perf_counter() - t0,
         "sampled_tokens": float(lengths.sum()),
     }
-    for r in results:
-      for k in ("accuracy_rate", "format_rate", "reward/timeouts", "reward/errors"):
-        if k in r.metrics:
-          metrics[k] = metrics.get(k, 0.0) + r.metrics[k] / len(results)
+    # Rates from the all-gathered components, and failure counts summed over the
+    # chunks and the processes: each `RewardResult` only saw one chunk of this
+    # process's rows (averaging them per chunk halved a count with 2 chunks, and
+    # in multi-host runs process 0 would log its own rows' rates only).
+    for rate, name in _RATES.items():
+      if name in comps:
+        metrics[rate] = float((comps[name] >= 1.0).mean())
+    counts = np.asarray([sum(r.metrics.get(k, 0.0) for r in results) for k in _COUNTS],
+                        np.float32)
+    for k, v in zip(_COUNTS, _allgather_rows(counts[None]).sum(axis=0)):
+      metrics[k] = float(v)
     return Experience(rollout, total, comps, advantages, texts, lengths, truncated, metrics)
+
+
+# Rate metrics (share of rows whose component is >= 1) as `RewardSystem` names them.
+_RATES = {"accuracy_rate": "accuracy", "format_rate": "format", "format_soft_rate": "format_soft",
+          "math_rate": "math", "code_rate": "code"}
+_COUNTS = ("reward/timeouts", "reward/errors")
 
 
 def _allgather_rows(x: np.ndarray) -> np.ndarray:

@@ -2,18 +2,55 @@
 
 `config.task` is one task config (see `r1jax.data.tasks.load_task`: a benchmark
 name, 'jsonl' with field names, or a procedural task) or, for all-scenario RL,
-`config.task.sources`: a list of such configs mixed with `config.task.weights`.
+`config.task.sources`: a list of such configs mixed with `config.task.weights`
+(proportions of prompts drawn from each source; default proportional to size).
+
+General (non-reasoning) prompts: `{'name': 'jsonl', 'path': ..., 'task': 'general'}` reads
+a JSONL with a `question` field (`question_field` to rename) and no answer. Its records
+have `task='general'` and `answer=''`: `accuracy` scores them 0 and the scorer-based
+rewards (`helpfulness`, `harmlessness`, see `r1jax.rewards.general`) score them.
 """
 from __future__ import annotations
 
+import pathlib
 from typing import Any
 
-from r1jax.data.tasks import load_task
+from r1jax.data.tasks import load_task, read_jsonl
 from r1jax.experiment import cfg_get, to_dict
+
+GENERAL_TASK = 'general'
+
+
+def load_general_task(cfg: dict) -> list[dict]:
+  """Records of a JSONL of general prompts (no gold answers; `task='general'`)."""
+  path = cfg.get('path')
+  if not path:
+    raise ValueError(f"A general task needs a path (JSONL with a question field): {cfg}")
+  qf = cfg.get('question_field') or 'question'
+  source = cfg.get('source') or pathlib.Path(path).stem
+  id_field = cfg.get('id_field')
+  out = []
+  for n, row in enumerate(read_jsonl(path)):
+    if qf not in row:
+      raise KeyError(f'{path} row {n}: field {qf!r} missing; fields are {sorted(row)}. '
+                     'Set question_field in the task config.')
+    rec = {k: v for k, v in row.items() if k != qf}
+    rec.update(id=str(row[id_field]) if id_field else f'{source}/{n}',
+               question=(cfg.get('question_format') or '{question}').format(
+                   **{**row, 'question': row[qf]}),
+               answer='', task=GENERAL_TASK)
+    out.append(rec)
+  max_examples = cfg.get('max_examples')
+  return out[:int(max_examples)] if max_examples is not None else out
 
 
 def _load(task_cfg: Any) -> list[dict]:
-  recs = load_task(dict(to_dict(task_cfg)))
+  cfg = dict(to_dict(task_cfg))
+  cfg.pop('weight', None)
+  if cfg.get('task') == GENERAL_TASK:
+    recs = load_general_task(cfg)
+  else:
+    recs = load_task(cfg)
   if not recs:
     raise ValueError(f"Task {to_dict(task_cfg)} produced no records")
   return recs
@@ -25,6 +62,9 @@ def load_rl_records(config) -> tuple[list[dict] | list[list[dict]], list[dict]]:
   sources = cfg_get(task, "sources", None)
   if sources:
     train = [_load(src) for src in sources]
+    weights = cfg_get(task, "weights", None)
+    if weights is not None and len(tuple(weights)) != len(train):
+      raise ValueError(f"config.task has {len(train)} sources but {len(tuple(weights))} weights")
   else:
     train = _load(task)
   eval_cfg = cfg_get(config, "eval_task", None)

@@ -53,6 +53,13 @@ def loss_config(rl) -> losses.LossConfig:
 
 
 def sampler_config(rl, tokenizer, stop_strings) -> SamplerConfig:
+  """The sampler's settings for rollouts.
+
+  Without configured `rl.prompt_len_buckets` there is one bucket, the prompt
+  iterator's fixed width `rl.max_prompt_len`: the sampler otherwise trims the
+  all-padding columns, so each step's longest prompt would give a new prompt
+  width and recompile the sampler, the log-prob function and the update.
+  """
   stops = []
   eos = list(tokenizer.eos_ids)
   for s in stop_strings:
@@ -67,7 +74,8 @@ def sampler_config(rl, tokenizer, stop_strings) -> SamplerConfig:
       top_k=int(cfg_get(rl, "top_k", 0)), eos_ids=tuple(dict.fromkeys(eos)),
       stop_sequences=tuple(stops), pad_id=int(tokenizer.pad_id),
       cache_dtype=cfg_get(rl, "cache_dtype", "float32"),
-      prompt_len_buckets=tuple(cfg_get(rl, "prompt_len_buckets", ())))
+      prompt_len_buckets=tuple(cfg_get(rl, "prompt_len_buckets", ()))
+      or (int(rl.max_prompt_len),))
 
 
 def _make_update(graphdef, loss_cfg, optimizer, schedule, mesh, rules, state, grad_accum: int):
@@ -175,9 +183,13 @@ def train(config, workdir: str | os.PathLike,
   state, ref_params = s.state, s.ref_params
   target = {"train": state, **({"ref": ref_params} if ref_params is not None else {})}
   restored = ckpt.restore_latest(target)
+  skipped_total = 0
   if restored is not None:
-    step0, tree, data_state, _ = restored
+    step0, tree, data_state, meta = restored
     state, ref_params = tree["train"], tree.get("ref")
+    # The running count of skipped (non-finite) updates is a logged metric: it is
+    # checkpointed so that a resumed run logs the same values as an unbroken one.
+    skipped_total = int(meta.get("skipped_updates_total", 0))
     if data_state:
       s.prompt_iter.set_state(data_state)
     truncate_metrics(os.path.join(workdir, "metrics.jsonl"), step0)
@@ -205,7 +217,7 @@ def train(config, workdir: str | os.PathLike,
   ref_reset = int(cfg_get(rl, "ref_reset_every", 0))
   ref_ema = float(cfg_get(rl, "ref_ema", 0.0))
   base_key = jax.random.key(seed)
-  skipped_total, last = 0, {}
+  last = {}
   try:
     if evaluator is not None and start == 0 and cfg_get(config.eval, "at_start", True):
       writer.write(0, evaluator(state.params), prefix="eval/")
@@ -269,7 +281,8 @@ def train(config, workdir: str | os.PathLike,
       if done % ckpt_every == 0 or done == num_steps or stop:
         tree = {"train": state, **({"ref": ref_params} if ref_params is not None else {})}
         ckpt.save(done, tree, s.prompt_iter.get_state(),
-                  {"stage": "grpo", "config": to_dict(config)})
+                  {"stage": "grpo", "config": to_dict(config),
+                   "skipped_updates_total": skipped_total})
       if stop:
         log.warning("Stopping at step %d after a termination signal (checkpoint saved).", done)
         break

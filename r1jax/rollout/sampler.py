@@ -193,6 +193,22 @@ def _draw(logits_RV, rng, step, config: SamplerConfig):
                          top_k=config.top_k, greedy=config.greedy)
 
 
+def _replicate_key(rng: jax.Array, sharding: NamedSharding) -> jax.Array:
+  """A (typed) PRNG key replicated over a mesh that may span several processes.
+
+  `jax.device_put(key, sharding)` only accepts shardings of addressable devices
+  once the key is a device array, so in a multi-process run the key's raw data
+  goes through the host (every process holds the same key: it is derived from
+  the seed and the step) and is assembled with `make_array_from_callback`.
+  """
+  if jax.process_count() == 1:
+    return jax.device_put(rng, sharding)
+  typed = jnp.issubdtype(rng.dtype, jax.dtypes.prng_key)
+  data = np.asarray(jax.random.key_data(rng) if typed else rng)
+  arr = jax.make_array_from_callback(data.shape, sharding, lambda idx: data[idx])
+  return jax.random.wrap_key_data(arr, impl=jax.random.key_impl(rng)) if typed else arr
+
+
 @dataclasses.dataclass
 class _Programs:
   # (params, ids [B,P], mask [B,P], rng) -> (cache, state, ids [R,P], mask [R,P])
@@ -238,7 +254,7 @@ class Sampler:
     if self.mesh is not None:
       ids = jax.device_put(ids, batch_sharding(self.mesh, self.rules, ids.shape))
       mask = jax.device_put(mask, batch_sharding(self.mesh, self.rules, mask.shape))
-      rng = jax.device_put(rng, NamedSharding(self.mesh, P()))
+      rng = _replicate_key(rng, NamedSharding(self.mesh, P()))
     cache, state, ids_RP, mask_RP = progs.prefill(params, ids, mask, rng)
     rollout, cache = progs.decode(params, cache, state)
     del cache  # returned only so that the donated buffers alias in place
