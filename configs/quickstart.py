@@ -21,7 +21,7 @@ import ml_collections
 
 from r1jax.config import base_config
 
-TASK = dict(name="arithmetic", min_ops=2, max_ops=3, max_value=9)
+TASK = dict(name="arithmetic", min_ops=2, max_ops=3, max_value=5)
 
 
 def _pretrain(seed: int):
@@ -33,12 +33,12 @@ def _pretrain(seed: int):
   c.data = ml_collections.ConfigDict(dict(
       sources=(dict(kind="procedural", task="arithmetic", num_examples=8000, error_rate=0.7,
                     template="r1_zero_bare", seed=seed,
-                    options=dict(min_ops=2, max_ops=3, max_value=9,
+                    options=dict(min_ops=2, max_ops=3, max_value=5,
                                  error_mode="left_to_right")),),
       pack=False, overflow="truncate", loss_on_prompt=True))
   c.optim.learning_rate = 3e-3
   c.optim.warmup_steps = 50
-  c.train.update(num_steps=1200, batch_size=32, seq_len=80, log_every=100,
+  c.train.update(num_steps=1500, batch_size=32, seq_len=80, log_every=100,
                  checkpoint_every=600)
   return c
 

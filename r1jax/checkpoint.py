@@ -125,15 +125,22 @@ def restore_params(directory: str | os.PathLike, target_params: Any, step: int |
         abstract = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
                                            sharding=getattr(x, "sharding", None)), target_params)
-        # Partial restore of the `params` subtree of the saved TrainState.
+        # Partial restore of the `params` subtree of the saved TrainState. GRPO saves
+        # {"train": TrainState, "ref": params}, so its params sit one level deeper.
+        nest = (lambda t: {"train": t}) if meta.get("stage") == "grpo" else (lambda t: t)
+        item = nest({"params": abstract})
         restore_args = ocp.args.PyTreeRestore(
-            item={"params": abstract},
+            item=item,
             restore_args=jax.tree.map(lambda a: ocp.ArrayRestoreArgs(sharding=a.sharding)
-                                      if a.sharding is not None else ocp.RestoreArgs(),
-                                      {"params": abstract}),
+                                      if a.sharding is not None else ocp.RestoreArgs(), item),
             partial_restore=True)
         out = ckpt._mngr.restore(int(s), args=ocp.args.Composite(state=restore_args))
-        return out["state"]["params"], meta
+        state = out["state"]["train"] if meta.get("stage") == "grpo" else out["state"]
+        params = state["params"]
+        # A partial restore leaves the abstract leaves of a missing subtree in place.
+        if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(params)):
+          raise CheckpointError(f"step {s} has no params subtree")
+        return params, meta
       except Exception as e:  # noqa: BLE001
         errors.append(f"step {s}: {type(e).__name__}: {e}")
     raise CheckpointError("Could not restore params from %s:\n%s" % (directory, "\n".join(errors)))

@@ -6,7 +6,13 @@ A pipeline config holds one full stage config per step and how they connect:
   config.stages.<n>  a complete stage config (sft / pretrain / grpo / rejection_sampling)
   config.init_from   {"r1_zero": "pretrain"}           `init_from` = that stage's workdir
   config.data_from   {"sft_mix": "rejection"}          SFT data = that stage's sft_data.jsonl
-  config.eval        held-out evaluation after chosen stages (pass@1 over k, cons@k)
+  config.eval        held-out evaluation after chosen stages (pass@1 over k, cons@k);
+                     `eval.templates` {stage: template} overrides `eval.template` per stage
+  config.prepare     optional hooks run before the stages: ({"fn": "module:function",
+                     "kwargs": {...}},), called as fn(workdir=<pipeline workdir>, **kwargs)
+                     (e.g. to write a data file the stages read)
+
+String fields of a stage config may contain `{workdir}`: it becomes the pipeline's workdir.
 
 Each stage runs in `workdir/<name>` and leaves `workdir/<name>/DONE` when it has
 finished, so re-running a pipeline resumes at the first unfinished stage (and an
@@ -40,6 +46,7 @@ def _stage_config(config, name: str, workdir: str) -> ml_collections.ConfigDict:
                      f"{sorted(config.stages.keys())}")
   c = copy.deepcopy(config.stages[name])
   c.unlock()
+  _substitute_workdir(c, workdir)
   parent = cfg_get(cfg_get(config, "init_from", {}), name, "")
   if parent:
     c.init_from = os.path.join(workdir, parent)
@@ -59,7 +66,39 @@ def _stage_config(config, name: str, workdir: str) -> ml_collections.ConfigDict:
   return c
 
 
-def evaluate_workdir(config, stage_dir: str, eval_cfg) -> dict[str, float]:
+def _substitute_workdir(c: ml_collections.ConfigDict, workdir: str) -> None:
+  """Replaces `{workdir}` in every string field (also inside tuples/lists of dicts), in place."""
+  def sub(v):
+    if isinstance(v, str):
+      return v.replace("{workdir}", workdir)
+    if isinstance(v, (list, tuple)):
+      return type(v)(sub(x) for x in v)
+    if isinstance(v, dict):
+      return {k: sub(x) for k, x in v.items()}
+    return v
+  for key in list(c.keys()):
+    value = c[key]
+    if isinstance(value, ml_collections.ConfigDict):
+      _substitute_workdir(value, workdir)
+    elif isinstance(value, (str, list, tuple, dict)):
+      new = sub(value)
+      if new != value:
+        c[key] = new
+
+
+def _prepare(config, workdir: str) -> None:
+  """Runs `config.prepare` hooks (import path + kwargs) before the stages, on process 0."""
+  import importlib
+  for hook in cfg_get(config, "prepare", ()) or ():
+    hook = to_dict(hook)
+    module, _, attr = hook["fn"].partition(":")
+    fn = getattr(importlib.import_module(module), attr)
+    if jax.process_index() == 0:
+      fn(workdir=workdir, **dict(hook.get("kwargs") or {}))
+
+
+def evaluate_workdir(config, stage_dir: str, eval_cfg, template: str | None = None
+                     ) -> dict[str, float]:
   """Held-out pass@1 / cons@k of the checkpoint in `stage_dir` (sampler on the mesh)."""
   from r1jax.data.templates import get_template
   from r1jax.evals.evaluator import evaluate
@@ -72,7 +111,7 @@ def evaluate_workdir(config, stage_dir: str, eval_cfg) -> dict[str, float]:
   mesh, rules = experiment.mesh_and_rules(c)
   tokenizer = experiment.get_tokenizer(c, stage_dir)
   model_cfg, graphdef, params = experiment.init_model(c, mesh, rules, tokenizer)
-  template = get_template(cfg_get(eval_cfg, "template", "r1_zero"))
+  template = get_template(template or cfg_get(eval_cfg, "template", "r1_zero"))
   records = _load(eval_cfg.task)
   sampler = Sampler(graphdef, model_cfg, SamplerConfig(), mesh, rules)
   res = evaluate(sampler=sampler, params=params, tokenizer=tokenizer, template=template,
@@ -112,6 +151,7 @@ def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
       rows = json.load(f).get("table", [])
   done_evals = {r["stage"] for r in rows}
   results = {}
+  _prepare(config, workdir)
   for name in config.order:
     stage_dir = os.path.join(workdir, name)
     marker = os.path.join(stage_dir, "DONE")
@@ -126,7 +166,8 @@ def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
         with open(marker, "w") as f:
           f.write(f"{time.time() - t0:.1f}s\n")
     if name in eval_after and name not in done_evals:
-      summary = evaluate_workdir(config, stage_dir, eval_cfg)
+      summary = evaluate_workdir(config, stage_dir, eval_cfg, template=cfg_get(
+          cfg_get(eval_cfg, "templates", {}), name, None))
       rows.append({"stage": name, "summary": summary})
       done_evals.add(name)
       print(f"[eval] {name}: pass@1 {100 * summary['pass@1']:.1f}% "

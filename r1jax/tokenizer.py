@@ -100,6 +100,10 @@ class Tokenizer:
         ids.pop()
     else:
       ids = [i for i in ids if i != self.pad_id]
+    # Models often have more embeddings than the tokenizer has pieces (Qwen pads its vocab
+    # to a multiple of 128); a sampled id outside the tokenizer decodes to nothing rather
+    # than crashing the host side of a training step.
+    ids = [i for i in ids if 0 <= i < self.vocab_size]
     return self._decode(ids, skip_special_tokens)
 
   def encode_batch(self, texts: Sequence[str], max_len: int, left_pad: bool = True,

@@ -162,3 +162,11 @@ def test_load_tokenizer_errors(tmp_path):
     load_tokenizer(tmp_path / 'x.txt')
   with pytest.raises(ValueError, match='empty corpus'):
     train_sentencepiece([], tmp_path / 'empty', 300)
+
+
+def test_decode_ignores_ids_outside_the_vocabulary(tmp_path):
+  from r1jax.tokenizer import load_tokenizer, train_sentencepiece
+  path = train_sentencepiece(['1 + 2 = 3. <think> x </think>'] * 20, tmp_path / 'sp', vocab_size=300)
+  tok = load_tokenizer(path)
+  ids = tok.encode('1 + 2')
+  assert tok.decode(ids + [tok.vocab_size + 5, 10**6, -1]) == tok.decode(ids) == '1 + 2'

@@ -11,10 +11,12 @@ from r1jax.rewards.pool import ItemResult, RewardPool
 from r1jax.rewards.registry import (RewardResult, RewardSpec, RewardSystem, accuracy_reward, build_reward_system,
                                     get, names, register)
 from r1jax.rewards.shaping import cosine_scaled, overlong_penalty, repetition_fraction
+# Registers `helpfulness` / `harmlessness` (all-scenario RL, scorer-based) after the built-ins.
+from r1jax.rewards.general import register_scorer, resolve_scorer  # noqa: E402
 
 __all__ = [
     'CodeResult', 'ItemResult', 'RewardPool', 'RewardResult', 'RewardSpec', 'RewardSystem', 'accuracy_reward',
     'build_reward_system', 'check_arithmetic', 'check_countdown', 'cosine_scaled', 'evaluate_expression',
     'extract_answer', 'get', 'is_soft_format', 'is_strict_format', 'language_share', 'names', 'overlong_penalty',
-    'register', 'repetition_fraction', 'run_tests', 'tag_count_score', 'verify',
+    'register', 'register_scorer', 'repetition_fraction', 'resolve_scorer', 'run_tests', 'tag_count_score', 'verify',
 ]

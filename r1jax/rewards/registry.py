@@ -67,13 +67,21 @@ def names() -> list[str]:
 
 # ---- accuracy: per-example dispatch on task / verifier ----
 _KIND_ALIASES = {'countdown': 'countdown', 'arithmetic': 'arithmetic', 'code': 'code', 'humaneval': 'code',
-                 'mbpp': 'code', 'apps': 'code', 'python': 'code'}
+                 'mbpp': 'code', 'apps': 'code', 'python': 'code', 'general': 'general'}
+
+
+def _no_verifier(completions: list[str], **fields) -> np.ndarray:
+  """General (non-reasoning) prompts have no gold answer: accuracy 0; see `r1jax.rewards.general`."""
+  del fields
+  return np.zeros(len(completions), dtype=np.float32)
+
+
 _VERIFIERS = {'math': rmath.math_reward, 'countdown': rcountdown.countdown_reward,
-              'arithmetic': rcountdown.arithmetic_reward, 'code': rcode.code_reward}
+              'arithmetic': rcountdown.arithmetic_reward, 'code': rcode.code_reward, 'general': _no_verifier}
 
 
 def verifier_kind(task: Any) -> str:
-  """'math' unless the task/verifier name says countdown, arithmetic or code (e.g. 'humaneval')."""
+  """'math' unless the task/verifier name says countdown, arithmetic, code (e.g. 'humaneval') or general."""
   t = str(task or 'math').lower()
   for key, kind in _KIND_ALIASES.items():
     if key in t:

@@ -1,0 +1,66 @@
+"""R1 stage 5, RL for all scenarios: rule-based rewards for reasoning prompts, a pluggable scorer
+for general prompts, prompt sources mixed with configured proportions.
+
+Presets (`--config=configs/r1_all_scenarios.py:<preset>[,general=PATH] --config.init_from=...`):
+  tiny   CPU: from a tiny curated-mix SFT workdir; arithmetic prompts mixed with general prompts
+         from a JSONL (`question` field; e.g. `r1jax.data.chitchat.write_chitchat`), scored by the
+         TOY scorers of `r1jax.rewards.general` (length/keyword helpfulness, blocklist harm)
+  math   accelerator: math prompts + a general-prompt JSONL, with your own scorer
+
+`config.task.sources` are task configs (a general one is `{'name': 'jsonl', 'task': 'general',
+'path': ...}`) and `config.task.weights` their proportions in every batch of prompts. Rewards
+(see docs/pipeline.md, "All-scenario RL"):
+  reasoning rows: accuracy + format + language   (helpfulness / harmlessness give 0)
+  general rows:   format + language + helpfulness (summary only) + harmlessness (whole response)
+                  (accuracy gives 0)
+A scorer is any `fn(prompts: list[str], responses: list[str]) -> list[float]`: set
+`rewards.kwargs.helpfulness.scorer` to an import path `"pkg.module:function"`, a name registered
+with `r1jax.rewards.register_scorer`, or a factory path plus `scorer_init` kwargs for a
+model-based scorer (built once per process).
+"""
+import importlib.util
+import os
+
+import ml_collections
+
+
+def _sibling(name: str):
+  # Config files are loaded by path (config_flags), not imported as a package.
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
+  spec = importlib.util.spec_from_file_location(f"r1jax_configs_{name}", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
+
+
+TOY_HELPFULNESS = "r1jax.rewards.general:toy_helpfulness"
+TOY_HARMLESSNESS = "r1jax.rewards.general:toy_harmlessness"
+
+
+def all_scenario_rewards(num_workers: int = 0, helpfulness_scorer: str = TOY_HELPFULNESS,
+                         harmlessness_scorer: str = TOY_HARMLESSNESS):
+  r = _sibling("r1_reasoning_rl").reasoning_rewards(num_workers=num_workers)
+  r.weights = {**r.weights, "helpfulness": 1.0, "harmlessness": 0.5}
+  r.kwargs = {**r.kwargs, "helpfulness": {"scorer": helpfulness_scorer},
+              "harmlessness": {"scorer": harmlessness_scorer}}
+  return r
+
+
+def get_config(arg: str = "tiny"):
+  rr = _sibling("r1_reasoning_rl")
+  preset, opts = _sibling("sft_mix").parse_arg(arg, general="")
+  c = rr.get_config("tiny" if preset == "tiny" else "math")
+  c.init_from = ""                  # set: the curated-mix SFT workdir (stage 4)
+  general = dict(name="jsonl", task="general", path=opts["general"], question_field="question")
+  if preset == "tiny":
+    c.task = ml_collections.ConfigDict(dict(
+        sources=(dict(rr.ARITH, num_examples=6000, seed=0), general), weights=(0.75, 0.25)))
+    c.rewards = all_scenario_rewards()
+  elif preset == "math":
+    c.task = ml_collections.ConfigDict(dict(
+        sources=(dict(name="jsonl", path="", question_field="problem", answer_field="answer"),
+                 general), weights=(0.75, 0.25)))
+    c.rewards = all_scenario_rewards(num_workers=8)
+  else:
+    raise ValueError(f"Unknown preset {preset!r} for configs/r1_all_scenarios.py (tiny, math)")
+  return c

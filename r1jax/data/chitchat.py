@@ -1,0 +1,101 @@
+"""A tiny synthetic chit-chat set: the non-reasoning data of R1 in miniature.
+
+R1's stage-4 SFT mixes reasoning traces with ~200k non-reasoning samples (writing, factual QA,
+self-cognition, translation), and stage 5 scores general prompts with preference models. The
+miniature needs the same *kinds* of data without a download, so this module generates short,
+deterministic exchanges from a few patterns (greetings, thanks, "tell me about X", favourites)
+in the readable R1 format: a brief reasoning, then the reply.
+
+  rows = make_chitchat(200, seed=0)       # [{'question', 'prompt', 'completion', 'task', 'id'}]
+  write_chitchat(workdir=..., ...)        # the pipeline's `prepare` hook: SFT and prompt JSONLs
+
+This is toy data: it exercises the plumbing (mixing, general prompts, scorer rewards), not taste.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+import numpy as np
+
+from r1jax.data.templates import get_template
+
+_THINGS = {
+    'cats': 'Cats are small animals. Cats like to sleep and play.',
+    'dogs': 'Dogs are loyal animals. Dogs like to run and play.',
+    'rain': 'Rain is water that falls from clouds. Rain helps plants grow.',
+    'the sun': 'The sun is a star. The sun gives us light and warmth.',
+    'trees': 'Trees are tall plants. Trees give shade and clean air.',
+    'music': 'Music is sound made with rhythm. Music can make people happy.',
+    'books': 'Books hold stories and ideas. Books help people learn.',
+    'the sea': 'The sea is a large body of salt water. The sea is home to fish.',
+    'bread': 'Bread is food made from flour and water. Bread is baked in an oven.',
+    'winter': 'Winter is the cold season. Winter brings snow in many places.',
+    'bikes': 'Bikes have two wheels. Bikes are a quiet way to travel.',
+    'tea': 'Tea is a drink made from leaves. Tea is served hot or cold.',
+}
+_COLOURS = ('red', 'blue', 'green', 'yellow', 'purple', 'orange')
+_NAMES = ('Ana', 'Ben', 'Chen', 'Dara', 'Eli', 'Femi', 'Gus', 'Hana')
+
+
+def chitchat_example(rng: np.random.Generator, index: int) -> dict:
+  """One exchange: {'question', 'reasoning', 'reply'} from a random pattern."""
+  kind = int(rng.integers(4))
+  if kind == 0:
+    name = _NAMES[int(rng.integers(len(_NAMES)))]
+    q = f'Hello, my name is {name}.'
+    return dict(question=q, reasoning='The user greets me and says their name. I greet them back.',
+                reply=f'Hello {name}, nice to meet you. How can I help you today?')
+  if kind == 1:
+    thing = list(_THINGS)[int(rng.integers(len(_THINGS)))]
+    return dict(question=f'Thank you for telling me about {thing}.',
+                reasoning='The user thanks me. I reply politely.',
+                reply=f'You are welcome. I am glad you liked learning about {thing}.')
+  if kind == 2:
+    thing = list(_THINGS)[int(rng.integers(len(_THINGS)))]
+    return dict(question=f'Tell me about {thing}.',
+                reasoning=f'The user asks about {thing}. I give a short description.',
+                reply=_THINGS[thing])
+  colour = _COLOURS[int(rng.integers(len(_COLOURS)))]
+  return dict(question=f'My favourite colour is {colour}. What do you think?',
+              reasoning=f'The user likes {colour}. I say something kind about {colour}.',
+              reply=f'{colour.capitalize()} is a lovely colour. Many people like {colour} too.')
+
+
+def make_chitchat(num_examples: int, seed: int = 0, template: str = 'r1_cold_start') -> list[dict]:
+  """`num_examples` general SFT rows: question, prompt (rendered), completion, task='general'."""
+  tmpl = get_template(template)
+  rng = np.random.default_rng([seed, 7])
+  rows = []
+  for i in range(num_examples):
+    ex = chitchat_example(rng, i)
+    rows.append({'id': f'chitchat/{seed}/{i}', 'question': ex['question'],
+                 'prompt': tmpl.render_prompt(ex['question']),
+                 'completion': tmpl.render_completion(reasoning=ex['reasoning'],
+                                                      summary=ex['reply']),
+                 'task': 'general'})
+  return rows
+
+
+def _write_jsonl(path: pathlib.Path, rows: list[dict]) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(path.name + '.tmp')
+  with open(tmp, 'w', encoding='utf-8') as f:
+    for r in rows:
+      f.write(json.dumps(r) + '\n')
+  os.replace(tmp, path)   # atomic: a crash never leaves half a file for a resumed pipeline
+
+
+def write_chitchat(workdir: str | os.PathLike, subdir: str = 'data', num_sft: int = 400,
+                   num_prompts: int = 200, seed: int = 0, template: str = 'r1_cold_start') -> dict:
+  """Writes `<workdir>/<subdir>/chitchat_sft.jsonl` (prompt/completion, for SFT) and
+  `chitchat_prompts.jsonl` (question only, for RL) unless they exist; returns their paths."""
+  out = pathlib.Path(workdir) / subdir
+  paths = {'sft': out / 'chitchat_sft.jsonl', 'prompts': out / 'chitchat_prompts.jsonl'}
+  if not paths['sft'].exists():
+    _write_jsonl(paths['sft'], make_chitchat(num_sft, seed, template))
+  if not paths['prompts'].exists():
+    rows = make_chitchat(num_prompts, seed + 1, template)
+    _write_jsonl(paths['prompts'], [{'id': r['id'], 'question': r['question']} for r in rows])
+  return {k: str(v) for k, v in paths.items()}
