@@ -1,27 +1,35 @@
-"""Quickstart: R1-Zero in miniature on a 2-core CPU (about 10 minutes).
+"""Quickstart: R1-Zero in miniature on a 2-core CPU (10-15 minutes).
 
-  python -m r1jax.main --config=configs/quickstart.py --workdir=runs/quickstart
+  python -m r1jax.main --config=configs/quickstart.py --workdir=runs/quickstart     # seed 0
+  python -m r1jax.main --config=configs/quickstart.py:1 --workdir=runs/quickstart1  # seed 1
 
-1. `pretrain`: a tiny transformer (4 layers, d=128, 0.9M params) and a SentencePiece
-   tokenizer are trained from scratch on a synthetic corpus of worked arithmetic in the
-   R1 format (`<think> 8 - 3 = 5. 5 * 2 = 10. </think> <answer> 10 </answer>`). In 70% of
-   the corpus the worked solution reads the expression left to right, ignoring precedence
-   and parentheses: the "base model" thus has some, but weak, ability.
-2. Held-out evaluation: 200 test problems (never in training: splits are by a hash of the
-   problem), pass@1 averaged over k=4 samples at temperature 0.6, top-p 0.95, and cons@4.
-3. `r1_zero`: GRPO from the base model with the rule-based accuracy + format rewards,
-   G = 8 completions per prompt, beta = 0.001 (k3) to a frozen reference.
+1. `pretrain`: a SentencePiece tokenizer and the `tiny` preset (4 layers, d=128, 0.9M
+   params) are trained from scratch on 8,000 synthetic worked solutions of 2-3-operation
+   integer arithmetic in the R1 format. The corpus is deliberately imperfect, so the base
+   model has some, but weak, ability:
+     - half of the solutions read the expression left to right, ignoring precedence and
+       parentheses (right on some problems, wrong on others);
+     - 60% end with the answer in prose ("</think> The answer is 7.") instead of
+       `<answer> 7 </answer>`, which R1's rule-based verifier does not accept.
+2. Held-out evaluation: 200 test problems (splits are by a hash of the problem, so test
+   problems never appear in training), pass@1 averaged over k=4 samples at temperature
+   0.6, top-p 0.95, and cons@4, with the same strict answer rule as the reward.
+3. `r1_zero`: GRPO from the base model with accuracy (answer in `<answer>`, checked by
+   rule) + 0.5 x format rewards, G = 8, beta = 0.001 (k3) to a frozen reference.
 4. Held-out evaluation again; the table, the reward curve and the training curves are
    written to the workdir.
 
-Any field can be overridden, e.g. `--config.seed=1` or
-`--config.stages.r1_zero.train.num_steps=200`.
+Stage fields can be overridden, e.g. `--config.stages.r1_zero.train.num_steps=200`.
 """
 import ml_collections
 
 from r1jax.config import base_config
 
 TASK = dict(name="arithmetic", min_ops=2, max_ops=3, max_value=5)
+# R1's accuracy rule: the answer must be in the specified format (here `<answer>`), so a
+# bare "The answer is 7." earns nothing; `fallback='none'` turns off the last-number guess.
+REWARDS = dict(weights={"accuracy": 1.0, "format": 0.5},
+               kwargs={"accuracy": {"fallback": "none"}}, num_workers=0, timeout_s=2.0)
 
 
 def _pretrain(seed: int):
@@ -31,10 +39,10 @@ def _pretrain(seed: int):
   c.model.preset = "tiny"
   c.tokenizer.vocab_size = 400
   c.data = ml_collections.ConfigDict(dict(
-      sources=(dict(kind="procedural", task="arithmetic", num_examples=8000, error_rate=0.7,
+      sources=(dict(kind="procedural", task="arithmetic", num_examples=8000, error_rate=0.5,
                     template="r1_zero_bare", seed=seed,
                     options=dict(min_ops=2, max_ops=3, max_value=5,
-                                 error_mode="left_to_right")),),
+                                 error_mode="left_to_right", untagged_rate=0.6)),),
       pack=False, overflow="truncate", loss_on_prompt=True))
   c.optim.learning_rate = 3e-3
   c.optim.warmup_steps = 50
@@ -62,8 +70,7 @@ def _r1_zero(seed: int):
       ref_reset_every=0, ref_ema=0.0, dynamic_sampling=False, dynamic_sampling_factor=2,
       recompute_old_logprobs=False, sample_chunks=2, cache_dtype="float32",
       prompt_len_buckets=(), stop_strings=("</answer>",)))
-  c.rewards = ml_collections.ConfigDict(dict(weights={"accuracy": 1.0, "format": 0.5},
-                                             kwargs={}, num_workers=0, timeout_s=2.0))
+  c.rewards = ml_collections.ConfigDict(dict(REWARDS))
   c.eval = ml_collections.ConfigDict(dict(every=25, num_samples=4, temperature=0.6, top_p=0.95,
                                           batch_size=100, max_new_tokens=64, seed=1234,
                                           at_start=False))
@@ -89,5 +96,5 @@ def get_config(arg: str = ""):
       after=("pretrain", "r1_zero"), template="r1_zero_bare",
       task=dict(TASK, split="test", num_examples=200, seed=0),
       num_samples=4, temperature=0.6, top_p=0.95, max_new_tokens=64, batch_size=100,
-      max_prompt_len=48, seed=1234))
+      max_prompt_len=48, seed=1234, rewards=REWARDS))
   return c

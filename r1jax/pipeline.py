@@ -121,7 +121,8 @@ def evaluate_workdir(config, stage_dir: str, eval_cfg, template: str | None = No
                  max_new_tokens=int(cfg_get(eval_cfg, "max_new_tokens", 128)),
                  batch_size=int(cfg_get(eval_cfg, "batch_size", 64)),
                  max_prompt_len=int(cfg_get(eval_cfg, "max_prompt_len", 128)),
-                 seed=int(cfg_get(eval_cfg, "seed", 1234)))
+                 seed=int(cfg_get(eval_cfg, "seed", 1234)),
+                 rewards=to_dict(cfg_get(eval_cfg, "rewards", None)))
   return res.summary
 
 

@@ -263,12 +263,14 @@ def _mutate_op(rng: np.random.Generator, tree: Node) -> Node:
 def make_sft_corpus(task: str = 'countdown', num_examples: int = 1000, seed: int = 0,
                     split: str = 'train', error_rate: float = 0.2, template='plain',
                     test_fraction: float = 0.1, error_mode: str = 'random',
-                    **options) -> list[dict]:
+                    untagged_rate: float = 0.0, **options) -> list[dict]:
   """Worked solutions in the R1 format, for pretraining / SFT of a tiny base model.
 
   `error_mode` (arithmetic): 'random' slips one step by a small amount; 'left_to_right'
   solves the whole problem ignoring precedence and parentheses, a systematic mistake that
   is right on some problems and wrong on others, so reward can tell the strategies apart.
+  `untagged_rate`: the fraction of completions that end in prose ("The answer is 7.") instead
+  of `<answer> 7 </answer>`, i.e. not in the format a strict rule-based verifier reads.
 
   Each item is the task record plus `prompt` (the question rendered by `template`), `completion`
   (`template.render_completion(reasoning, answer)`), `text` (prompt + completion) and `correct`
@@ -322,9 +324,13 @@ def make_sft_corpus(task: str = 'countdown', num_examples: int = 1000, seed: int
       answer = to_string(final_tree)
       correct = value == rec['target']
     prompt = tmpl.render_prompt(rec['question'])
-    completion = tmpl.render_completion(reasoning=reasoning, answer=answer)
+    tagged = not (untagged_rate and _rng(seed, i, 4).random() < untagged_rate)
+    if tagged:
+      completion = tmpl.render_completion(reasoning=reasoning, answer=answer)
+    else:  # the answer in prose: right or wrong, a strict verifier cannot read it
+      completion = f'{tmpl.think_open} {reasoning} {tmpl.think_close} The answer is {answer}.'
     item = {k: v for k, v in rec.items() if not k.startswith('_')}
     item.update(prompt=prompt, completion=completion, text=prompt + completion,
-                correct=bool(correct))
+                correct=bool(correct), tagged=tagged)
     out.append(item)
   return out

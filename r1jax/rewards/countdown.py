@@ -125,9 +125,12 @@ def countdown_reward(completions: list[str], numbers: list[Sequence[int]] | None
 
 
 def arithmetic_reward(completions: list[str], target: list[Any] | None = None, answer: list[Any] | None = None,
-                      rel_tol: float = 0.0, **kwargs) -> np.ndarray:
+                      rel_tol: float = 0.0, fallback: str = 'last_number', **kwargs) -> np.ndarray:
+  """1 if the final number equals the gold one. `fallback='none'` requires the answer in `<answer>` or
+  `\\boxed{}` (R1's "answer in a specified format"); 'last_number' also accepts a bare final number."""
   del kwargs
   gold = target if target is not None else answer
   if gold is None:
     raise KeyError("the 'arithmetic' reward needs a 'target' (or 'answer') field")
-  return np.asarray([float(check_arithmetic(c, g, rel_tol)) for c, g in zip(completions, gold)], dtype=np.float32)
+  return np.asarray([float(check_arithmetic(c, g, rel_tol, fallback=fallback)) for c, g in zip(completions, gold)],
+                    dtype=np.float32)

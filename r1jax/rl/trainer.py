@@ -313,6 +313,8 @@ def _make_evaluator(config, s: GRPOSetup):
                    max_new_tokens=int(cfg_get(ecfg, "max_new_tokens", s.sampler_cfg.max_new_tokens)),
                    batch_size=int(cfg_get(ecfg, "batch_size", 32)),
                    max_prompt_len=int(config.rl.max_prompt_len),
-                   seed=int(cfg_get(ecfg, "seed", 1234)))
+                   seed=int(cfg_get(ecfg, "seed", 1234)),
+                   # The same answer-extraction rules as the training reward.
+                   rewards=s.reward_system)
     return res.summary
   return run
