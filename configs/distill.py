@@ -12,18 +12,12 @@ Presets (`--config=configs/distill.py:<preset>[,traces=PATH][,general=PATH]`):
 `data.sources[0]` is the teacher's traces (the pipeline fills it through `data_from`); with
 `general=PATH` a non-reasoning JSONL is mixed in (R1 distilled on the same 800k mix).
 """
-import importlib.util
-import os
 
-from r1jax.config import base_config
+from r1jax.config import base_config, sibling_config
 
 
 def _sibling(name: str):
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
-  spec = importlib.util.spec_from_file_location(f"r1jax_configs_{name}", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  return sibling_config(__file__, name)
 
 
 def get_config(arg: str = "tiny"):

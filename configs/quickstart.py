@@ -23,7 +23,7 @@ Stage fields can be overridden, e.g. `--config.stages.r1_zero.train.num_steps=20
 """
 import ml_collections
 
-from r1jax.config import base_config
+from r1jax.config import base_config, sibling_config
 
 TASK = dict(name="arithmetic", min_ops=2, max_ops=3, max_value=5)
 # R1's accuracy rule: the answer must be in the specified format (here `<answer>`), so a
@@ -52,32 +52,19 @@ def _pretrain(seed: int):
 
 
 def _r1_zero(seed: int):
+  # R1-Zero's defaults (configs/r1_zero.py), scaled down for a 0.9M-parameter model on CPU.
   c = base_config()
-  c.stage = "grpo"
+  sibling_config(__file__, "r1_zero").rl_defaults(c)
   c.seed = seed
   c.model.preset = ""            # from init_from (the pretrain stage)
   c.template = "r1_zero_bare"
   c.task = ml_collections.ConfigDict(dict(TASK, num_examples=6000, seed=seed))
   c.eval_task = ml_collections.ConfigDict(dict(TASK, split="test", num_examples=200, seed=0))
-  c.rl = ml_collections.ConfigDict(dict(
-      num_prompts=16, group_size=8, max_prompt_len=48, max_new_tokens=64, temperature=1.0,
-      top_p=1.0, top_k=0, num_iterations=1, minibatch_size=0, advantage="grpo", adv_ddof=0,
-      adv_eps=1e-4,
-      loss=ml_collections.ConfigDict(dict(
-          clip_eps_low=0.2, clip_eps_high=0.2, dual_clip_c=None, ratio_level="token",
-          aggregation="seq_mean_token_mean", beta=0.001, kl_estimator="k3",
-          mask_truncated=False, max_completion_length=None)),
-      ref_reset_every=0, ref_ema=0.0, dynamic_sampling=False, dynamic_sampling_factor=2,
-      recompute_old_logprobs=False, sample_chunks=2, cache_dtype="float32",
-      prompt_len_buckets=(), stop_strings=("</answer>",)))
+  c.rl.update(num_prompts=16, group_size=8, max_prompt_len=48, max_new_tokens=64,
+              cache_dtype="float32")
   c.rewards = ml_collections.ConfigDict(dict(REWARDS))
-  c.eval = ml_collections.ConfigDict(dict(every=25, num_samples=4, temperature=0.6, top_p=0.95,
-                                          batch_size=100, max_new_tokens=64, seed=1234,
-                                          at_start=False))
-  c.optim.learning_rate = 2e-4
-  c.optim.schedule = "constant"
-  c.optim.warmup_steps = 5
-  c.optim.b2 = 0.99
+  c.eval.update(every=25, batch_size=100, max_new_tokens=64, at_start=False)
+  c.optim.update(learning_rate=2e-4, warmup_steps=5)
   c.train.update(num_steps=100, checkpoint_every=25, log_every=1)
   return c
 

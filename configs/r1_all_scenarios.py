@@ -18,19 +18,14 @@ A scorer is any `fn(prompts: list[str], responses: list[str]) -> list[float]`: s
 with `r1jax.rewards.register_scorer`, or a factory path plus `scorer_init` kwargs for a
 model-based scorer (built once per process).
 """
-import importlib.util
-import os
 
 import ml_collections
 
+from r1jax.config import sibling_config
+
 
 def _sibling(name: str):
-  # Config files are loaded by path (config_flags), not imported as a package.
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
-  spec = importlib.util.spec_from_file_location(f"r1jax_configs_{name}", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  return sibling_config(__file__, name)
 
 
 TOY_HELPFULNESS = "r1jax.rewards.general:toy_helpfulness"

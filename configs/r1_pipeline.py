@@ -26,21 +26,14 @@ Stages in the R1-Zero format are evaluated with its prompt, the others with the 
 Presets: `tiny` (seed 0) or `tiny,seed=N`; `tiny_test` is a much shorter chain for the tests.
 Any field can be overridden, e.g. `--config.stages.r1_zero.train.num_steps=40`.
 """
-import importlib.util
-import os
 
 import ml_collections
 
-from r1jax.config import base_config
+from r1jax.config import base_config, sibling_config
 
 
 def _sibling(name: str):
-  # Config files are loaded by path (config_flags), not imported as a package.
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
-  spec = importlib.util.spec_from_file_location(f"r1jax_configs_{name}", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  return sibling_config(__file__, name)
 
 
 ARITH = dict(name="arithmetic", min_ops=2, max_ops=3, max_value=9)

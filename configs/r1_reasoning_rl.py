@@ -12,21 +12,14 @@ language; R1 adds it directly to the reward). In the tiny run the arithmetic CoT
 which has no words, so `language` is 0 there unless the policy starts writing words: it is on the
 books, with a small weight, to exercise the plumbing.
 """
-import importlib.util
-import os
 
 import ml_collections
 
-from r1jax.config import base_config
+from r1jax.config import base_config, sibling_config
 
 
 def _r1_zero_module():
-  # Config files are loaded by path (config_flags), not imported as a package.
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "r1_zero.py")
-  spec = importlib.util.spec_from_file_location("r1jax_configs_r1_zero", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  return sibling_config(__file__, "r1_zero")
 
 
 ARITH = dict(name="arithmetic", min_ops=2, max_ops=3, max_value=9)
@@ -42,7 +35,7 @@ def reasoning_rewards(accuracy: float = 1.0, fmt: float = 0.5, language: float =
 
 def get_config(arg: str = "tiny"):
   c = base_config()
-  _r1_zero_module()._rl_defaults(c)
+  _r1_zero_module().rl_defaults(c)
   c.template = "r1_cold_start"
   c.rl.stop_strings = ()            # the readable format ends with eos after the summary
   c.rewards = reasoning_rewards()

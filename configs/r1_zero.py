@@ -17,7 +17,8 @@ import ml_collections
 from r1jax.config import base_config
 
 
-def _rl_defaults(c):
+def rl_defaults(c):
+  """Sets the R1-Zero GRPO fields (stage, rl, rewards, eval, optim) on a base config."""
   c.stage = "grpo"
   c.template = "r1_zero"
   c.rl = ml_collections.ConfigDict(dict(
@@ -63,7 +64,7 @@ def _rl_defaults(c):
 
 def get_config(arg: str = "tiny"):
   c = base_config()
-  _rl_defaults(c)
+  rl_defaults(c)
   if arg == "tiny":
     c.model.preset = ""          # from init_from (a tiny pretrain workdir)
     c.init_from = ""             # set: e.g. runs/quickstart/pretrain

@@ -8,11 +8,28 @@ command line can then override any field (`--config.optim.learning_rate=1e-5`);
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import os
 
 import ml_collections
 from ml_collections import config_dict
 
 STAGES = ("pretrain", "sft", "grpo", "eval", "rejection_sampling", "quickstart", "pipeline")
+
+
+def sibling_config(caller_file: str, name: str):
+  """The module `configs/<name>.py` next to `caller_file`, for configs built from others.
+
+  Config files are loaded by path (they are not a package), so one config reuses another's
+  `get_config` or helpers through this instead of an import.
+  """
+  path = os.path.join(os.path.dirname(os.path.abspath(caller_file)), name + ".py")
+  spec = importlib.util.spec_from_file_location(f"r1jax_configs_{name}", path)
+  if spec is None or not os.path.exists(path):
+    raise ValueError(f"No config file {path}")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
 
 
 def model_overrides_placeholder() -> ml_collections.ConfigDict:
