@@ -43,7 +43,8 @@ ORDER = ("pretrain", "r1_zero", "cold_start_data", "cold_start", "reasoning_rl",
          "sft_mix", "all_scenarios", "distill")
 
 
-def _pretrain(seed: int, steps: int, arith: dict, error_rate: float, examples: int):
+def _pretrain(seed: int, steps: int, arith: dict, error_rate: float, examples: int,
+              untagged_rate: float = 0.0):
   c = base_config()
   c.stage = "pretrain"
   c.seed = seed
@@ -53,7 +54,7 @@ def _pretrain(seed: int, steps: int, arith: dict, error_rate: float, examples: i
       sources=(dict(kind="procedural", task="arithmetic", num_examples=examples,
                     error_rate=error_rate, template="r1_zero_bare", seed=seed,
                     options=dict({k: v for k, v in arith.items() if k != "name"},
-                                 error_mode="left_to_right")),),
+                                 error_mode="left_to_right", untagged_rate=untagged_rate)),),
       pack=False, overflow="truncate", loss_on_prompt=True))
   c.optim.update(learning_rate=3e-3, warmup_steps=min(50, steps // 4))
   c.train.update(num_steps=steps, batch_size=32, seq_len=80, log_every=50, checkpoint_every=steps)
@@ -118,15 +119,18 @@ def get_config(arg: str = "tiny"):
   preset, opts = _sibling("sft_mix").parse_arg(arg, seed="0")
   seed = int(opts["seed"])
   if preset == "tiny":
-    n = dict(pretrain=500, grpo=20, prompts=16, rs=256, sft=80, distill=300, eval=100, batch=64,
-             error_rate=0.7, examples=6000)
-    arith = dict(ARITH)
+    # The quickstart's recipe (configs/quickstart.py): a base whose errors are the strategy
+    # (left-to-right reading) and the answer format (prose instead of `<answer>`), with R1's
+    # strict answer rule everywhere.
+    n = dict(pretrain=1500, grpo=40, prompts=16, rs=256, sft=80, distill=300, eval=100, batch=64,
+             error_rate=0.5, examples=6000, untagged=0.6)
+    arith = dict(ARITH, max_value=5)
   elif preset == "tiny_test":
     # Every stage runs in seconds. The problems are one or two operations on digits up to 3 and the
     # base sees no mistakes, so that even a briefly trained model gets some right and every
     # stage has data to pass on; the numbers mean nothing here.
     n = dict(pretrain=100, grpo=2, prompts=8, rs=32, sft=30, distill=4, eval=8, batch=32,
-             error_rate=0.0, examples=300)
+             error_rate=0.0, examples=300, untagged=0.0)
     arith = dict(name="arithmetic", min_ops=1, max_ops=2, max_value=3)
   else:
     raise ValueError(f"Unknown preset {preset!r} for configs/r1_pipeline.py (tiny, tiny_test)")
@@ -148,7 +152,7 @@ def get_config(arg: str = "tiny"):
   c.order = ORDER
   c.stages = ml_collections.ConfigDict(dict(
       pretrain=_pretrain(seed, n["pretrain"], arith, n["error_rate"], 8000 if preset == "tiny"
-                         else n["examples"]),
+                         else n["examples"], n["untagged"]),
       r1_zero=_r1_zero(seed, n["grpo"], n["prompts"], arith, n["examples"]),
       cold_start_data=_rejection(seed, "cold_start", "r1_zero_bare", n["rs"], arith, n["batch"]),
       cold_start=_sft(seed, n["sft"], (_jsonl(),)),
@@ -174,4 +178,32 @@ def get_config(arg: str = "tiny"):
       task=dict(arith, split="test", num_examples=n["eval"], seed=0),
       num_samples=4, temperature=0.6, top_p=0.95, max_new_tokens=64, batch_size=n["eval"],
       max_prompt_len=48, seed=1234))
+  if preset == "tiny":
+    for name in ("r1_zero", "cold_start_data", "reasoning_rl", "rejection", "all_scenarios"):
+      _strict(c.stages[name])
+    # The readable cold-start summary states the answer where a strict verifier reads it.
+    c.stages.cold_start_data.rejection.summary_format = "The answer is \\boxed{{{answer}}}."
+    c.eval.rewards = {"weights": {"accuracy": 1.0}, "kwargs": {"accuracy": STRICT_ACCURACY},
+                      "num_workers": 0}
+  return c
+
+
+# R1's accuracy rule: the final answer must be in the specified format (`<answer>` for R1-Zero,
+# `\\boxed{}` in the readable summary), so the last-number guess is off.
+STRICT_ACCURACY = {"fallback": "none"}
+
+
+def _strict(c):
+  """Strict answer extraction for every reward / verification config a stage holds."""
+  for holder in ("rewards",):
+    if holder in c:
+      kw = dict(c[holder].kwargs.to_dict() if hasattr(c[holder].kwargs, "to_dict")
+                else c[holder].kwargs or {})
+      kw["accuracy"] = dict(kw.get("accuracy", {}), **STRICT_ACCURACY)
+      c[holder].kwargs = kw
+  if "rejection" in c:
+    reward = c.rejection.reward
+    kw = dict(reward.kwargs.to_dict() if hasattr(reward.kwargs, "to_dict") else reward.kwargs or {})
+    kw["accuracy"] = dict(kw.get("accuracy", {}), **STRICT_ACCURACY)
+    reward.kwargs = kw
   return c
