@@ -258,3 +258,14 @@ class PreemptionGuard:
   def restore(self):
     for s, h in self._old.items():
       signal.signal(s, h)
+
+  def end_of_step(self, done: int, num_steps: int, checkpoint_every: int,
+                  save: Callable[[], Any]) -> bool:
+    """Checkpoints when due, at the last step, or when a stop was requested (then saving
+    first). Returns True when the loop must stop now."""
+    stop = self.should_stop()
+    if done % checkpoint_every == 0 or done == num_steps or stop:
+      save()
+    if stop:
+      log.warning("Stopping at step %d after a termination signal (checkpoint saved).", done)
+    return stop

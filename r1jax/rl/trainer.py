@@ -277,14 +277,10 @@ def train(config, workdir: str | os.PathLike,
       bar.update(1, last)
       if on_step is not None:
         on_step(done, last)
-      stop = guard.should_stop()
-      if done % ckpt_every == 0 or done == num_steps or stop:
-        tree = {"train": state, **({"ref": ref_params} if ref_params is not None else {})}
-        ckpt.save(done, tree, s.prompt_iter.get_state(),
-                  {"stage": "grpo", "config": to_dict(config),
-                   "skipped_updates_total": skipped_total})
-      if stop:
-        log.warning("Stopping at step %d after a termination signal (checkpoint saved).", done)
+      tree = {"train": state, **({"ref": ref_params} if ref_params is not None else {})}
+      if guard.end_of_step(done, num_steps, ckpt_every, lambda: ckpt.save(
+          done, tree, s.prompt_iter.get_state(),
+          {"stage": "grpo", "config": to_dict(config), "skipped_updates_total": skipped_total})):
         break
   finally:
     bar.close()

@@ -159,12 +159,9 @@ def train(config, workdir: str | os.PathLike,
         pending, tokens, t0 = [], 0, time.time()
       if on_step is not None:
         on_step(done, last)
-      stop = guard.should_stop()
-      if done % ckpt_every == 0 or done == num_steps or stop:
-        ckpt.save(done, state, data_iter.get_state(), {"stage": stage, "config":
-                                                       experiment.to_dict(config)})
-      if stop:
-        log.warning("Stopping at step %d after a termination signal (checkpoint saved).", done)
+      if guard.end_of_step(done, num_steps, ckpt_every, lambda: ckpt.save(
+          done, state, data_iter.get_state(),
+          {"stage": stage, "config": experiment.to_dict(config)})):
         break
   finally:
     bar.close()
