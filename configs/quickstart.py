@@ -33,22 +33,9 @@ REWARDS = dict(weights={"accuracy": 1.0, "format": 0.5},
 
 
 def _pretrain(seed: int):
-  c = base_config()
-  c.stage = "pretrain"
-  c.seed = seed
-  c.model.preset = "tiny"
-  c.tokenizer.vocab_size = 400
-  c.data = ml_collections.ConfigDict(dict(
-      sources=(dict(kind="procedural", task="arithmetic", num_examples=8000, error_rate=0.5,
-                    template="r1_zero_bare", seed=seed,
-                    options=dict(min_ops=2, max_ops=3, max_value=5,
-                                 error_mode="left_to_right", untagged_rate=0.6)),),
-      pack=False, overflow="truncate", loss_on_prompt=True))
-  c.optim.learning_rate = 3e-3
-  c.optim.warmup_steps = 50
-  c.train.update(num_steps=1500, batch_size=32, seq_len=80, log_every=100,
-                 checkpoint_every=600)
-  return c
+  return sibling_config(__file__, "sft").tiny_base_pretrain(
+      seed, steps=1500, arith=TASK, error_rate=0.5, examples=8000, untagged_rate=0.6,
+      log_every=100, checkpoint_every=600)
 
 
 def _r1_zero(seed: int):

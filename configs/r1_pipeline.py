@@ -45,20 +45,8 @@ ORDER = ("pretrain", "r1_zero", "cold_start_data", "cold_start", "reasoning_rl",
 
 def _pretrain(seed: int, steps: int, arith: dict, error_rate: float, examples: int,
               untagged_rate: float = 0.0):
-  c = base_config()
-  c.stage = "pretrain"
-  c.seed = seed
-  c.model.preset = "tiny"
-  c.tokenizer.vocab_size = 400
-  c.data = ml_collections.ConfigDict(dict(
-      sources=(dict(kind="procedural", task="arithmetic", num_examples=examples,
-                    error_rate=error_rate, template="r1_zero_bare", seed=seed,
-                    options=dict({k: v for k, v in arith.items() if k != "name"},
-                                 error_mode="left_to_right", untagged_rate=untagged_rate)),),
-      pack=False, overflow="truncate", loss_on_prompt=True))
-  c.optim.update(learning_rate=3e-3, warmup_steps=min(50, steps // 4))
-  c.train.update(num_steps=steps, batch_size=32, seq_len=80, log_every=50, checkpoint_every=steps)
-  return c
+  return _sibling("sft").tiny_base_pretrain(seed, steps, arith, error_rate, examples,
+                                            untagged_rate)
 
 
 def _grpo_common(c, seed: int, steps: int, num_prompts: int, arith: dict, examples: int):

@@ -5,7 +5,35 @@ Presets (`--config=configs/sft.py:<preset>`):
   pretrain_tiny  next-token pre-training of a tiny base model on a synthetic corpus
   cold_start     cold-start SFT from a base checkpoint on a JSONL of long-CoT examples
 """
+import ml_collections
+
 from r1jax.config import base_config
+
+
+def tiny_base_pretrain(seed: int, steps: int, arith: dict, error_rate: float, examples: int,
+                       untagged_rate: float = 0.0, log_every: int = 50,
+                       checkpoint_every: int | None = None):
+  """Pre-training of a tiny base model (and its tokenizer) on the synthetic arithmetic corpus.
+
+  The corpus is deliberately imperfect (see `r1jax.data.procedural.make_sft_corpus`):
+  `error_rate` of the solutions read the expression left to right, and `untagged_rate` give
+  the answer in prose instead of `<answer>` tags. Used by the quickstart and R1 in miniature.
+  """
+  c = base_config()
+  c.stage = "pretrain"
+  c.seed = seed
+  c.model.preset = "tiny"
+  c.tokenizer.vocab_size = 400
+  c.data = ml_collections.ConfigDict(dict(
+      sources=(dict(kind="procedural", task="arithmetic", num_examples=examples,
+                    error_rate=error_rate, template="r1_zero_bare", seed=seed,
+                    options=dict({k: v for k, v in arith.items() if k != "name"},
+                                 error_mode="left_to_right", untagged_rate=untagged_rate)),),
+      pack=False, overflow="truncate", loss_on_prompt=True))
+  c.optim.update(learning_rate=3e-3, warmup_steps=min(50, steps // 4))
+  c.train.update(num_steps=steps, batch_size=32, seq_len=80, log_every=log_every,
+                 checkpoint_every=checkpoint_every or steps)
+  return c
 
 
 def get_config(arg: str = "tiny"):
