@@ -4,8 +4,10 @@ from setuptools import find_packages, setup
 # Ranges are the ones tested together on CPU Python 3.11 (jax 0.10.2, flax 0.12.8,
 # optax 0.2.8, orbax-checkpoint 0.12.8, grain 0.2.18). Upper bounds keep a fresh
 # install on the tested minor versions; widen them after re-running the tests.
+JAX = "jax>=0.10.2,<0.11"
+
 CORE = [
-    "jax>=0.10.2,<0.11",
+    JAX,
     "jaxlib>=0.10.2,<0.11",
     "flax>=0.12.8,<0.13",
     "optax>=0.2.8,<0.3",
@@ -33,6 +35,12 @@ EXTRAS = {
         "nbformat>=5.10,<6",
         "ipykernel>=6.29,<8",
     ],
+    # Accelerator builds of the same jax: `pip install -e ".[tpu]"` on a TPU VM / Colab TPU,
+    # `".[cuda12]"` (or `".[cuda13]"`) on an NVIDIA GPU. jax's own extras pin the matching
+    # jaxlib, libtpu and CUDA plugin, so these stay within the tested jax range.
+    "tpu": [JAX.replace("jax", "jax[tpu]", 1)],
+    "cuda12": [JAX.replace("jax", "jax[cuda12]", 1)],
+    "cuda13": [JAX.replace("jax", "jax[cuda13]", 1)],
     # tfds.data_source reads ArrayRecord datasets without TensorFlow.
     "tfds": ["tensorflow-datasets>=4.9.7,<5", "array-record>=0.5"],
 }

@@ -7,18 +7,23 @@ A checkpoint directory `workdir/checkpoints/<step>/` holds three items:
 
 `restore_latest` walks back from the newest step when one is unreadable (a run
 killed while writing, a disk error), so a corrupt checkpoint costs at most one
-checkpoint interval, never the run.
+checkpoint interval, never the run. The unreadable step is moved aside to
+`<directory>.unreadable/<step>-<time>` (kept for inspection, never deleted), so that
+training can save that step number again when it gets there.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import time
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
+
+from r1jax import paths
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +42,8 @@ class Checkpointer:
 
   def __init__(self, directory: str | os.PathLike, max_to_keep: int = 3,
                async_save: bool = True):
-    self.directory = epath.Path(directory)
+    # orbax refuses relative paths; a remote (gs://) path is passed through.
+    self.directory = epath.Path(paths.resolve(directory))
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                            enable_async_checkpointing=async_save)
     self._mngr = ocp.CheckpointManager(self.directory, options=options,
@@ -54,7 +60,13 @@ class Checkpointer:
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               data=ocp.args.JsonSave(_to_jsonable(data_state or {})),
                               meta=ocp.args.JsonSave(_to_jsonable(meta or {})))
-    return self._mngr.save(int(step), args=args, force=force)
+    saved = self._mngr.save(int(step), args=args, force=force)
+    if not saved and int(step) in self._mngr.all_steps():
+      # orbax skips a step that already exists; after a resume that would silently keep
+      # an older state under this step number. The caller decides what that means.
+      raise CheckpointError(f"Checkpoint step {step} already exists in {self.directory}; "
+                            "not overwritten.")
+    return saved
 
   def restore(self, step: int, target: Any) -> tuple[Any, dict, dict]:
     """Restores `step` onto `target` (a concrete or abstract state with shardings)."""
@@ -78,10 +90,31 @@ class Checkpointer:
       except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: try an older one
         errors.append(f"step {step}: {type(e).__name__}: {e}")
         log.error("Checkpoint at step %d is unreadable (%s); trying an older one.", step, e)
+        self.quarantine(step)
     if errors:
       raise CheckpointError("No readable checkpoint in %s:\n%s" % (self.directory,
                                                                    "\n".join(errors)))
     return None
+
+  def quarantine(self, step: int) -> epath.Path | None:
+    """Moves an unreadable `step` out of the manager's directory (kept, never deleted).
+
+    Returns the new location (None on processes other than 0, which only wait).
+    """
+    dest = None
+    if jax.process_index() == 0:
+      src = self.directory / str(int(step))
+      qdir = self.directory.parent / (self.directory.name + ".unreadable")
+      qdir.mkdir(parents=True, exist_ok=True)
+      dest = qdir / f"{int(step)}-{time.strftime('%Y%m%d-%H%M%S')}"
+      if src.exists():
+        src.rename(dest)
+        log.warning("Moved unreadable checkpoint step %d to %s", step, dest)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices(f"r1jax_quarantine_{int(step)}")
+    self._mngr.reload()
+    return dest
 
   def restore_meta(self, step: int | None = None) -> dict:
     step = self.latest_step() if step is None else step

@@ -30,8 +30,9 @@ def main(argv):
   config = _CONFIG.value
   workdir = _WORKDIR.value or os.path.join(
       "runs", os.path.splitext(os.path.basename(flags.FLAGS["config"].config_filename))[0])
+  from r1jax import paths, run
+  workdir = paths.resolve(workdir)
   logging.info("stage=%s workdir=%s devices=%s", config.stage, workdir, jax.devices())
-  from r1jax import run
   run.run(config, workdir)
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import jax
 import ml_collections
 
+from r1jax import paths
 from r1jax import experiment
 from r1jax.experiment import cfg_get, to_dict
 from r1jax.metrics import plot_curves, read_metrics
@@ -137,6 +138,7 @@ def format_table(rows: list[dict[str, Any]], k: int) -> str:
   return "\n".join(lines)
 
 
+@paths.resolves_paths
 def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
   """Runs the stages in `config.order`; returns {"table": rows, "stages": results}."""
   from r1jax import run as run_lib

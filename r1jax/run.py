@@ -9,12 +9,15 @@ import os
 from typing import Any
 
 from r1jax import config as config_lib
+from r1jax import paths
 
 log = logging.getLogger(__name__)
 
 
 def run(config, workdir: str | os.PathLike) -> Any:
+  """Runs `config.stage` in `workdir` (relative paths resolve against the current directory)."""
   config_lib.validate(config)
+  config, workdir = paths.resolve_config(config), paths.resolve(workdir)
   stage = config.stage
   if stage in ("pretrain", "sft"):
     from r1jax.sft import trainer

@@ -21,6 +21,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
+log = logging.getLogger(__name__)
+
 MESH_AXES = ("data", "fsdp", "tensor")
 
 # A logical axis maps to None (replicated), one mesh axis, or a tuple of them.
@@ -123,6 +125,18 @@ def _axis_size(mesh: Mesh, axes: AxisRule) -> int:
   return math.prod(mesh.shape[a] for a in axes)
 
 
+_WARNED: set = set()
+
+
+def _warn_replicated(name, dim: int, axes: tuple, size: int) -> None:
+  """Once per (axis, dim, mesh axes): WARNING, since replication costs memory and speed and
+  the CLI's default verbosity hides INFO."""
+  if (name, dim, axes, size) not in _WARNED:
+    _WARNED.add((name, dim, axes, size))
+    log.warning("Replicating a dim of size %d (logical axis %r): not divisible by mesh axes "
+                "%s of size %d", dim, name, axes, size)
+
+
 def logical_to_spec(logical_axes: Sequence[str | None], shape: Sequence[int],
                     rules: ShardingRules, mesh: Mesh) -> P:
   """PartitionSpec for an array, replicating dims the mesh axes do not divide.
@@ -140,8 +154,7 @@ def logical_to_spec(logical_axes: Sequence[str | None], shape: Sequence[int],
       # Drop mesh axes of size 1 or already used by an earlier dim.
       tup = tuple(a for a in tup if a in mesh.shape and mesh.shape[a] > 1 and a not in used)
       if tup and dim % _axis_size(mesh, tup):
-        logging.info("Replicating dim %s (size %d) of logical axis %r: not divisible by %s",
-                     name, dim, name, tup)
+        _warn_replicated(name, dim, tup, _axis_size(mesh, tup))
         tup = ()
       used.update(tup)
       axes = None if not tup else (tup[0] if len(tup) == 1 else tup)

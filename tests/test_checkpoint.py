@@ -69,3 +69,33 @@ def test_corrupt_latest_checkpoint_falls_back(tmp_path):
       f.write_bytes(b"garbage")
   with pytest.raises(CheckpointError, match="No readable checkpoint"):
     _params(tmp_path, out["state"])
+
+
+def test_unreadable_step_is_quarantined_retrained_and_resaved(tmp_path):
+  """Corrupt the latest step, resume, reach and save that step again, resume from it."""
+  out = trainer.train(_config(), tmp_path)
+  ckdir = tmp_path / "checkpoints"
+  for f in (ckdir / "6" / "state").rglob("*"):
+    if f.is_file():
+      f.write_bytes(b"garbage")
+  again = trainer.train(_config(), tmp_path)  # restores 3, retrains 4..6, saves 6 again
+  assert again["step"] == 6
+  moved = list((tmp_path / "checkpoints.unreadable").iterdir())
+  assert [p.name.split("-")[0] for p in moved] == ["6"]  # kept for inspection, not deleted
+  with Checkpointer(ckdir, async_save=False) as ck:
+    assert ck.all_steps() == [3, 6]
+    step, tree, _, _ = ck.restore_latest(out["state"])
+  assert step == 6  # the re-saved step is readable and is the one a resume picks
+  # The retrained steps 4..6 saw the same data as the first run: the same params, bitwise.
+  for x, y in zip(jax.tree.leaves(out["state"].params), jax.tree.leaves(tree.params)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  resumed = trainer.train(_config(num_steps=7), tmp_path)
+  assert resumed["step"] == 7
+
+
+def test_save_of_existing_step_is_an_error_not_a_silent_skip(tmp_path):
+  state = {"w": np.arange(4.0)}
+  with Checkpointer(tmp_path / "ck", async_save=False) as ck:
+    assert ck.save(1, state)
+    with pytest.raises(CheckpointError, match="already exists"):
+      ck.save(1, state)

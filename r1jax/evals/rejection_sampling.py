@@ -34,6 +34,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import jax
 import numpy as np
 
+from r1jax import paths
 from r1jax.data.templates import Template, get_template
 from r1jax.evals import evaluator
 from r1jax.experiment import cfg_get, to_dict
@@ -369,6 +370,7 @@ def build_cold_start_data(*, sampler: Sampler, params: Any, tokenizer,
 # ---------------------------------------------------------------------------- stage
 
 
+@paths.resolves_paths
 def run(config, workdir: str | os.PathLike, *, max_chunks: Optional[int] = None,
         on_chunk_done: Optional[Callable[[int, dict], None]] = None) -> dict:
   """Stage entry point: `config.rejection` (options, `tasks`, `template`, `reward`); resumable."""

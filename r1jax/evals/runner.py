@@ -23,6 +23,7 @@ from typing import Any
 
 import jax
 
+from r1jax import paths
 from r1jax import experiment
 from r1jax.data import tasks
 from r1jax.data.templates import get_template
@@ -125,6 +126,7 @@ def load_policy(config, workdir: str | os.PathLike, corpus, max_new_tokens: int,
   return Sampler(graphdef, model_cfg, base, mesh, rules), params, tokenizer
 
 
+@paths.resolves_paths
 def run(config, workdir: str | os.PathLike) -> dict[str, dict[str, float]]:
   """Evaluates `config.init_from` on `config.eval.benchmarks`; returns {benchmark: summary}."""
   workdir = pathlib.Path(workdir)

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from r1jax import paths
 from r1jax import experiment, sharding
 from r1jax.checkpoint import Checkpointer
 from r1jax.data import pipeline
@@ -131,6 +132,7 @@ class GRPOSetup:
   reward_system: Any
 
 
+@paths.resolves_paths
 def setup(config, workdir: str) -> GRPOSetup:
   rl = config.rl
   mesh, rules = experiment.mesh_and_rules(config)
@@ -163,6 +165,7 @@ def setup(config, workdir: str) -> GRPOSetup:
                    reward_system)
 
 
+@paths.resolves_paths
 def train(config, workdir: str | os.PathLike,
           on_step: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
   """Runs GRPO to `config.train.num_steps` (resuming from `workdir`); returns a summary."""

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from r1jax import paths
 from r1jax import experiment, sharding
 from r1jax.checkpoint import Checkpointer
 from r1jax.data import pipeline, procedural
@@ -84,6 +85,7 @@ def _target_weights(batch, loss_on_prompt: bool):
   return w
 
 
+@paths.resolves_paths
 def train(config, workdir: str | os.PathLike,
           on_step: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
   """Runs a pretrain/sft stage to `config.train.num_steps`, resuming from `workdir`.
