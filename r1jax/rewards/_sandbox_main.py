@@ -352,7 +352,7 @@ def tester(spec):
 
 def run_main(spec):
   """stdin/stdout mode: the program is __main__; fd 0/1 are the case's input and the captured output."""
-  src = os.read(spec['prog_fd'], MAX_MSG)
+  src = os.pread(spec['prog_fd'], MAX_MSG, 0)   # pread: the descriptor's offset is shared by every case
   os.close(spec['prog_fd'])
   sys.argv = ['main.py']
   g = {'__name__': '__main__', '__builtins__': builtins, '__file__': 'main.py'}

@@ -51,6 +51,7 @@ class CodeResult:
   n_total: int = 0
   caps: dict[str, Any] = dataclasses.field(default_factory=dict)
   wall_s: float = 0.0
+  output: str = ''     # stdin/stdout mode: the first 2000 characters the last case printed (for debugging)
 
 
 def _normalise_tests(tests: Any, entry_point: Optional[str]) -> tuple[str, Any, int]:
@@ -348,7 +349,8 @@ def run_tests(program: str, tests: Any, entry_point: Optional[str] = None, timeo
     final, err = 'timeout', f'timed out after {timeout_s:g}s'
   else:
     final, err = ('passed', '') if passed else ('failed', first_error)
-  return CodeResult(passed, n_passed / n_total, final, err, n_passed, n_total, caps, time.monotonic() - t0)
+  return CodeResult(passed, n_passed / n_total, final, err, n_passed, n_total, caps, time.monotonic() - t0,
+                    getattr(run, 'output', ''))
 
 
 def _wait(proc: subprocess.Popen, deadline: float) -> bool:
@@ -373,6 +375,7 @@ def _wait(proc: subprocess.Popen, deadline: float) -> bool:
 
 def _run_stdio(run: _Run, program: str, cases: list, case_s: float, deadline: float):
   results: dict[int, tuple[bool, str]] = {}
+  run.output = ''
   prog_fd = run.fd(program.encode('utf-8', 'surrogateescape'))
   for i, case in enumerate(cases):
     if time.monotonic() >= deadline:
@@ -390,6 +393,7 @@ def _run_stdio(run: _Run, program: str, cases: list, case_s: float, deadline: fl
       results[i] = (False, 'timeout')
       continue
     got = _read_fd(out_fd, _MAX_OUTPUT).decode('utf-8', 'replace')
+    run.output = got[:2000]
     if code != 0:
       results[i] = (False, f'exit status {code}')
     elif _normalise_output(got) != _normalise_output(case['output']):

@@ -297,14 +297,11 @@ def python_paths() -> list[str]:
   return out
 
 
-def probe(bwrap_path: Optional[str] = None, cgroup_root: Optional[str] = None) -> Support:
-  """What this host offers (cached per argument pair)."""
-  key = (bwrap_path, cgroup_root)
+def probe(bwrap_path: Optional[str] = None) -> Support:
+  """What this host offers (cached)."""
+  key = (bwrap_path,)
   if key in _support_cache:
     return _support_cache[key]
-  global _CG_ROOT
-  if cgroup_root is not None:
-    _CG_ROOT = cgroup_root
   root = os.geteuid() == 0
   reasons = []
   bwrap = bwrap_path if bwrap_path is not None else shutil.which('bwrap')

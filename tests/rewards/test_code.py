@@ -60,7 +60,7 @@ def test_sandbox_environment():
     assert r.passed, r
   finally:
     del os.environ['R1JAX_TEST_SECRET']
-  assert r.caps.get('rlimits') and r.caps.get('audit_hook')
+  assert r.caps['bwrap'] and r.caps['seccomp'] and r.caps['cgroup'] and r.caps['uid'] == 65534 and r.caps['clean']
 
 
 def test_extract_code_and_reward():
