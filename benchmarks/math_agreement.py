@@ -33,6 +33,7 @@ def _fmt_int(v):
 _FRAC = re.compile(r'^(-?)\\[dt]?frac\{(\d+)\}\{(\d+)\}$')
 _INTERVAL = re.compile(r'^\s*(\(|\[)\s*([^,]+?)\s*,\s*([^,]+?)\s*(\)|\])\s*$')
 _NUMLIST = re.compile(r'^-?\d+(?:\s*,\s*-?\d+)+$')
+_THOUSANDS = re.compile(r'^-?\d{1,3}(?:,\d{3})+$')
 
 
 LE, GE = '\\le', '\\ge'
@@ -76,7 +77,7 @@ def forms(a):
   m = re.fullmatch(r'\\text\{\s*\(?([A-Za-z ]+?)\)?\s*\}', a)
   if m:
     out.append(('text_word', m.group(1)))
-  if _NUMLIST.match(a):
+  if _NUMLIST.match(a) and not _THOUSANDS.match(a):
     parts = [p.strip() for p in a.split(',')]
     out.append(('several_boxed', ', '.join(f'\\boxed{{{p}}}' for p in reversed(parts))))
   ineq = _interval_as_inequality(a)
@@ -111,7 +112,7 @@ def near_misses(a):
     ineq = _interval_as_inequality(flip)
     if ineq:
       out.append(('inequality_end', f'${ineq}$'))
-  if _NUMLIST.match(s):
+  if _NUMLIST.match(s) and not _THOUSANDS.match(s):
     out.append(('missing_solution', f'\\boxed{{{s.split(",")[0].strip()}}}'))
   return [(c, f'<think>work</think><answer>{t}</answer>') for c, t in out]
 

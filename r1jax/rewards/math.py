@@ -207,7 +207,7 @@ def _helper_pool():
   with _helper_lock:
     if _helper is None or not _helper.healthy():
       from r1jax.rewards.pool import RewardPool
-      _helper = RewardPool(num_workers=1, timeout_s=_INLINE_TIMEOUT_S)
+      _helper = RewardPool(num_workers=1, timeout_s=_INLINE_TIMEOUT_S, warm_math=True)
     return _helper
 
 
