@@ -189,7 +189,8 @@ class _Run:
         problems.append(f'missing {missing} (util-linux)')
       if problems:
         self.error = ('code sandbox unavailable: ' + '; '.join(problems) +
-                      ". Install bubblewrap, or pass sandbox='weak' to run with fewer layers")
+                      '. Install bubblewrap (apt-get install -y bubblewrap) and util-linux, or pass '
+                      "sandbox='weak' to run with fewer layers (docs/rewards.md)")
         return
     elif mode != 'weak':
       self.error = f'unknown sandbox mode {mode!r}; expected one of {SANDBOX_MODES}'
@@ -208,7 +209,7 @@ class _Run:
     self.seccomp = sbx.seccomp_filter() if s.seccomp else b''
     if not self.bwrap:
       try:   # no mount namespace: the program needs a writable directory of its own
-        self.workdir = tempfile.mkdtemp(prefix='r1jax_code_')
+        self.workdir = tempfile.mkdtemp(prefix='r1jax_weak_')
         if self.root:
           os.chown(self.workdir, sbx.NOBODY, sbx.NOBODY)
       except OSError as e:
@@ -221,7 +222,10 @@ class _Run:
     return fd
 
   def start(self, role_argv: list[str], stdin_fd: Optional[int], stdout_fd: Optional[int], pass_fds: list[int],
-            tmp_mb: int) -> sbx.Launched:
+            tmp_mb: int, trusted: bool = False) -> sbx.Launched:
+    """trusted: the tester, which runs no program code. Without bubblewrap (weak mode) it shares the host's PID
+    namespace with the program, so when the trainer is root it keeps root's uid: the program (uid 65534) then cannot
+    open its /proc entries to write a verdict."""
     # -S: no site processing (.pth files, editable finders: slow, and nothing of the trainer's belongs inside);
     # the roles that run the program add the site-packages directories themselves (numpy etc. stay importable).
     py = [sys.executable, '-I', '-S', '-B', '-c', _main_source()]
@@ -231,7 +235,7 @@ class _Run:
     else:
       prelude = ['seccomp', self.seccomp.hex()] if self.seccomp else []
       argv = py + prelude + role_argv
-    if self.root and not sbx.root_tools_missing():
+    if self.root and not sbx.root_tools_missing() and not (trusted and not self.bwrap):
       prefix, fds = sbx.drop_privileges_argv(sbx.python_paths())
       argv, pass_fds = prefix + argv, pass_fds + fds
     env = sbx.sandbox_env(self.workdir or '/tmp')
@@ -266,6 +270,19 @@ class _Run:
     except Exception:  # noqa: BLE001 - teardown never raises into the trainer
       clean = False
     return clean
+
+
+def sandbox_problem(sandbox: str = 'strict') -> str:
+  """'' when `run_tests(..., sandbox=sandbox)` can run on this host, else why not (what to install)."""
+  run = _Run.__new__(_Run)
+  try:
+    run.__init__(sandbox, 64, 8, 1, 1)
+  except Exception as e:  # noqa: BLE001
+    return f'{type(e).__name__}: {e}'
+  finally:
+    if hasattr(run, 'procs'):
+      run.close()
+  return run.error
 
 
 _MAIN_SRC: Optional[str] = None
@@ -416,7 +433,7 @@ def _run_rpc(run: _Run, program: str, mode: str, tests: Any, entry_point: str, t
     t_in = run.fd(json.dumps(t_spec).encode('utf-8', 'surrogatepass'))
     t_out = run.fd(b'')
     server = run.start(['server', _site_json()], s_in, None, [req_r, rep_w], tmp_mb=64)
-    tester = run.start(['tester', '[]'], t_in, t_out, [req_w, rep_r], tmp_mb=16)
+    tester = run.start(['tester', '[]'], t_in, t_out, [req_w, rep_r], tmp_mb=16, trusted=True)
   finally:
     for fd in pipes:
       os.close(fd)

@@ -5,6 +5,8 @@ import pytest
 
 from r1jax.rewards import code as rcode
 
+pytestmark = pytest.mark.skipif(bool(rcode.sandbox_problem()), reason=rcode.sandbox_problem())
+
 PROG = 'def add(a, b):\n  return a + b\n'
 CHECK = 'def check(candidate):\n  assert candidate(1, 2) == 3\n  assert candidate(-1, 1) == 0\n'
 

@@ -53,14 +53,14 @@ def _our_cgroups():
 @pytest.fixture
 def nothing_left():
   """Fails the test if a run leaves a process, a cgroup or a temporary directory behind."""
-  before_pids, before_tmp = _nobody_pids(), set(glob.glob(os.path.join(tempfile.gettempdir(), 'r1jax_code_*')))
+  before_pids, before_tmp = _nobody_pids(), set(glob.glob(os.path.join(tempfile.gettempdir(), 'r1jax_weak_*')))
   yield
   deadline = time.monotonic() + 3
   while _nobody_pids() - before_pids and time.monotonic() < deadline:
     time.sleep(0.05)
   assert not _nobody_pids() - before_pids, 'sandbox processes outlived the run'
   assert not _our_cgroups(), 'run cgroups left behind'
-  assert set(glob.glob(os.path.join(tempfile.gettempdir(), 'r1jax_code_*'))) <= before_tmp
+  assert set(glob.glob(os.path.join(tempfile.gettempdir(), 'r1jax_weak_*'))) <= before_tmp
 
 
 def run(program, tests, **kw):
@@ -99,6 +99,9 @@ FORGERIES = {
                            '    os.write(1, d.encode())\n  except Exception:\n    pass'),
     'trace_frames': ('import sys, gc\nfor o in gc.get_objects():\n  if isinstance(o, dict) and "rep_w" in o:\n'
                      '    import os\n    os.write(o["rep_w"], b"x" * 10)'),
+    'proc_fd_verdict': ('import os\nfor p in os.listdir("/proc"):\n  for fd in ("0", "1", "3", "4", "5"):\n    try:\n'
+                        '      f = os.open(f"/proc/{p}/fd/{fd}", os.O_WRONLY | os.O_APPEND)\n'
+                        '      os.write(f, b"case 0 1 \\ncase 1 1 \\ncase 2 1 \\ndone\\n")\n    except OSError:\n      pass'),
     'signal_tester': ('import os, signal\nfor p in range(2, 400):\n  try:\n    if p != os.getpid():\n'
                       '      os.kill(p, signal.SIGSTOP)\n  except OSError:\n    pass'),
 }
@@ -347,7 +350,7 @@ def test_weak_mode_without_bwrap_still_decides_outside(without, nothing_left):
   good = 'def f(x):\n  return x * x\n'
   r = rcode.run_tests(good, CHECK, entry_point='f', sandbox='weak')
   assert r.passed and r.caps['bwrap'] is False and r.caps['uid'] == sbx.NOBODY, r
-  for name in ('print_verdict', 'eq_always_true', 'patch_harness', 'exit_zero'):
+  for name in ('print_verdict', 'eq_always_true', 'patch_harness', 'exit_zero', 'proc_fd_verdict', 'write_every_fd'):
     assert not rcode.run_tests(FORGERIES[name] + '\n' + WRONG, CHECK, entry_point='f', sandbox='weak').passed
   out = rcode.run_tests(ESCAPES, [{'input': '', 'output': 'x'}], sandbox='weak', timeout_s=10).output
   for name in ('chmod', 'chown', 'mknod', 'shmget', 'unix_socket', 'setsid', 'setuid', 'ptrace', 'mount',

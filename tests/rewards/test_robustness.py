@@ -143,6 +143,7 @@ HOSTILE = {
 CONTAINED = {'write_outside', 'write_outside_os', 'socket_listen', 'kill_parent', 'ctypes'}
 
 
+@pytest.mark.skipif(bool(R.code.sandbox_problem()), reason='code sandbox unavailable')
 def test_hostile_programs(system, tmp_path):
   target = str(tmp_path / 'outside.txt')
   os.environ['R1JAX_ROBUST_SECRET'] = 's3cret'
