@@ -4,7 +4,9 @@ Usage: python benchmarks/rewards.py [--data_dir ../shared/data] [--workers 2] [-
 
 Math items are MATH-500 solutions checked against their own answer (mostly the fast paths) and against a shuffled
 answer (wrong: usually falls through to math-verify/sympy), half each. Code items are HumanEval canonical solutions
-run in the sandbox. Latency is dispatch-to-result per item, measured by the pool.
+run in the sandbox (bubblewrap + seccomp + cgroup, two sandboxes per item: program server and tester). Latency is
+dispatch-to-result per item, measured by the pool. The 1-minute load average is printed with every figure (the
+machine may be shared).
 """
 import argparse
 import json
@@ -29,9 +31,10 @@ def _load(path):
 def _report(name, results, elapsed):
   lat = np.asarray([r.latency_s for r in results]) * 1e3
   statuses = {s: sum(r.status == s for r in results) for s in {r.status for r in results}}
+  passed = sum(r.status == 'ok' and r.value == 1.0 for r in results)
   print(f'{name:5s}: {len(results)} items in {elapsed:.2f}s = {len(results) / elapsed:.1f} verifications/s | '
         f'latency ms p50 {np.percentile(lat, 50):.1f} p99 {np.percentile(lat, 99):.1f} max {lat.max():.1f} | '
-        f'statuses {statuses}')
+        f'statuses {statuses} | reward 1: {passed} | load average {os.getloadavg()[0]:.2f}')
 
 
 def main():
@@ -60,6 +63,8 @@ def main():
     pool.wait_ready()
     print(f'pool of {args.workers} workers ready in {time.monotonic() - t0:.2f}s')
     for name, items in (('math', math_items), ('code', code_items)):
+      if not items:
+        continue
       t0 = time.monotonic()
       res = pool.map(registry.score_one, items)
       _report(name, res, time.monotonic() - t0)

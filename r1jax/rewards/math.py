@@ -2,12 +2,15 @@
 
 The reward decides what the policy learns, so it must be right on real answers and cheap and bounded on garbage:
 - extraction is linear-time string scanning (no backtracking regexes over the whole completion);
-- exact-string and exact-numeric (`Fraction`) fast paths run first, math-verify (sympy) only when they cannot decide;
-- answers that are absurdly long or deeply nested never reach sympy.
+- fast paths (exact string, cosmetic LaTeX normalisation, exact rationals, a decimal that rounds to the gold
+  fraction at its shown precision) may only say True; when they cannot, math-verify (sympy) decides;
+- answers that are absurdly long, deeply nested, or hold exponent towers, huge factorials or huge sum bounds never
+  reach sympy.
 
-math-verify guards itself with `signal.alarm`, which fails off the main thread and silently zeroes rewards. We pass
-its timeouts as `None` whenever we are not on the main thread or are inside a pool worker (the pool enforces the time
-limit from outside by killing the worker); only inline main-thread calls keep math-verify's own alarm as a safeguard.
+math-verify guards itself with a fixed 5 s `signal.alarm`, which fails off the main thread and cannot interrupt
+sympy's C code. Its own timeouts are off everywhere here. In a pool worker the pool's deadline kills the worker;
+everywhere else (inline scoring, `num_workers=0`, notebooks, evals) the math-verify call runs in a helper process
+started on first use and killed at `timeout_s` (`set_inline_timeout`), so the caller's deadline is hard.
 """
 from __future__ import annotations
 
@@ -128,7 +131,7 @@ def extract_answer(text: str, fallback: Optional[str] = 'last_number') -> Option
   raise ValueError(f'unknown fallback {fallback!r}; expected one of {FALLBACKS}')
 
 
-def normalize_gold(gold: Any) -> str:
+def normalize_gold(gold: Any) -> str:  # noqa: C901
   """Gold answers arrive as numbers (AMC: 27.0), strings, GSM8K solutions (`... #### 72`) or boxed solutions."""
   if isinstance(gold, (int, np.integer)):
     return str(int(gold))
@@ -188,61 +191,301 @@ def _brace_depth(s: str) -> int:
   return best
 
 
-def _mv_timeout() -> Optional[int]:
-  """math-verify's own alarm only where signal.alarm works: the main thread of a non-worker process."""
-  if IN_WORKER or threading.current_thread() is not threading.main_thread():
-    return None
-  return 5
+_INLINE_TIMEOUT_S = 5.0
+_helper = None
+_helper_lock = threading.Lock()
+
+
+def set_inline_timeout(timeout_s: float) -> None:
+  """Hard per-call deadline for math-verify outside pool workers (the reward system sets its `timeout_s`)."""
+  global _INLINE_TIMEOUT_S
+  _INLINE_TIMEOUT_S = float(timeout_s)
+
+
+def _helper_pool():
+  global _helper
+  with _helper_lock:
+    if _helper is None or not _helper.healthy():
+      from r1jax.rewards.pool import RewardPool
+      _helper = RewardPool(num_workers=1, timeout_s=_INLINE_TIMEOUT_S, warm_math=True)
+    return _helper
+
+
+def warm_up() -> None:
+  """Start the inline helper now (it otherwise starts on the first answer that needs sympy)."""
+  if not IN_WORKER:
+    _helper_pool().wait_ready()
 
 
 @functools.lru_cache(maxsize=4096)
-def _mv_parse(expr: str, timeout: Optional[int]):
+def _mv_parse(expr: str):
   import math_verify as mv
   return mv.parse('\\boxed{' + expr + '}',
                   extraction_config=[mv.LatexExtractionConfig(), mv.ExprExtractionConfig()],
-                  parsing_timeout=timeout)
+                  parsing_timeout=None)
+
+
+def _mv_equal(gold: str, preds: tuple[str, ...]) -> bool:
+  """math-verify's verdict: gold equals any of the candidate readings of the prediction (no alarms)."""
+  import math_verify as mv
+  try:
+    gold_parsed = _mv_parse(gold)
+    if not gold_parsed:
+      return False
+    for pred in preds:
+      pred_parsed = _mv_parse(pred)
+      if pred_parsed and mv.verify(gold_parsed, pred_parsed, timeout_seconds=None):
+        return True
+  except Exception:  # noqa: BLE001 - a reward must never raise on model output
+    return False
+  return False
+
+
+def _mv_equal_guarded(gold: str, preds: tuple[str, ...]) -> bool:
+  if IN_WORKER:
+    return _mv_equal(gold, preds)
+  res = _helper_pool().map(_mv_equal, [((gold, preds), {})], timeout_s=_INLINE_TIMEOUT_S)[0]
+  return res.status == 'ok' and bool(res.value)
+
+
+# ---- what never reaches sympy
+_EXP_RE = re.compile(r'(?:\^|\*\*)\s*(\{[^{}]*\}|\(?[+-]?[\d.]+\)?|[A-Za-z])')
+_FACT_RE = re.compile(r'(\d+|\)|\})\s*!')
+_BOUND_RE = re.compile(r'\\(?:sum|prod)\s*_\s*(\{[^{}]*\}|\S)\s*\^\s*(\{[^{}]*\}|\S)')
+MAX_EXPONENT = 10_000
+MAX_FACTORIAL = 1_000
+MAX_SUM_TERMS = 10_000
+
+
+def _number(text: str) -> Optional[float]:
+  t = text.strip('{}() ')
+  try:
+    return float(t.replace(',', ''))
+  except ValueError:
+    return None
+
+
+def too_costly(expr: str) -> bool:
+  """True for inputs that can make sympy run for minutes or take gigabytes: exponent towers (`x^{10^6}`,
+  `2^{2^{2^5}}`), exponents above MAX_EXPONENT, factorials of numbers above MAX_FACTORIAL or of expressions with
+  powers/factorials inside, sums and products with more than MAX_SUM_TERMS terms or symbolic/huge bounds."""
+  if expr.count('^') + expr.count('**') > 20:
+    return True
+  for m in _EXP_RE.finditer(expr):
+    e = m.group(1)
+    if '^' in e or '**' in e or '!' in e or expr[m.end():].lstrip().startswith(('^', '**')):
+      return True   # a tower: x^{10^6}, x**10**6
+    v = _number(e)
+    if v is not None and abs(v) > MAX_EXPONENT:
+      return True
+  for m in _FACT_RE.finditer(expr):
+    if m.group(1).isdigit():
+      if int(m.group(1)[-7:]) > MAX_FACTORIAL or len(m.group(1)) > 7:
+        return True
+    else:   # `(...)!` / `{...}!`: bounded only if the argument is a small number
+      close = m.start(1)
+      depth, i = 0, close
+      while i >= 0:
+        depth += expr[i] in ')}'
+        depth -= expr[i] in '({'
+        if depth == 0:
+          break
+        i -= 1
+      inner = expr[i + 1:close]
+      v = _number(inner)
+      if v is None or v > MAX_FACTORIAL:
+        if any(c in inner for c in '^!*') or v is not None:
+          return True
+  for m in _BOUND_RE.finditer(expr):
+    lo, hi = m.group(1).strip('{}'), m.group(2).strip('{}')
+    lo_v = _number(lo.split('=')[-1]) if '=' in lo else None
+    hi_v = _number(hi)
+    if hi_v is None or lo_v is None or hi_v - lo_v > MAX_SUM_TERMS or '^' in hi:
+      return True
+  return False
+
+
+# ---- readings of a prediction
+_DELIMS = (('$$', '$$'), ('\\[', '\\]'), ('\\(', '\\)'), ('$', '$'))
+_PROSE_RE = re.compile(r'^[A-Za-z ,.:;!?\'"-]*$')
+
+
+def strip_delimiters(s: str) -> str:
+  """`$…$`, `$$…$$`, `\\(…\\)`, `\\[…\\]` around a whole answer are removed."""
+  s = s.strip()
+  for _ in range(3):
+    for left, right in _DELIMS:
+      if len(s) > len(left) + len(right) - 1 and s.startswith(left) and s.endswith(right):
+        inner = s[len(left):len(s) - len(right)]
+        if left != '$' or '$' not in inner:
+          s = inner.strip()
+          break
+    else:
+      break
+  return s
+
+
+def _last_math_segment(text: str) -> Optional[str]:
+  """The last `$…$` / `\\(…\\)` / `\\[…\\]` formula in prose (\"The answer is $9$.\")."""
+  best, best_end = None, -1
+  for left, right in _DELIMS:
+    end = text.rfind(right)
+    if end <= 0:
+      continue
+    start = text.rfind(left, 0, end)
+    if start < 0 or end < best_end:
+      continue
+    inner = text[start + len(left):end].strip()
+    if inner and '$' not in inner:
+      best, best_end = inner, end
+  return best
+
+
+_INEQ_OPS = ((r'\leqslant', '<='), (r'\geqslant', '>='), (r'\leq', '<='), (r'\geq', '>='), (r'\le', '<='),
+             (r'\ge', '>='), ('≤', '<='), ('≥', '>='), (r'\lt', '<'), (r'\gt', '>'))
+_INEQ_SPLIT = re.compile(r'(<=|>=|<|>)')
+_VAR_RE = re.compile(r'[a-zA-Z]')
+
+
+def inequality_to_interval(s: str) -> Optional[str]:
+  """`x < 3` -> `(-\infty, 3)`, `2 \le x < 5` -> `[2, 5)`, `x \geq -1` -> `[-1, \infty)`, `5 > x` -> `(-\infty, 5)`;
+  None when `s` is not a one-variable inequality."""
+  t = s.strip()
+  if '<' not in t and '>' not in t and '\\l' not in t and '\\g' not in t and '≤' not in t and '≥' not in t:
+    return None
+  for src, dst in _INEQ_OPS:
+    t = t.replace(src, dst)
+  parts = [p.strip() for p in _INEQ_SPLIT.split(t)]
+  if len(parts) == 3:
+    a, op, b = parts
+    if _VAR_RE.fullmatch(a):
+      var_left = True
+    elif _VAR_RE.fullmatch(b):
+      var_left, a, b = False, b, a
+      op = {'<': '>', '>': '<', '<=': '>=', '>=': '<='}[op]
+    else:
+      return None
+    if not b:
+      return None
+    if op in ('<', '<='):
+      return f'(-\\infty, {b}{"]" if op == "<=" else ")"}'
+    return f'{"[" if op == ">=" else "("}{b}, \\infty)'
+  if len(parts) == 5 and _VAR_RE.fullmatch(parts[2]) and parts[0] and parts[4]:
+    lo, op1, _, op2, hi = parts
+    if op1[0] == '>' and op2[0] == '>':
+      lo, hi, op1, op2 = hi, lo, op2.replace('>', '<'), op1.replace('>', '<')
+    if op1[0] != '<' or op2[0] != '<':
+      return None
+    return f'{"[" if op1 == "<=" else "("}{lo}, {hi}{"]" if op2 == "<=" else ")"}'
+  return None
+
+
+def _all_boxed(text: str, limit: int = 8) -> list[str]:
+  out, pos = [], 0
+  while len(out) <= limit:
+    m = _BOX_RE.search(text, pos)
+    if m is None:
+      break
+    close = _match_brace(text, m.end() - 1)
+    if close is None:
+      break
+    out.append(text[m.end():close].strip())
+    pos = close + 1
+  return out
+
+
+def _readings(text: str, fallback: Optional[str]) -> list[str]:
+  """Candidate final answers of a completion, most specific first (see `verify`)."""
+  out = []
+  ans = _answer_tag(text)
+  region = ans if ans is not None else text
+  boxes = _all_boxed(region)
+  first = extract_answer(text, fallback=fallback)
+  if first is not None:
+    out.append(first)
+  if len(boxes) > 1:   # one \boxed{} per solution
+    out.append(', '.join(b for b in boxes if b))
+  if ans is not None and not boxes:
+    seg = _last_math_segment(ans)
+    if seg is not None:
+      out.append(seg)
+    else:   # "I think it is 3": prose with exactly one number
+      nums = _NUMBER_RE.findall(ans)
+      if len(nums) == 1 and _PROSE_RE.match(_NUMBER_RE.sub('', ans)):
+        out.append(nums[0].rstrip(','))
+  return [r for r in dict.fromkeys(out) if r]
+
+
+def _decimal_matches_fraction(pred: str, gold: str) -> bool:
+  """`0.333` for `\\frac{1}{3}`: a decimal with at least 2 places that equals the gold rational rounded to them."""
+  p = _strip_wrappers(pred)
+  if not _PLAIN_NUM_RE.fullmatch(p) or '.' not in p:
+    return False
+  places = len(p.split('.', 1)[1])
+  if places < 2 or places > 12:
+    return False
+  g = to_number(gold)
+  if g is None or g.denominator == 1:
+    return False
+  return abs(Fraction(p) - g) <= Fraction(1, 2 * 10 ** places)
 
 
 def answers_match(pred: Optional[str], gold: Any, use_math_verify: bool = True) -> bool:
-  """Whether an extracted answer equals the gold answer; fast paths first, math-verify last."""
+  """Whether an extracted answer equals the gold answer: fast paths may say True, math-verify says the rest."""
   if pred is None:
     return False
-  gold_s = normalize_gold(gold)
-  pred = pred.strip()
-  if not pred or not gold_s:
+  return _match_readings([pred], gold, use_math_verify)
+
+
+def _match_readings(preds: list[str], gold: Any, use_math_verify: bool = True) -> bool:
+  gold_s = strip_delimiters(normalize_gold(gold))
+  if not gold_s:
     return False
-  if pred == gold_s:
-    return True
-  if len(pred) > MAX_ANSWER_CHARS * 50 or len(gold_s) > MAX_ANSWER_CHARS * 50:
+  g_norm, g_num = _strip_wrappers(gold_s), to_number(gold_s)
+  g_interval = inequality_to_interval(gold_s)
+  cands = []
+  for pred in preds:
+    pred = strip_delimiters(pred.strip()) if isinstance(pred, str) else ''
+    if not pred:
+      continue
+    if pred == gold_s:
+      return True
+    if len(pred) > MAX_ANSWER_CHARS * 50:
+      continue
+    p_norm = _strip_wrappers(pred)
+    if p_norm and p_norm == g_norm:
+      return True
+    p_num = to_number(pred)
+    if p_num is not None and g_num is not None and p_num == g_num:
+      return True
+    if _decimal_matches_fraction(pred, gold_s):
+      return True
+    cands.append(pred)
+    interval = inequality_to_interval(pred)
+    if interval is not None:
+      cands.append(interval)
+  if not use_math_verify or len(gold_s) > MAX_ANSWER_CHARS or _brace_depth(gold_s) > MAX_BRACE_DEPTH:
     return False
-  p_norm, g_norm = _strip_wrappers(pred), _strip_wrappers(gold_s)
-  if p_norm and p_norm == g_norm:
-    return True
-  p_num, g_num = to_number(pred), to_number(gold_s)
-  if p_num is not None and g_num is not None:
-    return p_num == g_num   # both plain numbers: exact rational comparison decides
-  if not use_math_verify or len(pred) > MAX_ANSWER_CHARS or len(gold_s) > MAX_ANSWER_CHARS:
+  cands = [c for c in cands if len(c) <= MAX_ANSWER_CHARS and _brace_depth(c) <= MAX_BRACE_DEPTH
+           and not too_costly(c)]
+  if not cands or too_costly(gold_s):
     return False
-  if _brace_depth(pred) > MAX_BRACE_DEPTH or _brace_depth(gold_s) > MAX_BRACE_DEPTH:
-    return False
-  import math_verify as mv
-  timeout = _mv_timeout()
-  try:
-    gold_parsed = _mv_parse(gold_s, timeout)
-    pred_parsed = _mv_parse(pred, timeout)
-    if not gold_parsed or not pred_parsed:
-      return False
-    return bool(mv.verify(gold_parsed, pred_parsed, timeout_seconds=timeout))
-  except Exception:  # noqa: BLE001 - a reward must never raise on model output
-    return False
+  golds = [gold_s] + ([g_interval] if g_interval else [])
+  return any(_mv_equal_guarded(g, tuple(cands)) for g in golds)
 
 
 def verify(completion_text: str, gold: Any, fallback: Optional[str] = 'last_number',
            use_math_verify: bool = True) -> bool:
-  """Whether the completion's final answer (see `extract_answer`) is equivalent to `gold`."""
-  if not isinstance(completion_text, str):
+  """Whether the completion's final answer is equivalent to `gold`.
+
+  Readings tried: `extract_answer` (last `<answer>`, its last `\\boxed{}`, else the last `\\boxed{}`, else the
+  fallback); all the `\\boxed{}` of the answer joined as a set when there are several (one per solution); inside
+  `<answer>` prose, the last `$…$`/`\\(…\\)`/`\\[…\\]` formula, or the only number. An inequality (`x < 3`) is
+  also read as an interval. Delimiters around the gold are ignored.
+  """
+  if not isinstance(completion_text, str) or not completion_text:
     return False
-  return answers_match(extract_answer(completion_text, fallback=fallback), gold, use_math_verify=use_math_verify)
+  return _match_readings(_readings(completion_text, fallback), gold, use_math_verify=use_math_verify)
 
 
 def math_reward(completions: list[str], answer: list[Any] | None = None, fallback: str = 'last_number',

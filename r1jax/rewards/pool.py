@@ -50,13 +50,50 @@ def _set_pdeathsig() -> None:
     pass
 
 
-def _worker_main(conn, parent_pid: int) -> None:
+# Environment variables a worker keeps; everything else of the trainer's (tokens, keys, cloud credentials) is dropped
+# before any item runs, so nothing a worker starts inherits it.
+_ENV_KEEP = ('PATH', 'HOME', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TMPDIR', 'PYTHONPATH', 'PYTHONHASHSEED', 'R1JAX_DATA_DIR',
+             'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')
+
+
+def _scrub_env() -> None:
+  keep = {k: os.environ[k] for k in _ENV_KEEP if k in os.environ}
+  os.environ.clear()
+  os.environ.update(keep)
+  os.environ.setdefault('OMP_NUM_THREADS', '1')
+  os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
+
+
+def _limit_memory(memory_mb: Optional[int]) -> None:
+  """Cap the worker's address space, so one sympy blow-up (`x^{10^6}`) is a MemoryError or a crash of this worker
+  (scored 0, worker replaced), not gigabytes taken from the trainer's host."""
+  if not memory_mb:
+    return
+  import resource
+  limit = int(memory_mb) << 20
+  try:
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+      limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+  except (ValueError, OSError):
+    pass
+
+
+def _worker_main(conn, parent_pid: int, memory_mb: Optional[int] = None, warm_math: bool = False) -> None:
   """Worker loop: recv (task_id, fn, args, kwargs), send (task_id, ok, value_or_error)."""
   signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's business
   _set_pdeathsig()
+  _scrub_env()
   from r1jax.rewards import math as rmath
   from r1jax.rewards import registry  # noqa: F401 - import the verifiers before announcing readiness
   rmath.IN_WORKER = True
+  warm = lambda: rmath.answers_match('\\sqrt{4}', '2')   # imports math-verify, builds its parsers (seconds)
+  if warm_math:
+    warm()
+  else:   # meanwhile items that need no sympy (code, fast paths) are already served
+    threading.Thread(target=warm, daemon=True).start()
+  _limit_memory(memory_mb)   # after the imports: the limit is for items, not for loading sympy
   try:
     conn.send(('ready', os.getpid()))
   except (EOFError, OSError):
@@ -87,9 +124,9 @@ def _worker_main(conn, parent_pid: int) -> None:
 
 
 class _Worker:
-  def __init__(self, ctx, index: int):
+  def __init__(self, ctx, index: int, memory_mb: Optional[int] = None, warm_math: bool = False):
     self.conn, child_conn = ctx.Pipe(duplex=True)
-    self.proc = ctx.Process(target=_worker_main, args=(child_conn, os.getpid()), daemon=True,
+    self.proc = ctx.Process(target=_worker_main, args=(child_conn, os.getpid(), memory_mb, warm_math), daemon=True,
                             name=f'r1jax-reward-{index}')
     self.proc.start()
     child_conn.close()
@@ -124,11 +161,15 @@ class RewardPool:
   """N worker processes, started once, scoring (fn, args, kwargs) items with a per-item timeout."""
 
   def __init__(self, num_workers: int = 2, timeout_s: float = 5.0, mp_context: str = 'spawn',
-               startup_timeout_s: float = 120.0):
+               startup_timeout_s: float = 120.0, memory_mb: Optional[int] = 2048, warm_math: bool = False):
+    """memory_mb: address-space cap of each worker (RLIMIT_AS), None for none. Code runs are sandboxed and
+    capped by their own cgroup; this bounds what sympy/math-verify may take. warm_math: a worker reports ready
+    only once math-verify is imported (else it imports it in the background)."""
     if num_workers < 1:
       raise ValueError('num_workers must be >= 1 (use inline scoring for 0)')
     self.num_workers, self.timeout_s = num_workers, float(timeout_s)
     self.startup_timeout_s = float(startup_timeout_s)
+    self.memory_mb, self.warm_math = memory_mb, warm_math
     self._ctx = mp.get_context(mp_context)
     self._lock = threading.Lock()
     self._pending: collections.deque = collections.deque()
@@ -137,7 +178,7 @@ class RewardPool:
     self._closed = False
     self._ids = itertools.count()
     self.counters = collections.Counter()   # timeouts, crashes, errors, replaced, items
-    self._workers = [_Worker(self._ctx, i) for i in range(num_workers)]
+    self._workers = [_Worker(self._ctx, i, memory_mb, warm_math) for i in range(num_workers)]
     self._thread = threading.Thread(target=self._loop, name='r1jax-reward-dispatch', daemon=True)
     self._thread.start()
     self._finalizer = weakref.finalize(self, RewardPool._shutdown_static, self._workers)
@@ -226,7 +267,7 @@ class RewardPool:
   def _replace(self, idx: int) -> None:
     self._workers[idx].kill()
     self.counters['replaced'] += 1
-    self._workers[idx] = _Worker(self._ctx, idx)
+    self._workers[idx] = _Worker(self._ctx, idx, self.memory_mb, self.warm_math)
 
   def _finish(self, w: _Worker, res: ItemResult) -> None:
     job, i, t0, _ = w.task
@@ -329,3 +370,12 @@ def _debug_raise() -> None:
 
 def _debug_pid() -> int:
   return os.getpid()
+
+
+def _debug_env() -> dict:
+  return dict(os.environ)
+
+
+def _debug_alloc(mb: int) -> int:
+  x = bytearray(mb << 20)
+  return len(x)

@@ -140,7 +140,8 @@ class RewardSystem:
   """Weighted sum of registered rewards, scored in a worker pool (or inline when num_workers == 0)."""
 
   def __init__(self, weights: Mapping[str, float], kwargs: Optional[Mapping[str, Mapping[str, Any]]] = None,
-               num_workers: int = 2, timeout_s: float = 5.0, mp_context: str = 'spawn'):
+               num_workers: int = 2, timeout_s: float = 5.0, mp_context: str = 'spawn',
+               worker_memory_mb: Optional[int] = 2048):
     if not weights:
       raise ValueError('reward weights are empty')
     self.weights = {k: float(v) for k, v in weights.items()}
@@ -154,7 +155,10 @@ class RewardSystem:
       self._add(name)
     self.order = sorted(self.order, key=lambda n: not get(n).pooled)   # stable: dependencies stay first
     needs_pool = any(get(n).pooled for n in self.order)
-    self.pool = RewardPool(num_workers, timeout_s, mp_context) if num_workers > 0 and needs_pool else None
+    self.pool = (RewardPool(num_workers, timeout_s, mp_context, memory_mb=worker_memory_mb)
+                 if num_workers > 0 and needs_pool else None)
+    if self.pool is None:   # inline: math-verify still gets a hard deadline (a helper process, see rewards/math.py)
+      rmath.set_inline_timeout(self.timeout_s)
     self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
     self._closed = False
 
@@ -287,13 +291,15 @@ class RewardSystem:
 
 
 def build_reward_system(cfg: Any) -> RewardSystem:
-  """From an ml_collections.ConfigDict or dict: weights, kwargs (optional), num_workers (2), timeout_s (5.0)."""
+  """From an ml_collections.ConfigDict or dict: weights, kwargs (optional), num_workers (2), timeout_s (5.0),
+  worker_memory_mb (2048, address-space cap of each pool worker)."""
   if hasattr(cfg, 'to_dict'):
     cfg = cfg.to_dict()
   cfg = dict(cfg)
-  unknown = set(cfg) - {'weights', 'kwargs', 'num_workers', 'timeout_s', 'mp_context'}
+  unknown = set(cfg) - {'weights', 'kwargs', 'num_workers', 'timeout_s', 'mp_context', 'worker_memory_mb'}
   if unknown:
     raise KeyError(f'unknown reward config keys {sorted(unknown)}')
   return RewardSystem(dict(cfg['weights']), {k: dict(v) for k, v in dict(cfg.get('kwargs') or {}).items()},
                       num_workers=int(cfg.get('num_workers', 2)), timeout_s=float(cfg.get('timeout_s', 5.0)),
-                      mp_context=cfg.get('mp_context', 'spawn'))
+                      mp_context=cfg.get('mp_context', 'spawn'),
+                      worker_memory_mb=cfg.get('worker_memory_mb', 2048))

@@ -5,6 +5,8 @@ import pytest
 
 from r1jax.rewards import code as rcode
 
+pytestmark = pytest.mark.skipif(bool(rcode.sandbox_problem()), reason=rcode.sandbox_problem())
+
 PROG = 'def add(a, b):\n  return a + b\n'
 CHECK = 'def check(candidate):\n  assert candidate(1, 2) == 3\n  assert candidate(-1, 1) == 0\n'
 
@@ -60,7 +62,7 @@ def test_sandbox_environment():
     assert r.passed, r
   finally:
     del os.environ['R1JAX_TEST_SECRET']
-  assert r.caps.get('rlimits') and r.caps.get('audit_hook')
+  assert r.caps['bwrap'] and r.caps['seccomp'] and r.caps['cgroup'] and r.caps['uid'] == 65534 and r.caps['clean']
 
 
 def test_extract_code_and_reward():

@@ -1,5 +1,6 @@
 """Math extraction and equivalence: extraction order, GSM8K normalisation, math-verify cases, negatives."""
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -89,3 +90,68 @@ def test_math_reward_batched():
   assert r.dtype == np.float32 and r.tolist() == [1.0, 0.0, 0.0]
   with pytest.raises(KeyError):
     rmath.math_reward(['x'])
+
+
+@pytest.mark.parametrize('completion,gold', [
+    ('<answer>$9$</answer>', '9'), ('<answer>\\(9\\)</answer>', '9'), ('<answer>\\[9\\]</answer>', '9'),
+    ('<answer>$$9$$</answer>', '9'), ('<answer>9</answer>', '$9$'), ('<answer>\\frac12</answer>', '\\(\\frac{1}{2}\\)'),
+    ('<answer>The answer is $9$.</answer>', '9'), ('<answer>So we get \\(x = 9\\) here.</answer>', '9'),
+    ('<answer>I think it is 9</answer>', '9'),
+    ('<answer>Monday</answer>', '\\text{Monday}'), ('<answer>(C)</answer>', '\\text{(C)}'),
+    ('<answer>\\boxed{1}, \\boxed{-2}</answer>', '-2, 1'), ('\\boxed{3} and \\boxed{5}', '3,5'),
+    ('<answer>$x < 3$</answer>', '(-\\infty, 3)'), ('<answer>$2 \\le x < 5$</answer>', '[2, 5)'),
+    ('<answer>x \\geq -1</answer>', '[-1, \\infty)'), ('<answer>$(-\\infty, 3)$</answer>', 'x<3'),
+    ('<answer>0.333</answer>', '\\frac{1}{3}'), ('<answer>0.2857</answer>', '\\frac{2}{7}'),
+    ('<answer>-0.67</answer>', '-\\frac{2}{3}'),
+])
+def test_answer_forms_verify(completion, gold):
+  assert rmath.verify(completion, gold)
+
+
+@pytest.mark.parametrize('completion,gold', [
+    ('<answer>0.34</answer>', '\\frac{1}{3}'), ('<answer>0.3</answer>', '\\frac{1}{3}'),   # <2 places: too coarse
+    ('<answer>$x \\le 3$</answer>', '(-\\infty, 3)'), ('<answer>$x > 3$</answer>', '(-\\infty, 3)'),
+    ('<answer>\\boxed{1}</answer>', '1, -2'), ('<answer>\\boxed{1}, \\boxed{2}, \\boxed{-2}</answer>', '1,-2'),
+    ('<answer>It is 3 or 4</answer>', '4'), ('<answer>Tuesday</answer>', '\\text{Monday}'),
+    ('<answer>$10$</answer>', '9'), ('<answer>0.333</answer>', '0.33'),
+])
+def test_answer_forms_reject(completion, gold):
+  assert not rmath.verify(completion, gold)
+
+
+def test_fast_paths_only_decide_true():
+  # As plain numbers 50 != 1/2, but math-verify reads `50\%` as 0.5: the rational fast path must not say False.
+  assert rmath.to_number('50\\%') != rmath.to_number('0.5')
+  assert rmath.answers_match('50\\%', '0.5') and rmath.answers_match('12.5\\%', '\\frac{1}{8}')
+  assert rmath.answers_match('\\sqrt{4}', '2')   # not a plain number: math-verify decides
+
+
+@pytest.mark.parametrize('expr,costly', [
+    ('x^{10^6}-(x+1)^{10^6}', True), ('2^{2^{2^5}}', True), ('2^{100000}', True), ('(10^6)!', True),
+    ('100000!', True), ('\\sum_{k=1}^{10^9} k', True), ('\\prod_{i=1}^{n} i', True), ('x**10**6', True),
+    ('2^{2011}', False), ('5!', False), ('x^2+1', False), ('\\sum_{k=1}^{10} k', False), ('n!', False),
+    ('\\frac{3}{4}', False),
+])
+def test_too_costly_inputs_never_reach_sympy(expr, costly):
+  assert rmath.too_costly(expr) == costly
+
+
+def test_costly_answers_are_rejected_fast():
+  t0 = time.monotonic()
+  assert not rmath.verify('<answer>x^{10^6}-(x+1)^{10^6}</answer>', '0')
+  assert not rmath.verify('\\boxed{(10^7)!}', '5')
+  assert time.monotonic() - t0 < 1.0
+
+
+def test_inline_calls_have_a_hard_deadline():
+  """Outside a pool worker math-verify runs in a helper process killed at the inline timeout (not a 5 s alarm)."""
+  old = rmath._INLINE_TIMEOUT_S
+  rmath.set_inline_timeout(1.0)
+  try:
+    rmath.warm_up()
+    t0 = time.monotonic()
+    assert not rmath.answers_match('(x+1)^{5000}', 'x^{5000}+1')   # expanding takes sympy far longer than 1 s
+    assert time.monotonic() - t0 < 1.0 + 1.5
+    assert rmath.answers_match('2\\sqrt{3}', '\\sqrt{12}')   # the helper is replaced and keeps working
+  finally:
+    rmath.set_inline_timeout(old)

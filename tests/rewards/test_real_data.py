@@ -99,6 +99,7 @@ def test_shuffled_answers_almost_never_verify():
   assert fp2 == 0
 
 
+@pytest.mark.skipif(bool(rcode.sandbox_problem()), reason='code sandbox unavailable')
 def test_humaneval_canonical_passes_and_wrong_fails():
   import concurrent.futures
   rows = _load('humaneval/test.jsonl')
@@ -118,3 +119,19 @@ def test_humaneval_canonical_passes_and_wrong_fails():
   print(f'\nHumanEval canonical pass {canon}/{n}; empty body pass {empty}/{n}; `return None` pass {wrong}/{n}')
   assert canon == n, failures[:5]
   assert empty == 0 and wrong == 0
+
+
+def test_math_agreement_corpus_sample():
+  """A slice of benchmarks/math_agreement.py's corpus (the full run's figures are in docs/rewards.md)."""
+  import importlib.util
+  path = Path(__file__).resolve().parents[2] / 'benchmarks' / 'math_agreement.py'
+  spec = importlib.util.spec_from_file_location('math_agreement', path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  if not (DATA / 'math500' / 'test.jsonl').is_file():
+    pytest.skip('MATH-500 not found')
+  corpus = mod.build_corpus(DATA, n=12)
+  pos = [rmath.verify(c, g) for _, _, c, g, label in corpus if label]
+  neg = [not rmath.verify(c, g) for _, _, c, g, label in corpus if not label]
+  print(f'\nagreement sample: positives accepted {sum(pos)}/{len(pos)}, negatives rejected {sum(neg)}/{len(neg)}')
+  assert sum(pos) / len(pos) >= 0.97 and sum(neg) / len(neg) >= 0.93

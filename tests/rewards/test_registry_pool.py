@@ -73,6 +73,7 @@ def test_registry_names_and_register():
     R.get('nope')
 
 
+@pytest.mark.skipif(bool(R.code.sandbox_problem()), reason='code sandbox unavailable')
 def test_accuracy_dispatch():
   comps = ['\\boxed{2}', '<answer>(1+2)*4</answer>', '<answer>56</answer>', 'def f():\n  return 1\n']
   fields = dict(task=['gsm8k', 'countdown', 'arithmetic', 'humaneval'], answer=['2', None, None, None],
