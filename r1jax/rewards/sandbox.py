@@ -24,6 +24,7 @@ import os
 import platform
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -444,17 +445,19 @@ def _unreachable_ancestor(path: str) -> Optional[str]:
   return None
 
 
-_stage_dir: Optional[str] = None
-
-
 def _stage() -> str:
-  global _stage_dir
-  if _stage_dir is None or not os.path.isdir(_stage_dir):
-    import atexit
-    import tempfile
-    _stage_dir = tempfile.mkdtemp(prefix='r1jax_stage_')
-    atexit.register(lambda d=_stage_dir: os.path.isdir(d) and os.rmdir(d))
-  return _stage_dir
+  """An empty root-owned 0700 directory, shared by all processes, over which the view helper mounts a private tmpfs
+  (only in its own mount namespace; on the host it stays empty). Refuses a link or a directory someone else owns."""
+  import tempfile
+  path = os.path.join(tempfile.gettempdir(), f'r1jax_stage_{os.geteuid()}')
+  try:
+    os.mkdir(path, 0o700)
+  except FileExistsError:
+    pass
+  st = os.lstat(path)
+  if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+    raise OSError(f'{path} is not a private directory of ours')
+  return path
 
 
 _view: dict[str, Any] = {}
