@@ -142,6 +142,8 @@ def test_honest_programs_still_pass(nothing_left):
   gen = 'def f(n):\n  return (i * i for i in range(n))\n'
   assert run(gen, ['assert list(f(3)) == [0, 1, 4]']).passed
   assert not run(gen, ['assert f(3) == [0, 1, 4]']).passed   # a generator is not a list, as in plain Python
+  big = 'TABLE = list(range(10**6))\ndef f(i):\n  return TABLE[i]\n'   # too big to copy: a handle
+  assert run(big, ['assert f(5) == 5', 'assert len(TABLE) == 10**6 and TABLE[7] == 7']).passed
 
 
 # ------------------------------------------------------------------ escapes
