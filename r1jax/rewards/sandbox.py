@@ -153,10 +153,22 @@ def _cgroup_layout() -> Optional[dict[str, str]]:
   if len(v1) == 2:
     return v1
   if os.path.exists(os.path.join(_CG_ROOT, 'cgroup.controllers')):   # pure v2 (unified at the root)
-    base = os.path.join(_CG_ROOT, _own_cgroup('').lstrip('/'))
-    if {'pids', 'memory'} <= set(_read(os.path.join(base, 'cgroup.controllers')).split()) and os.access(
-        base, os.W_OK):
-      return {'v2': base}
+    # v2 forbids processes in a cgroup whose children have controllers ("no internal processes"), so runs go under
+    # a process-free parent: <root>/r1jax as root (the root cgroup is exempt), else a child of our own cgroup's
+    # parent when that is delegated to us (systemd user slices).
+    for parent in (_CG_ROOT, os.path.dirname(os.path.join(_CG_ROOT, _own_cgroup('').lstrip('/')))):
+      if not ({'pids', 'memory'} <= set(_read(os.path.join(parent, 'cgroup.controllers')).split())
+              and os.access(parent, os.W_OK)):
+        continue
+      if not {'pids', 'memory'} <= set(_read(os.path.join(parent, 'cgroup.subtree_control')).split()):
+        _write(os.path.join(parent, 'cgroup.subtree_control'), '+pids +memory')
+      base = os.path.join(parent, f'r1jax-{os.geteuid()}')
+      try:
+        os.makedirs(base, exist_ok=True)
+      except OSError:
+        continue
+      if {'pids', 'memory'} <= set(_read(os.path.join(base, 'cgroup.controllers')).split()):
+        return {'v2': base}
   return None
 
 
@@ -171,7 +183,7 @@ class Cgroup:
       if self.v2:
         parent = layout['v2']
         sub = set(_read(os.path.join(parent, 'cgroup.subtree_control')).split())
-        if not {'pids', 'memory'} <= sub:
+        if not {'pids', 'memory'} <= sub:   # `parent` holds no processes, so this is allowed
           if not _write(os.path.join(parent, 'cgroup.subtree_control'), '+pids +memory'):
             raise OSError('cannot enable pids/memory controllers (cgroup v2 delegation needed)')
         d = os.path.join(parent, name)
