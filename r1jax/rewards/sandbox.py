@@ -28,6 +28,7 @@ import stat
 import struct
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Optional, Sequence
 
@@ -473,9 +474,15 @@ def _stage() -> str:
 
 
 _view: dict[str, Any] = {}
+_view_lock = threading.Lock()
 
 
 def _private_view_fd(paths: Sequence[str]) -> Optional[int]:
+  with _view_lock:   # runs may start from several threads; the fd must not be replaced under one of them
+    return _private_view_fd_locked(paths)
+
+
+def _private_view_fd_locked(paths: Sequence[str]) -> Optional[int]:
   """A mount namespace (held by fd, made once per process) in which every path in `paths` is reachable by uid
   65534: a tmpfs hides each unreachable ancestor (e.g. /root, mode 700) and only `paths` are bound back. Built by
   util-linux `unshare`/`mount` in a helper that exits at once; nothing is mounted in the host's namespace."""
@@ -512,12 +519,7 @@ def _private_view_fd(paths: Sequence[str]) -> Optional[int]:
     helper.wait(10)
     helper.stdout.close()
     helper.stderr.close()
-  if _view.get('fd') is not None and _view.get('key', (0,))[0] == os.getpid():
-    try:
-      os.close(_view['fd'])
-    except OSError:
-      pass
-  _view.update(key=key, fd=fd)
+  _view.update(key=key, fd=fd)   # a previous fd (other paths) stays open: a run may still be passing it
   return fd
 
 
