@@ -337,10 +337,10 @@ def without(monkeypatch):
   return apply
 
 
-@pytest.mark.parametrize('missing', ['bwrap', 'userns', 'cgroup'])
+@pytest.mark.parametrize('missing', ['bwrap', 'userns', 'cgroup', 'seccomp'])
 def test_strict_mode_fails_closed(without, missing):
-  without(**{'bwrap': None} if missing == 'bwrap' else {'userns': False} if missing == 'userns' else
-          {'cgroup': None, 'reason': 'no writable cgroup'})
+  without(**{'bwrap': {'bwrap': None}, 'userns': {'userns': False}, 'seccomp': {'seccomp': False},
+             'cgroup': {'cgroup': None, 'reason': 'no writable cgroup'}}[missing])
   r = rcode.run_tests(WRONG.replace('0', 'x * x'), CHECK, entry_point='f')
   assert r.status == 'error' and not r.passed and 'sandbox unavailable' in r.error, r
   assert "sandbox='weak'" in r.error
