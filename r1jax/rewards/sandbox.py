@@ -173,6 +173,35 @@ def _cgroup_layout() -> Optional[dict[str, str]]:
   return None
 
 
+def sweep_stale(layout: Optional[dict[str, str]]) -> int:
+  """Remove run cgroups left by processes that died mid-run (e.g. a pool worker killed at its deadline; its
+  sandboxes died with it through --die-with-parent, the empty cgroups did not). Returns how many were removed."""
+  removed = 0
+  for base in (layout or {}).values():
+    try:
+      names = os.listdir(base)
+    except OSError:
+      continue
+    for name in names:
+      parts = name.split('-')
+      if len(parts) < 3 or parts[0] != 'r1jax' or not parts[1].isdigit():
+        continue
+      if os.path.exists(f'/proc/{parts[1]}'):
+        continue
+      d = os.path.join(base, name)
+      for pid in _read(os.path.join(d, 'cgroup.procs')).split():
+        try:
+          os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ValueError):
+          pass
+      try:
+        os.rmdir(d)
+        removed += 1
+      except OSError:
+        pass
+  return removed
+
+
 class Cgroup:
   """One run's cgroup(s): pids.max and a memory limit (memsw too where swap is accounted)."""
 
@@ -342,6 +371,7 @@ def probe(bwrap_path: Optional[str] = None) -> Support:
     except (OSError, subprocess.SubprocessError) as e:
       reasons.append(f'bubblewrap failed: {e}')
   layout = _cgroup_layout()
+  sweep_stale(layout)
   if layout is None:
     reasons.append('no writable cgroup with pids and memory controllers (v1 or delegated v2)')
   s = Support(bwrap, userns, layout, root, seccomp, '; '.join(reasons))

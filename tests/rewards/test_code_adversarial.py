@@ -382,3 +382,15 @@ def test_seccomp_filter_is_well_formed():
     assert len(prog) % 8 == 0 and len(prog) // 8 < 4096
   with pytest.raises(ValueError):
     sbx.seccomp_filter('mips')
+
+
+@needs_strict
+def test_stale_cgroups_of_dead_processes_are_swept():
+  dead = 2 ** 22 + 12345   # above pid_max's default range: no such process
+  dirs = []
+  for base in SUPPORT.cgroup.values():
+    d = os.path.join(base, f'r1jax-{dead}-0-1')
+    os.mkdir(d)
+    dirs.append(d)
+  assert sbx.sweep_stale(SUPPORT.cgroup) >= len(dirs)
+  assert not any(os.path.exists(d) for d in dirs)
