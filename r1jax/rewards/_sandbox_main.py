@@ -164,8 +164,8 @@ def server(spec):
       try:
         if type(v).__name__ == 'module':
           names[k] = ['mod', str(v.__name__)]
-        else:
-          names[k] = ['val', enc(v)]
+        else:   # small data is copied; anything else (or big tables) stays a handle
+          names[k] = ['val', _enc(v, ref, [10_000])]
       except BaseException:  # noqa: BLE001
         names[k] = ['val', ref(v)]
   send(rep_w, {'error': error, 'names': names})
@@ -187,6 +187,10 @@ def server(spec):
       elif op == 'iter':
         import itertools
         value = list(itertools.islice(iter(obj), 100_000))
+      elif op == 'len':
+        value = int(len(obj))
+      elif op == 'getitem':
+        value = obj[_dec(msg[3], deref)]
       else:
         raise ValueError(f'unknown op {op!r}')
       reply = [seq, 'ok', enc(value)]
@@ -232,8 +236,9 @@ class _Channel:
 
 
 class Ref:
-  """A program object that is not plain data. It can be called, its attributes read, or iterated (all remotely);
-  any other use (==, bool, hash, len, arithmetic) raises, so a non-data value can never satisfy an assertion."""
+  """A program object that is not plain data. It can be called, its attributes, items and length read, or iterated
+  (all remotely, each answer rebuilt from data); any other use (==, bool, hash, arithmetic) raises, so a non-data
+  value can never satisfy an assertion by itself."""
   __slots__ = ('_ch', '_id', '_type', '_callable')
 
   def __init__(self, ch, oid, tname, is_callable):
@@ -253,11 +258,17 @@ class Ref:
   def __iter__(self):
     return iter(self._ch.call('iter', self._id))
 
+  def __len__(self):
+    return self._ch.call('len', self._id)
+
+  def __getitem__(self, key):
+    return self._ch.call('getitem', self._id, _enc_local(key))
+
   def _refuse(self, *a):
     raise TypeError(f'the program returned a {self._type} object, not plain data')
 
-  __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = __bool__ = __len__ = _refuse
-  __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __contains__ = __getitem__ = _refuse
+  __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = __bool__ = _refuse
+  __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __contains__ = _refuse
 
   def __repr__(self):
     return f'<remote {self._type}>'

@@ -56,8 +56,11 @@ _ENV_KEEP = ('PATH', 'HOME', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TMPDIR', 'PYTHONPATH
              'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')
 
 
+_ENV_KEEP_PREFIXES = ('JAX_', 'XLA_', 'TPU_', 'CUDA_', 'LD_LIBRARY_PATH')   # device selection, not secrets
+
+
 def _scrub_env() -> None:
-  keep = {k: os.environ[k] for k in _ENV_KEEP if k in os.environ}
+  keep = {k: v for k, v in os.environ.items() if k in _ENV_KEEP or k.startswith(_ENV_KEEP_PREFIXES)}
   os.environ.clear()
   os.environ.update(keep)
   os.environ.setdefault('OMP_NUM_THREADS', '1')

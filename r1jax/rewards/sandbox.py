@@ -24,9 +24,11 @@ import os
 import platform
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Optional, Sequence
 
@@ -152,11 +154,52 @@ def _cgroup_layout() -> Optional[dict[str, str]]:
   if len(v1) == 2:
     return v1
   if os.path.exists(os.path.join(_CG_ROOT, 'cgroup.controllers')):   # pure v2 (unified at the root)
-    base = os.path.join(_CG_ROOT, _own_cgroup('').lstrip('/'))
-    if {'pids', 'memory'} <= set(_read(os.path.join(base, 'cgroup.controllers')).split()) and os.access(
-        base, os.W_OK):
-      return {'v2': base}
+    # v2 forbids processes in a cgroup whose children have controllers ("no internal processes"), so runs go under
+    # a process-free parent: <root>/r1jax as root (the root cgroup is exempt), else a child of our own cgroup's
+    # parent when that is delegated to us (systemd user slices).
+    for parent in (_CG_ROOT, os.path.dirname(os.path.join(_CG_ROOT, _own_cgroup('').lstrip('/')))):
+      if not ({'pids', 'memory'} <= set(_read(os.path.join(parent, 'cgroup.controllers')).split())
+              and os.access(parent, os.W_OK)):
+        continue
+      if not {'pids', 'memory'} <= set(_read(os.path.join(parent, 'cgroup.subtree_control')).split()):
+        _write(os.path.join(parent, 'cgroup.subtree_control'), '+pids +memory')
+      base = os.path.join(parent, f'r1jax-{os.geteuid()}')
+      try:
+        os.makedirs(base, exist_ok=True)
+      except OSError:
+        continue
+      if {'pids', 'memory'} <= set(_read(os.path.join(base, 'cgroup.controllers')).split()):
+        return {'v2': base}
   return None
+
+
+def sweep_stale(layout: Optional[dict[str, str]]) -> int:
+  """Remove run cgroups left by processes that died mid-run (e.g. a pool worker killed at its deadline; its
+  sandboxes died with it through --die-with-parent, the empty cgroups did not). Returns how many were removed."""
+  removed = 0
+  for base in (layout or {}).values():
+    try:
+      names = os.listdir(base)
+    except OSError:
+      continue
+    for name in names:
+      parts = name.split('-')
+      if len(parts) < 3 or parts[0] != 'r1jax' or not parts[1].isdigit():
+        continue
+      if os.path.exists(f'/proc/{parts[1]}'):
+        continue
+      d = os.path.join(base, name)
+      for pid in _read(os.path.join(d, 'cgroup.procs')).split():
+        try:
+          os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ValueError):
+          pass
+      try:
+        os.rmdir(d)
+        removed += 1
+      except OSError:
+        pass
+  return removed
 
 
 class Cgroup:
@@ -170,7 +213,7 @@ class Cgroup:
       if self.v2:
         parent = layout['v2']
         sub = set(_read(os.path.join(parent, 'cgroup.subtree_control')).split())
-        if not {'pids', 'memory'} <= sub:
+        if not {'pids', 'memory'} <= sub:   # `parent` holds no processes, so this is allowed
           if not _write(os.path.join(parent, 'cgroup.subtree_control'), '+pids +memory'):
             raise OSError('cannot enable pids/memory controllers (cgroup v2 delegation needed)')
         d = os.path.join(parent, name)
@@ -341,6 +384,7 @@ def probe(bwrap_path: Optional[str] = None) -> Support:
     except (OSError, subprocess.SubprocessError) as e:
       reasons.append(f'bubblewrap failed: {e}')
   layout = _cgroup_layout()
+  sweep_stale(layout)
   if layout is None:
     reasons.append('no writable cgroup with pids and memory controllers (v1 or delegated v2)')
   s = Support(bwrap, userns, layout, root, seccomp, '; '.join(reasons))
@@ -457,23 +501,31 @@ def _unreachable_ancestor(path: str) -> Optional[str]:
   return None
 
 
-_stage_dir: Optional[str] = None
-
-
 def _stage() -> str:
-  global _stage_dir
-  if _stage_dir is None or not os.path.isdir(_stage_dir):
-    import atexit
-    import tempfile
-    _stage_dir = tempfile.mkdtemp(prefix='r1jax_stage_')
-    atexit.register(lambda d=_stage_dir: os.path.isdir(d) and os.rmdir(d))
-  return _stage_dir
+  """An empty root-owned 0700 directory, shared by all processes, over which the view helper mounts a private tmpfs
+  (only in its own mount namespace; on the host it stays empty). Refuses a link or a directory someone else owns."""
+  import tempfile
+  path = os.path.join(tempfile.gettempdir(), f'r1jax_stage_{os.geteuid()}')
+  try:
+    os.mkdir(path, 0o700)
+  except FileExistsError:
+    pass
+  st = os.lstat(path)
+  if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+    raise OSError(f'{path} is not a private directory of ours')
+  return path
 
 
 _view: dict[str, Any] = {}
+_view_lock = threading.Lock()
 
 
 def _private_view_fd(paths: Sequence[str]) -> Optional[int]:
+  with _view_lock:   # runs may start from several threads; the fd must not be replaced under one of them
+    return _private_view_fd_locked(paths)
+
+
+def _private_view_fd_locked(paths: Sequence[str]) -> Optional[int]:
   """A mount namespace (held by fd, made once per process) in which every path in `paths` is reachable by uid
   65534: a tmpfs hides each unreachable ancestor (e.g. /root, mode 700) and only `paths` are bound back. Built by
   util-linux `unshare`/`mount` in a helper that exits at once; nothing is mounted in the host's namespace."""
@@ -510,12 +562,7 @@ def _private_view_fd(paths: Sequence[str]) -> Optional[int]:
     helper.wait(10)
     helper.stdout.close()
     helper.stderr.close()
-  if _view.get('fd') is not None and _view.get('key', (0,))[0] == os.getpid():
-    try:
-      os.close(_view['fd'])
-    except OSError:
-      pass
-  _view.update(key=key, fd=fd)
+  _view.update(key=key, fd=fd)   # a previous fd (other paths) stays open: a run may still be passing it
   return fd
 
 

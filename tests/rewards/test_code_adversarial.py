@@ -142,6 +142,8 @@ def test_honest_programs_still_pass(nothing_left):
   gen = 'def f(n):\n  return (i * i for i in range(n))\n'
   assert run(gen, ['assert list(f(3)) == [0, 1, 4]']).passed
   assert not run(gen, ['assert f(3) == [0, 1, 4]']).passed   # a generator is not a list, as in plain Python
+  big = 'TABLE = list(range(10**6))\ndef f(i):\n  return TABLE[i]\n'   # too big to copy: a handle
+  assert run(big, ['assert f(5) == 5', 'assert len(TABLE) == 10**6 and TABLE[7] == 7']).passed
 
 
 # ------------------------------------------------------------------ escapes
@@ -335,10 +337,10 @@ def without(monkeypatch):
   return apply
 
 
-@pytest.mark.parametrize('missing', ['bwrap', 'userns', 'cgroup'])
+@pytest.mark.parametrize('missing', ['bwrap', 'userns', 'cgroup', 'seccomp'])
 def test_strict_mode_fails_closed(without, missing):
-  without(**{'bwrap': None} if missing == 'bwrap' else {'userns': False} if missing == 'userns' else
-          {'cgroup': None, 'reason': 'no writable cgroup'})
+  without(**{'bwrap': {'bwrap': None}, 'userns': {'userns': False}, 'seccomp': {'seccomp': False},
+             'cgroup': {'cgroup': None, 'reason': 'no writable cgroup'}}[missing])
   r = rcode.run_tests(WRONG.replace('0', 'x * x'), CHECK, entry_point='f')
   assert r.status == 'error' and not r.passed and 'sandbox unavailable' in r.error, r
   assert "sandbox='weak'" in r.error
@@ -380,3 +382,15 @@ def test_seccomp_filter_is_well_formed():
     assert len(prog) % 8 == 0 and len(prog) // 8 < 4096
   with pytest.raises(ValueError):
     sbx.seccomp_filter('mips')
+
+
+@needs_strict
+def test_stale_cgroups_of_dead_processes_are_swept():
+  dead = 2 ** 22 + 12345   # above pid_max's default range: no such process
+  dirs = []
+  for base in SUPPORT.cgroup.values():
+    d = os.path.join(base, f'r1jax-{dead}-0-1')
+    os.mkdir(d)
+    dirs.append(d)
+  assert sbx.sweep_stale(SUPPORT.cgroup) >= len(dirs)
+  assert not any(os.path.exists(d) for d in dirs)

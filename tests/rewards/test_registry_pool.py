@@ -123,3 +123,13 @@ def test_reward_system_config_errors():
     R.build_reward_system({'weights': {'format': 1.0}, 'extra': 1})
   with pytest.raises(ValueError):
     R.build_reward_system({'weights': {}})
+
+
+def test_pool_workers_have_scrubbed_env_and_memory_cap(monkeypatch):
+  monkeypatch.setenv('R1JAX_TEST_CLOUD_TOKEN', 'secret')
+  with rpool.RewardPool(num_workers=1, timeout_s=20.0, memory_mb=1024) as p:
+    env = p.map(rpool._debug_env, [((), {})])[0]
+    assert env.status == 'ok' and 'R1JAX_TEST_CLOUD_TOKEN' not in env.value and 'PATH' in env.value
+    big, small = p.map(rpool._debug_alloc, [((1536,), {}), ((64,), {})])
+    assert big.status in ('error', 'crash') and small.status == 'ok'   # a MemoryError, not 1.5 GB of the host
+    assert p.healthy()
