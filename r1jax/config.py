@@ -14,7 +14,8 @@ import os
 import ml_collections
 from ml_collections import config_dict
 
-STAGES = ("pretrain", "sft", "grpo", "eval", "rejection_sampling", "quickstart", "pipeline")
+STAGES = ("pretrain", "sft", "grpo", "eval", "rejection_sampling", "quickstart", "pipeline",
+          "export")
 
 
 def sibling_config(caller_file: str, name: str):
