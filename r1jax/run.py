@@ -13,8 +13,20 @@ from r1jax import config as config_lib
 log = logging.getLogger(__name__)
 
 
+def enable_compilation_cache(config) -> str | None:
+  """Turns on JAX's persistent compilation cache when `config.compilation_cache_dir` is set."""
+  path = config.get("compilation_cache_dir", "") if hasattr(config, "get") else ""
+  if not path:
+    return None
+  import jax
+  jax.config.update("jax_compilation_cache_dir", str(path))
+  log.info("Persistent compilation cache: %s", path)
+  return str(path)
+
+
 def run(config, workdir: str | os.PathLike) -> Any:
   config_lib.validate(config)
+  enable_compilation_cache(config)
   stage = config.stage
   if stage in ("pretrain", "sft"):
     from r1jax.sft import trainer

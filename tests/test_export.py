@@ -14,8 +14,8 @@ import jax
 import numpy as np
 import pytest
 import tokenizers
-from etils import epath
 
+from nolocal_path import NoLocalPath
 from r1jax import experiment
 from r1jax.checkpoint import Checkpointer
 from r1jax.data import procedural
@@ -235,29 +235,6 @@ def test_chat_model_keeps_its_own_template_and_all_tokenizer_files(tmp_path, sp_
 # ----------------------------------------------------------------------------- remote paths
 
 
-class NoLocalPath(epath.gpath.PosixGPath):
-  """An epath path with no local-only behaviour: no os.fspath and a non-local str().
-
-  Code that does `open(p)`, `open(str(p))`, `os.path.join(p, ...)` or `np.memmap(p)` fails on
-  it, as it would on gs://; code that uses the epath methods works. (epath and orbax keep
-  their own access to the name: they implement the remote backends.)
-  """
-
-  @staticmethod
-  def _backend_caller() -> bool:
-    caller = sys._getframe(2).f_globals.get("__name__", "")
-    return caller.split(".")[0] in ("etils", "orbax", "tensorstore", "pathlib")
-
-  def __fspath__(self):
-    if self._backend_caller():
-      return self._path_str
-    raise TypeError("NoLocalPath has no local file name")
-
-  def __str__(self):
-    return self._path_str if self._backend_caller() else "nolocal://" + self._path_str
-
-
-epath.register_path_cls(NoLocalPath)
 
 
 def test_export_and_load_through_epath_only(tmp_path, sp_model):

@@ -207,7 +207,7 @@ def train(config, workdir: str | os.PathLike,
                           stop_strings=tuple(cfg_get(rl, "stop_strings", ("</answer>",))),
                           extra_fields=extra)
   evaluator = _make_evaluator(config, s)
-  writer = MetricsWriter(workdir)
+  writer = MetricsWriter(workdir, config=config)
   guard = experiment.PreemptionGuard()
   num_steps = int(tcfg.num_steps)
   start = int(jax.device_get(state.step)) // max(1, mu * (rows_total // mb_size))
