@@ -66,8 +66,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.shape = (-1, 1, 1)        # (data, fsdp, tensor); one -1 takes the remaining devices
-  # logical axis -> mesh axes overrides; or MaxText's list of (logical axis, mesh axes) pairs,
-  # e.g. --config.sharding_rules='(("embed", "fsdp"), ("mlp", ("tensor",)))'
+  # logical axis -> mesh axes overrides (--config.sharding_rules.embed=fsdp), and/or MaxText's
+  # list of (logical axis, mesh axes) pairs, pasted as c.sharding_rules.logical_axis_rules = [...]
   c.sharding_rules = ml_collections.ConfigDict()
   # A persistent XLA compilation cache (e.g. on a disk that survives restarts): a restarted
   # or preempted job reuses its compiled steps instead of compiling again. '' = off.
