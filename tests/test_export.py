@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tokenizers
 
+from hf_tokenizers import QWEN_CHAT_TEMPLATE, write_hf_tokenizer
 from nolocal_path import NoLocalPath
 from r1jax import experiment
 from r1jax.checkpoint import Checkpointer
@@ -175,47 +176,8 @@ def test_cli_with_relative_paths(tmp_path, sp_model):
 # ----------------------------------------------------------------------------- chat models
 
 
-QWEN_CHAT_TEMPLATE = (
-    "{%- if messages[0]['role'] == 'system' %}\n"
-    "    {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n"
-    "{%- else %}\n"
-    "    {{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
-    "assistant.<|im_end|>\\n' }}\n"
-    "{%- endif %}\n"
-    "{%- for message in messages %}\n"
-    "    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) or "
-    "(message.role == \"assistant\") %}\n"
-    "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n"
-    "    {%- endif %}\n"
-    "{%- endfor %}\n"
-    "{%- if add_generation_prompt %}\n"
-    "    {{- '<|im_start|>assistant\\n' }}\n"
-    "{%- endif %}\n")
-
-
-def write_qwen_tokenizer(folder):
-  """A Qwen-like tokenizer directory: tokenizer.json, configs, vocab/merges, chat template."""
-  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-  tok = Tokenizer(models.BPE())
-  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-  tok.decoder = decoders.ByteLevel()
-  trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=[
-      "<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-  tok.train_from_iterator(_corpus(), trainer)
-  tok.add_tokens(["<think>", "</think>", "<answer>", "</answer>"])
-  folder.mkdir(parents=True, exist_ok=True)
-  tok.save(str(folder / "tokenizer.json"))
-  tok.model.save(str(folder))  # vocab.json + merges.txt
-  (folder / "tokenizer_config.json").write_text(json.dumps(
-      {"bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
-       "tokenizer_class": "Qwen2Tokenizer"}))
-  (folder / "chat_template.jinja").write_text(QWEN_CHAT_TEMPLATE)
-  return folder
-
-
 def test_chat_model_keeps_its_own_template_and_all_tokenizer_files(tmp_path, sp_model):
-  src = write_qwen_tokenizer(tmp_path / "qwen_tok")
+  src = write_hf_tokenizer(tmp_path / "qwen_tok", "qwen", _corpus())
   make_workdir(tmp_path / "wd", sp_model, template="qwen2.5", tokenizer_src=src)
   # The workdir copy has every file (chat template, vocab.json, merges.txt).
   for name in ("chat_template.jinja", "vocab.json", "merges.txt", "tokenizer.json"):

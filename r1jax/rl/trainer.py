@@ -27,7 +27,7 @@ import numpy as np
 from r1jax import experiment, sharding
 from r1jax.checkpoint import Checkpointer
 from r1jax.data import pipeline
-from r1jax.data.templates import get_template
+from r1jax.data.templates import for_tokenizer
 from r1jax.experiment import cfg_get, to_dict
 from r1jax.metrics import MetricsWriter, Progress, plot_curves, read_metrics, truncate_metrics
 from r1jax.rewards import build_reward_system
@@ -136,7 +136,7 @@ def setup(config, workdir: str) -> GRPOSetup:
   mesh, rules = experiment.mesh_and_rules(config)
   tokenizer = experiment.get_tokenizer(config, workdir)
   model_cfg, graphdef, params = experiment.init_model(config, mesh, rules, tokenizer, workdir)
-  template = get_template(cfg_get(config, "template", "r1_zero"))
+  template = for_tokenizer(cfg_get(config, "template", "r1_zero"), tokenizer)
   train_records, eval_records = load_rl_records(config)
   loss_cfg = loss_config(rl)
   num_steps = int(config.train.num_steps)
