@@ -22,6 +22,8 @@ CORE = [
     "numpy>=1.26,<3",
     "tensorboardX>=2.6,<3",
     "matplotlib>=3.8,<4",
+    # Chat templates: prompts of chat models are rendered by their tokenizer's jinja template.
+    "jinja2>=3.1,<4",
 ]
 
 EXTRAS = {
@@ -35,6 +37,8 @@ EXTRAS = {
     ],
     # tfds.data_source reads ArrayRecord datasets without TensorFlow.
     "tfds": ["tensorflow-datasets>=4.9.7,<5", "array-record>=0.5"],
+    # config.logging.wandb (tested offline with wandb 0.31).
+    "wandb": ["wandb>=0.19,<1"],
 }
 
 setup(
