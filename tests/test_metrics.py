@@ -4,7 +4,6 @@ import os
 import struct
 import time
 
-import numpy as np
 import pytest
 
 from nolocal_path import NoLocalPath

@@ -25,7 +25,7 @@ import grain
 import numpy as np
 
 from r1jax.data.tasks import read_jsonl
-from r1jax.data.templates import Template, for_tokenizer, get_template
+from r1jax.data.templates import Template, for_tokenizer
 from r1jax.tokenizer import Tokenizer, truncate
 
 Record = dict[str, Any]
