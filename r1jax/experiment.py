@@ -17,19 +17,19 @@ import json
 import logging
 import os
 import pathlib
-import shutil
 import signal
 from typing import Any, Callable, Iterable
 
 import jax
 import numpy as np
+from etils import epath
 from jax.sharding import Mesh
 
 from r1jax import sharding
 from r1jax.models import config as model_config_lib
 from r1jax.models.config import ModelConfig, RopeScaling
 from r1jax.models.factory import abstract_model, create_model, param_shardings, split_params
-from r1jax.tokenizer import Tokenizer, load_tokenizer, train_sentencepiece
+from r1jax.tokenizer import Tokenizer, copy_tokenizer_files, load_tokenizer, train_sentencepiece
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def mesh_and_rules(config) -> tuple[Mesh, sharding.ShardingRules]:
 
 
 def is_r1jax_workdir(path: str | os.PathLike) -> bool:
-  return (pathlib.Path(path) / MODEL_CONFIG_FILE).exists()
+  return (epath.Path(path) / MODEL_CONFIG_FILE).exists()
 
 
 def is_hf_dir(path: str | os.PathLike) -> bool:
@@ -84,10 +84,9 @@ def save_model_config(cfg: ModelConfig, workdir: str | os.PathLike) -> None:
 
 
 def load_model_config(workdir: str | os.PathLike) -> ModelConfig:
-  path = pathlib.Path(workdir) / MODEL_CONFIG_FILE
+  path = epath.Path(workdir) / MODEL_CONFIG_FILE
   try:
-    with open(path) as f:
-      d = json.load(f)
+    d = json.loads(path.read_text())
   except (OSError, json.JSONDecodeError) as e:
     raise ValueError(f"Cannot read the model config of {workdir}: {e}") from e
   if d.get("rope_scaling"):
@@ -98,26 +97,23 @@ def load_model_config(workdir: str | os.PathLike) -> ModelConfig:
 # ---------------------------------------------------------------------------- tokenizer
 
 
-def tokenizer_dir(workdir: str | os.PathLike) -> pathlib.Path:
-  return pathlib.Path(workdir) / TOKENIZER_DIR
+def tokenizer_dir(workdir: str | os.PathLike) -> epath.Path:
+  return epath.Path(workdir) / TOKENIZER_DIR
 
 
 def _copy_tokenizer(src: str | os.PathLike, workdir: str | os.PathLike) -> None:
   if jax.process_index() != 0:
     return
-  src, dst = pathlib.Path(src), tokenizer_dir(workdir)
+  src, dst = epath.Path(src), tokenizer_dir(workdir)
   if dst.exists() and src.resolve() == dst.resolve():
     return
   dst.mkdir(parents=True, exist_ok=True)
-  if src.is_dir():
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                 "generation_config.json", "tokenizer.model"):
-      if (src / name).exists():
-        shutil.copy(src / name, dst / name)
+  if src.is_dir():  # every file: chat_template.jinja, vocab.json, merges.txt, ...
+    copy_tokenizer_files(src, dst)
   elif src.suffix == ".model":
-    shutil.copy(src, dst / "tokenizer.model")
+    (dst / "tokenizer.model").write_bytes(src.read_bytes())
   else:
-    shutil.copy(src, dst / src.name)
+    (dst / src.name).write_bytes(src.read_bytes())
 
 
 def get_tokenizer(config, workdir: str | os.PathLike,

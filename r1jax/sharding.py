@@ -29,6 +29,15 @@ MESH_AXES = ("data", "fsdp", "tensor")
 AxisRule = None | str | tuple[str, ...]
 
 
+# MaxText logical axis names -> r1jax's (for `ShardingRules.from_pairs`).
+MAXTEXT_NAMES = {
+    "activation_batch": "batch", "activation_length": "seq", "activation_embed": "act_embed",
+    "activation_mlp": "act_mlp", "activation_heads": "act_heads",
+    "activation_kv_heads": "act_kv_heads", "activation_vocab": "act_vocab",
+    "q_heads": "heads", "kv": "head_dim", "cache_sequence": "cache_seq",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class ShardingRules:
   """Logical axis name -> mesh axes. Frozen and hashable: it is static under jit.
@@ -55,9 +64,22 @@ class ShardingRules:
   act_vocab: AxisRule = "tensor"
 
   @classmethod
-  def from_dict(cls, overrides: Mapping[str, Any] | None = None) -> "ShardingRules":
-    """Builds rules from a (config) dict; lists become tuples, unknown names fail."""
+  def from_dict(cls, overrides: Mapping[str, Any] | Sequence[Sequence[Any]] | None = None
+                ) -> "ShardingRules":
+    """Builds rules from a (config) dict; lists become tuples, unknown names fail.
+
+    A list of (logical axis, mesh axes) pairs is MaxText's `logical_axis_rules` form and goes
+    to `from_pairs`; so does a `logical_axis_rules` key (a config dict's way to hold the list,
+    `config.sharding_rules.logical_axis_rules = [...]`), with the other keys applied on top.
+    """
+    if overrides is not None and not isinstance(overrides, Mapping):
+      return cls.from_pairs(overrides)
     overrides = dict(overrides or {})
+    pairs = overrides.pop("logical_axis_rules", None)
+    if pairs:
+      fixed = cls.from_dict(overrides)  # validates the other keys
+      return dataclasses.replace(cls.from_pairs(pairs),
+                                 **{k: getattr(fixed, k) for k in overrides})
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - names)
     if unknown:
@@ -71,6 +93,40 @@ class ShardingRules:
         raise ValueError(f"Sharding rule {k}={v!r} must be None, a mesh axis name or a tuple")
       fixed[k] = v
     return cls(**fixed)
+
+  @classmethod
+  def from_pairs(cls, pairs: Sequence[Sequence[Any]], mesh_axes: Sequence[str] = MESH_AXES
+                 ) -> "ShardingRules":
+    """Rules from MaxText-style `logical_axis_rules`: [(logical axis, mesh axes), ...].
+
+    Pasted MaxText rules work as they are: MaxText's names map to r1jax's (MAXTEXT_NAMES,
+    e.g. activation_batch -> batch, q_heads -> heads), names r1jax has no axis for (expert,
+    stage, cache_batch, ...) are skipped, mesh axes that r1jax's mesh lacks (sequence,
+    fsdp_transpose, ...) are dropped, and the first rule for a name wins, as in MaxText.
+    Axes no pair names keep their defaults.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    chosen: dict[str, AxisRule] = {}
+    skipped, dropped = [], set()
+    for pair in pairs:
+      if isinstance(pair, (str, bytes)) or len(pair) != 2:
+        raise ValueError(f"Sharding rule pairs must be (logical axis, mesh axes), got {pair!r}")
+      logical, axes = pair
+      name = logical if logical in names else MAXTEXT_NAMES.get(logical)
+      if name is None:
+        skipped.append(logical)
+        continue
+      if name in chosen:
+        continue
+      axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
+      kept = tuple(a for a in axes if a in mesh_axes)
+      dropped.update(a for a in axes if a not in mesh_axes)
+      chosen[name] = None if not kept else kept[0] if len(kept) == 1 else kept
+    if skipped or dropped:
+      logging.getLogger(__name__).info(
+          "MaxText sharding rules: skipped logical axes r1jax does not have %s; dropped mesh "
+          "axes not in the mesh %s", sorted(set(skipped)), sorted(dropped))
+    return cls(**chosen)
 
   def mesh_axes(self, logical: str | None) -> AxisRule:
     if logical is None:

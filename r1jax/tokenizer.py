@@ -9,7 +9,10 @@ when the vocabulary encodes them as one token.
   ids_BT, mask_BT = tok.encode_batch(prompts, max_len=256)  # left padded, keeps the end
 
 `train_sentencepiece` trains a small model offline (byte fallback, digits split, R1 tags as
-user-defined symbols) for the tiny demo and test models.
+user-defined symbols) for the tiny demo and test models; `sentencepiece_to_hf` writes such a model
+as Hugging Face tokenizer files (tokenizer.json etc.), so transformers and vLLM can load an export.
+
+All file access goes through `etils.epath`, so tokenizers load from and copy to `gs://` paths.
 """
 from __future__ import annotations
 
@@ -20,12 +23,20 @@ import pathlib
 from typing import Iterable, Sequence
 
 import numpy as np
+from etils import epath
 
 R1_TAGS = ('<think>', '</think>', '<answer>', '</answer>')
 
 # Names tried, in order, when a Hugging Face directory does not say which token ends text.
 _EOS_CANDIDATES = ('<|endoftext|>', '<|end_of_text|>', '<｜end▁of▁sentence｜>', '</s>', '<eos>',
                    '<|eot_id|>', '<|im_end|>')
+
+# Every file a Hugging Face tokenizer directory may hold (plus any *.model / *.tiktoken):
+# copied whole into a workdir, so an export carries the chat template and BPE files too.
+TOKENIZER_FILES = ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json',
+                   'added_tokens.json', 'generation_config.json', 'vocab.json', 'merges.txt',
+                   'vocab.txt', 'chat_template.jinja', 'chat_template.json', 'tokenizer.model')
+_TOKENIZER_GLOBS = ('*.model', '*.tiktoken')
 
 
 class Tokenizer:
@@ -38,9 +49,11 @@ class Tokenizer:
     eos_ids: all ids that stop generation (e.g. Qwen `<|im_end|>` and `<|endoftext|>`).
     pad_id: padding id; falls back to `eos_id` when the tokenizer has none.
     special_ids: {tag: id} for the R1 tags that exist as single tokens.
+    chat_template: the tokenizer's own jinja chat template (Hugging Face directories), else None.
   """
 
   backend: str = ''
+  chat_template: str | None = None
   vocab_size: int
   bos_id: int | None
   eos_id: int
@@ -188,7 +201,8 @@ class SentencePieceTokenizer(Tokenizer):
   def __init__(self, path: str | os.PathLike):
     import sentencepiece as spm  # pylint: disable=import-outside-toplevel
     self.path = str(path)
-    self._sp = spm.SentencePieceProcessor(model_file=self.path)
+    # From bytes, not a file name: the model may live on gs://.
+    self._sp = spm.SentencePieceProcessor(model_proto=epath.Path(path).read_bytes())
     self.vocab_size = int(self._sp.get_piece_size())
     bos = self._sp.bos_id()
     eos = self._sp.eos_id()
@@ -247,12 +261,12 @@ class HFTokenizer(Tokenizer):
   def __init__(self, path: str | os.PathLike, bos_token: str | None = None,
                eos_token: str | Sequence[str] | None = None, pad_token: str | None = None):
     import tokenizers  # pylint: disable=import-outside-toplevel
-    path = pathlib.Path(path)
+    path = epath.Path(path)
     file = path / 'tokenizer.json' if path.is_dir() else path
     if not file.exists():
       raise FileNotFoundError(f'No tokenizer.json at {file}.')
     self.path = str(file)
-    self._tok = tokenizers.Tokenizer.from_file(str(file))
+    self._tok = tokenizers.Tokenizer.from_str(file.read_text(encoding='utf-8'))
     self.vocab_size = int(self._tok.get_vocab_size(with_added_tokens=True))
 
     folder = file.parent
@@ -301,6 +315,7 @@ class HFTokenizer(Tokenizer):
     if pad_token is not None:
       pad_id = lookup(pad_token, 'pad')
     self._init_special(bos_id, eos_ids, pad_id)
+    self.chat_template = read_chat_template(folder)
 
   def _encode(self, text: str) -> list[int]:
     return list(self._tok.encode(text, add_special_tokens=False).ids)
@@ -316,17 +331,46 @@ class HFTokenizer(Tokenizer):
     return self._tok.id_to_token(int(idx))
 
 
-def _read_json(path: pathlib.Path) -> dict:
+def _read_json(path: epath.Path) -> dict:
   if not path.exists():
     return {}
-  with open(path, encoding='utf-8') as f:
-    return json.load(f)
+  return json.loads(path.read_text(encoding='utf-8'))
+
+
+def read_chat_template(folder: str | os.PathLike) -> str | None:
+  """The jinja chat template of a Hugging Face tokenizer directory, or None.
+
+  `chat_template.jinja` (transformers >= 4.50 writes it) wins over the `chat_template` key of
+  tokenizer_config.json (a string, or a list of named templates: the one named 'default').
+  """
+  folder = epath.Path(folder)
+  if (folder / 'chat_template.jinja').exists():
+    return (folder / 'chat_template.jinja').read_text(encoding='utf-8')
+  template = _read_json(folder / 'tokenizer_config.json').get('chat_template')
+  if isinstance(template, list):
+    template = next((t.get('template') for t in template if t.get('name') == 'default'), None)
+  return template if isinstance(template, str) and template else None
+
+
+def copy_tokenizer_files(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:
+  """Copies every tokenizer file of directory `src` (see TOKENIZER_FILES) into `dst`.
+
+  Returns the names copied. Works across backends (e.g. a local `src` and a gs:// `dst`).
+  """
+  src, dst = epath.Path(src), epath.Path(dst)
+  names = [n for n in TOKENIZER_FILES if (src / n).exists()]
+  for pattern in _TOKENIZER_GLOBS:
+    names += sorted(p.name for p in src.glob(pattern) if p.name not in names)
+  dst.mkdir(parents=True, exist_ok=True)
+  for n in names:
+    (dst / n).write_bytes((src / n).read_bytes())
+  return names
 
 
 def load_tokenizer(path: str | os.PathLike, **kwargs) -> Tokenizer:
   """Loads a tokenizer: a `.model` file (SentencePiece), a `tokenizer.json` file, or a directory
   holding `tokenizer.json` (preferred) or `tokenizer.model`. kwargs go to the HF backend."""
-  p = pathlib.Path(path)
+  p = epath.Path(path)
   if p.is_dir():
     if (p / 'tokenizer.json').exists():
       return HFTokenizer(p, **kwargs)
@@ -367,8 +411,8 @@ def train_sentencepiece(texts: Iterable[str], out_prefix: str | os.PathLike, voc
     extra: further `SentencePieceTrainer` options.
   """
   import sentencepiece as spm  # pylint: disable=import-outside-toplevel
+  import tempfile  # pylint: disable=import-outside-toplevel
   out_prefix = str(out_prefix)
-  pathlib.Path(out_prefix).parent.mkdir(parents=True, exist_ok=True)
   symbols = list(user_defined_symbols)
   if '\n' not in symbols:
     symbols.append('\n')  # newlines are structure in worked solutions; keep them one piece.
@@ -376,15 +420,89 @@ def train_sentencepiece(texts: Iterable[str], out_prefix: str | os.PathLike, voc
   sentences = [t for t in texts if t]
   if not sentences:
     raise ValueError('train_sentencepiece: empty corpus.')
-  options = dict(
-      model_prefix=out_prefix, vocab_size=vocab_size, model_type=model_type,
-      user_defined_symbols=symbols, split_digits=split_digits, byte_fallback=byte_fallback,
-      character_coverage=character_coverage, pad_id=0, eos_id=1, bos_id=2, unk_id=3,
-      pad_piece='<pad>', eos_piece='</s>', bos_piece='<s>', unk_piece='<unk>',
-      normalization_rule_name='identity', remove_extra_whitespaces=False,
-      add_dummy_prefix=False, allow_whitespace_only_pieces=True,
-      max_sentence_length=max_sentence_length, num_threads=num_threads,
-      hard_vocab_limit=False, minloglevel=2)
-  options.update(extra)
-  spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences), **options)
+  with tempfile.TemporaryDirectory() as tmp:  # the trainer writes local files only
+    options = dict(
+        model_prefix=os.path.join(tmp, 'm'), vocab_size=vocab_size, model_type=model_type,
+        user_defined_symbols=symbols, split_digits=split_digits, byte_fallback=byte_fallback,
+        character_coverage=character_coverage, pad_id=0, eos_id=1, bos_id=2, unk_id=3,
+        pad_piece='<pad>', eos_piece='</s>', bos_piece='<s>', unk_piece='<unk>',
+        normalization_rule_name='identity', remove_extra_whitespaces=False,
+        add_dummy_prefix=False, allow_whitespace_only_pieces=True,
+        max_sentence_length=max_sentence_length, num_threads=num_threads,
+        hard_vocab_limit=False, minloglevel=2)
+    options.update(extra)
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences), **options)
+    out = epath.Path(out_prefix)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for ext in ('.model', '.vocab'):
+      (out.parent / (out.name + ext)).write_bytes(pathlib.Path(tmp, 'm' + ext).read_bytes())
   return out_prefix + '.model'
+
+
+def sentencepiece_to_hf(tok: SentencePieceTokenizer, add_bos: bool,
+                        model_max_length: int | None = None) -> dict[str, str]:
+  """Hugging Face tokenizer files for a SentencePiece BPE model: {file name: text}.
+
+  tokenizer.json is the same BPE as a `tokenizers` model: the vocabulary with its ids, one merge
+  per way of splitting each piece into two pieces, ranked by the piece's score (SentencePiece BPE
+  merges the best-scoring adjacent pair first, `tokenizers` the lowest-ranked merge: the same
+  order), byte fallback, ' ' -> '▁', control pieces as special tokens and user-defined pieces
+  (the R1 tags, '\\n') as added tokens. `add_bos` makes encoding a raw prompt prepend bos, as
+  r1jax does in training. Only models trained like `train_sentencepiece`'s (no dummy prefix,
+  identity normalisation) convert exactly; tests check ids against SentencePiece.
+  """
+  from tokenizers import AddedToken, Tokenizer as HFTok, decoders, models, normalizers, processors  # pylint: disable=import-outside-toplevel
+  sp = tok._sp  # pylint: disable=protected-access
+  spec, types = _sp_model_info(sp)
+  if spec.get('model_type', 'bpe') != 'bpe' or spec.get('add_dummy_prefix', False) \
+      or spec.get('normalization_rule_name', 'identity') != 'identity':
+    raise ValueError('sentencepiece_to_hf converts BPE models without dummy prefix and with '
+                     f'identity normalisation (as train_sentencepiece makes); got {spec}')
+  n = sp.get_piece_size()
+  pieces = [sp.id_to_piece(i) for i in range(n)]
+  vocab = {p: i for i, p in enumerate(pieces)}
+  normal = [i for i in range(n) if types[i] == 'NORMAL']
+  merges = []
+  for i in normal:
+    p = pieces[i]
+    for k in range(1, len(p)):
+      a, b = p[:k], p[k:]
+      if a in vocab and b in vocab:
+        merges.append((-sp.get_score(i), i, vocab[a], a, b))
+  merges.sort()
+  unk = pieces[sp.unk_id()] if sp.unk_id() >= 0 else None
+  hf = HFTok(models.BPE(vocab=vocab, merges=[(a, b) for *_, a, b in merges], unk_token=unk,
+                        byte_fallback=True, fuse_unk=True))
+  hf.normalizer = normalizers.Replace(' ', '\u2581')
+  hf.decoder = decoders.Sequence([decoders.Replace('\u2581', ' '), decoders.ByteFallback(),
+                                  decoders.Fuse()])
+  specials = [i for i in range(n) if types[i] in ('CONTROL', 'UNKNOWN')]
+  hf.add_special_tokens([AddedToken(pieces[i], special=True, normalized=False) for i in specials])
+  hf.add_tokens([AddedToken(pieces[i], special=False, normalized=False)
+                 for i in range(n) if types[i] == 'USER_DEFINED'])
+  if add_bos:
+    if tok.bos_id is None:
+      raise ValueError('add_bos=True but the tokenizer has no bos token')
+    bos = pieces[tok.bos_id]
+    hf.post_processor = processors.TemplateProcessing(
+        single=f'{bos} $A', pair=f'{bos} $A {bos} $B', special_tokens=[(bos, tok.bos_id)])
+  names = {'bos_token': tok.bos_id, 'eos_token': tok.eos_id, 'unk_token': sp.unk_id(),
+           'pad_token': tok.pad_id}
+  special_map = {k: pieces[v] for k, v in names.items() if v is not None and v >= 0}
+  config = {'tokenizer_class': 'PreTrainedTokenizerFast', 'add_bos_token': add_bos,
+            'add_eos_token': False, 'clean_up_tokenization_spaces': False,
+            'model_max_length': model_max_length or 1_000_000, **special_map}
+  return {'tokenizer.json': hf.to_str(pretty=True),
+          'tokenizer_config.json': json.dumps(config, indent=2, ensure_ascii=False),
+          'special_tokens_map.json': json.dumps(special_map, indent=2, ensure_ascii=False)}
+
+
+def _sp_model_info(sp) -> tuple[dict, list[str]]:
+  """(the options stored in a SentencePiece model that matter here, each piece's type name)."""
+  from sentencepiece import sentencepiece_model_pb2 as pb  # pylint: disable=import-outside-toplevel
+  m = pb.ModelProto()
+  m.ParseFromString(sp.serialized_model_proto())
+  t, nz = m.trainer_spec, m.normalizer_spec
+  spec = {'model_type': pb.TrainerSpec.ModelType.Name(t.model_type).lower(),
+          'add_dummy_prefix': nz.add_dummy_prefix, 'normalization_rule_name': nz.name}
+  return spec, [pb.ModelProto.SentencePiece.Type.Name(p.type) for p in m.pieces]

@@ -170,3 +170,31 @@ def test_decode_ignores_ids_outside_the_vocabulary(tmp_path):
   tok = load_tokenizer(path)
   ids = tok.encode('1 + 2')
   assert tok.decode(ids + [tok.vocab_size + 5, 10**6, -1]) == tok.decode(ids) == '1 + 2'
+
+
+def test_workdir_copy_keeps_every_tokenizer_file(tmp_path):
+  from hf_tokenizers import write_hf_tokenizer
+  from r1jax import experiment
+  from r1jax.tokenizer import TOKENIZER_FILES, copy_tokenizer_files, read_chat_template
+  src = write_hf_tokenizer(tmp_path / 'qwen', 'qwen')
+  (src / 'notes.txt').write_text('not a tokenizer file')
+  (src / 'extra.tiktoken').write_text('x')
+  config = {'tokenizer': {'path': str(src)}}
+  tok = experiment.get_tokenizer(config, tmp_path / 'wd')
+  dst = tmp_path / 'wd' / 'tokenizer'
+  for name in ('tokenizer.json', 'tokenizer_config.json', 'vocab.json', 'merges.txt',
+               'chat_template.jinja', 'extra.tiktoken'):
+    assert (dst / name).read_bytes() == (src / name).read_bytes(), name
+  assert not (dst / 'notes.txt').exists()
+  assert load_tokenizer(dst).chat_template == tok.chat_template == read_chat_template(src)
+  assert 'chat_template.jinja' in TOKENIZER_FILES
+  # tokenizer_config.json's chat_template (a string, or a list of named ones) when no .jinja.
+  (dst / 'chat_template.jinja').unlink()
+  assert read_chat_template(dst) is None
+  cfg = json.loads((dst / 'tokenizer_config.json').read_text())
+  cfg['chat_template'] = [{'name': 'tool_use', 'template': 'T'}, {'name': 'default',
+                                                                  'template': 'D'}]
+  (dst / 'tokenizer_config.json').write_text(json.dumps(cfg))
+  assert read_chat_template(dst) == 'D' and load_tokenizer(dst).chat_template == 'D'
+  assert copy_tokenizer_files(dst, tmp_path / 'again') == [
+      'tokenizer.json', 'tokenizer_config.json', 'vocab.json', 'merges.txt', 'extra.tiktoken']

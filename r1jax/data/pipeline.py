@@ -25,7 +25,7 @@ import grain
 import numpy as np
 
 from r1jax.data.tasks import read_jsonl
-from r1jax.data.templates import Template, get_template
+from r1jax.data.templates import Template, for_tokenizer
 from r1jax.tokenizer import Tokenizer, truncate
 
 Record = dict[str, Any]
@@ -190,7 +190,7 @@ def make_prompt_iterator(records, tokenizer: Tokenizer, template: Template | str
     `example_mask` bool [B], and lists of B: `prompt_text`, `id`, `question`, `answer`,
     `task` and every extra field of the records (None where a record lacks it).
   """
-  template = get_template(template)
+  template = for_tokenizer(template, tokenizer)  # a chat model's own chat template
   if add_bos is None:
     add_bos = tokenizer.bos_id is not None and not template.includes_bos
   if overflow not in ('truncate', 'error', 'drop'):
@@ -321,7 +321,7 @@ def make_sft_iterator(sources, tokenizer: Tokenizer, batch_size: int, max_len: i
     `loss_mask` float32 [B, T], `positions` int32 [B, T], `segment_ids` int32 [B, T]
     (0 on padding).
   """
-  template = get_template(template) if template is not None else None
+  template = for_tokenizer(template, tokenizer) if template is not None else None
   if add_bos is None:
     add_bos = tokenizer.bos_id is not None and not (template and template.includes_bos)
   if overflow not in ('truncate', 'error', 'drop'):

@@ -13,10 +13,20 @@ templates say `prompt_opens_think=True`, and `response_prefix` is the text the p
   t.render_prompt('What is 2 + 3?')
   t.render_completion(reasoning='2 + 3 = 5.', answer='5')
   # '<think> 2 + 3 = 5. </think> <answer> 5 </answer>'
+
+Chat models bring their own prompt format: `for_tokenizer(template, tokenizer)` attaches the
+tokenizer's jinja `chat_template` (Hugging Face directories) to a chat template (ChatML, Llama 3,
+R1-Distill), and prompts are then rendered by that jinja, exactly as transformers and vLLM render
+them (Llama 3.1's date header included). Plain templates (R1-Zero, for base models) are kept as
+written. `template.to_jinja()` is the other direction: a plain template as a chat template, which
+the export stage writes next to the weights so that a chat endpoint renders the training prompts.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+from typing import Any
 
 R1_ZERO_SYSTEM = (
     'A conversation between User and Assistant. The user asks a question, and the Assistant '
@@ -53,6 +63,9 @@ class Template:
     answer_tags: the completion puts the answer inside `<answer> </answer>` (R1-Zero).
     includes_bos: the prompt text starts with the bos token, so don't add bos when encoding.
     end_of_turn: text that closes the assistant turn in a chat format ('' when none).
+    chat_template: a jinja chat template (from the model's tokenizer, see `for_tokenizer`);
+      when set, `render_prompt` renders with it instead of `prompt_format`.
+    chat_tokens: (name, text) pairs the jinja sees, e.g. (('bos_token', '<s>'),).
   """
   name: str
   prompt_format: str
@@ -66,10 +79,17 @@ class Template:
   answer_tags: bool = False
   includes_bos: bool = False
   end_of_turn: str = ''
+  chat_template: str | None = None
+  chat_tokens: tuple[tuple[str, str], ...] = ()
 
   def render_prompt(self, question: str, system: str | None = None) -> str:
     """The prompt text for `question`; `system` replaces `default_system` when given."""
     system = self.default_system if system is None else system
+    if self.chat_template is not None:
+      messages = ([{'role': 'system', 'content': system}] if system else []) + [
+          {'role': 'user', 'content': self.question_format.format(question=question)}]
+      return render_chat(self.chat_template, messages, add_generation_prompt=True,
+                         **dict(self.chat_tokens))
     block = self.system_format.format(system=system) if system else ''
     q = self.question_format.format(question=question)
     fmt = self.prompt_format
@@ -98,6 +118,9 @@ class Template:
     """Text of the response that the prompt already contains ('<think>\\n' for R1-Distill)."""
     if not self.prompt_opens_think:
       return ''
+    if self.chat_template is not None:
+      text = self.render_prompt('?')
+      return text[text.rfind(self.think_open):]
     tail = self.prompt_format.split('{question}')[-1].format(think_open=self.think_open)
     i = tail.rfind(self.think_open)
     return tail[i:]
@@ -105,6 +128,52 @@ class Template:
   def full_response(self, completion: str) -> str:
     """The completion with `response_prefix` put back, e.g. for a `<think>` format check."""
     return self.response_prefix + completion
+
+  def to_jinja(self, add_bos_token: bool = False) -> str:
+    """This template as a Hugging Face jinja chat template (what `export` writes).
+
+    Rendering `[{system}?, {user: q}]` gives `render_prompt(q, system)` exactly (with
+    `{{ bos_token }}` first when `add_bos_token`: r1jax adds bos when encoding, a chat endpoint
+    only renders). A template that already came from a tokenizer is returned as it was.
+    Later turns render as `user turn, assistant content + end_of_turn`, repeated; the model was
+    trained on single turns.
+    """
+    if self.chat_template is not None:
+      return self.chat_template
+    S, Q = '\x00S\x00', '\x00Q\x00'
+    prompt = self.prompt_format.format(system=S, question=Q, think_open=self.think_open)
+    if prompt.count(Q) != 1 or prompt.count(S) > 1 or (S in prompt and
+                                                        prompt.index(S) > prompt.index(Q)):
+      raise ValueError(f'Template {self.name!r}: prompt_format needs one {{question}} after at '
+                       'most one {system}')
+    head, user_pre = prompt.split(Q)[0].split(S) if S in prompt else ('', prompt.split(Q)[0])
+    user_post = prompt.split(Q)[1]
+    sys_pre, sys_post = self.system_format.format(system=S).split(S)
+    q_pre, q_post = self.question_format.format(question=Q).split(Q)
+    # render_prompt's 'Why?. Assistant:' -> 'Why? Assistant:' rule.
+    drop_period = '{question}.' in self.prompt_format and user_post.startswith('.')
+    lit = lambda x: json.dumps(x, ensure_ascii=False)
+    default = lit(self.default_system) if self.default_system else 'none'
+    q = f'{lit(q_pre)} ~ m["content"] ~ {lit(q_post)}'
+    post = (f'{{%- if q | trim | list | last in [".", "?", "!"] %}}{{{{ {lit(user_post[1:])} }}}}'
+            f'{{%- else %}}{{{{ {lit(user_post)} }}}}{{%- endif %}}') if drop_period \
+        else f'{{{{ {lit(user_post)} }}}}'
+    return ''.join([
+        f'{{#- r1jax template {self.name!r} -#}}\n',
+        f'{{%- set ns = namespace(system={default}, start=0) %}}',
+        '{%- if messages and messages[0]["role"] == "system" %}'
+        '{%- set ns.system = messages[0]["content"] %}{%- set ns.start = 1 %}{%- endif %}',
+        '{{- bos_token if bos_token is defined and bos_token else "" }}' if add_bos_token else '',
+        f'{{{{- {lit(head)} }}}}',
+        f'{{%- if ns.system %}}{{{{ {lit(sys_pre)} ~ ns.system ~ {lit(sys_post)} }}}}{{%- endif %}}',
+        '{%- for m in messages[ns.start:] %}',
+        '{%- if m["role"] == "user" %}',
+        f'{{%- set q = {q} %}}{{{{ {lit(user_pre)} ~ q }}}}{post}',
+        '{%- elif m["role"] == "assistant" %}',
+        f'{{{{ m["content"] ~ {lit(self.end_of_turn)} }}}}',
+        '{%- else %}{{ raise_exception("r1jax template: roles are system (first), user and '
+        'assistant") }}{%- endif %}',
+        '{%- endfor %}'])
 
 
 _TEMPLATES: dict[str, Template] = {}
@@ -128,6 +197,73 @@ def get_template(name: str | Template, **overrides) -> Template:
 
 def list_templates() -> list[str]:
   return sorted(_TEMPLATES)
+
+
+def is_chat_format(template: Template) -> bool:
+  """Chat models' formats (they close the assistant turn); plain R1-Zero formats do not."""
+  return bool(template.end_of_turn)
+
+
+def for_tokenizer(template: str | Template, tokenizer: Any) -> Template:
+  """`template`, rendered by the tokenizer's own chat template when both are chat formats.
+
+  A chat format (ChatML, Llama 3, R1-Distill) with a tokenizer that ships a jinja
+  `chat_template` (a Hugging Face directory) renders prompts with that jinja, so prompts match
+  what transformers and vLLM produce for the model. Plain templates (R1-Zero on a base model)
+  and tokenizers without a chat template keep the hand-written format.
+  """
+  template = get_template(template)
+  source = getattr(tokenizer, 'chat_template', None)
+  if template.chat_template is not None or not source or not is_chat_format(template):
+    return template
+  tokens = {}
+  for name, idx in (('bos_token', tokenizer.bos_id), ('eos_token', tokenizer.eos_id),
+                    ('pad_token', tokenizer.pad_id)):
+    if idx is not None:
+      tokens[name] = tokenizer.id_to_token(idx)
+  out = dataclasses.replace(template, chat_template=source, chat_tokens=tuple(tokens.items()))
+  probe = out.render_prompt('?')
+  bos = tokens.get('bos_token')
+  opens = probe.rstrip().endswith(template.think_open)
+  return dataclasses.replace(out, includes_bos=bool(bos) and probe.startswith(bos),
+                             prompt_opens_think=opens)
+
+
+@functools.lru_cache(maxsize=16)
+def _compile(source: str):
+  try:
+    import jinja2  # pylint: disable=import-outside-toplevel
+    from jinja2.sandbox import ImmutableSandboxedEnvironment  # pylint: disable=import-outside-toplevel
+  except ImportError as e:  # a core dependency; only missing in a broken install
+    raise ImportError('Chat templates need jinja2 (pip install jinja2)') from e
+
+  def raise_exception(message):
+    raise jinja2.exceptions.TemplateError(message)
+
+  def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+                      sort_keys=sort_keys)
+
+  def strftime_now(fmt):
+    import datetime  # pylint: disable=import-outside-toplevel
+    return datetime.datetime.now().strftime(fmt)
+
+  # The environment transformers renders chat templates in.
+  env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                      extensions=['jinja2.ext.loopcontrols'])
+  env.filters['tojson'] = tojson
+  env.globals.update(raise_exception=raise_exception, strftime_now=strftime_now)
+  return env.from_string(source)
+
+
+def render_chat(source: str, messages: list[dict], add_generation_prompt: bool = True,
+                **kwargs) -> str:
+  """Renders a jinja chat template as transformers' `apply_chat_template(tokenize=False)` does.
+
+  kwargs are the extra variables templates read (bos_token, eos_token, tools, ...).
+  """
+  return _compile(source).render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                 **kwargs)
 
 
 # R1-Zero (DeepSeek-R1 paper, Table 1): the instruction is the "system" preamble.

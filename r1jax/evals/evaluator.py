@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from r1jax.data.pipeline import make_prompt_iterator
-from r1jax.data.templates import Template, get_template
+from r1jax.data.templates import Template, for_tokenizer
 from r1jax.evals import metrics as metrics_lib
 from r1jax.experiment import to_dict
 from r1jax.rewards import countdown as rcountdown
@@ -103,7 +103,7 @@ def generate_completions(*, sampler: Sampler, params: Any, tokenizer: Tokenizer,
   Returns one list per record of G dicts {text, length, finish_reason} in sample order. Only ids,
   masks, lengths and finish reasons leave the device; the text is decoded here on the host.
   """
-  template = get_template(template)
+  template = for_tokenizer(template, tokenizer)
   out: list[list[dict]] = [[] for _ in records]
   if not records:
     return out
@@ -215,7 +215,7 @@ def evaluate(*, sampler: Sampler, params: Any, tokenizer: Tokenizer, template: T
     correct, format_ok, length, finish_reason ('stop' | 'length').
   """
   t0 = time.time()
-  template = get_template(template)
+  template = for_tokenizer(template, tokenizer)
   records = [dict(r) for r in records]
   for i, r in enumerate(records):
     r.setdefault('id', str(i))

@@ -29,6 +29,7 @@ from r1jax.data import tasks
 from r1jax.data.templates import get_template
 from r1jax.evals import evaluator
 from r1jax.experiment import cfg_get, to_dict
+from r1jax.metrics import WandbConfig, WandbLogger
 from r1jax.rewards.registry import build_reward_system
 from r1jax.rollout import Sampler, SamplerConfig
 
@@ -158,6 +159,8 @@ def run(config, workdir: str | os.PathLike) -> dict[str, dict[str, float]]:
 
   summaries: dict[str, dict[str, float]] = {}
   settings: dict[str, dict] = {}
+  wb_cfg = WandbConfig.from_config(config)
+  wandb = WandbLogger(wb_cfg, workdir, run_config=config) if write and wb_cfg.enabled else None
   with build_reward_system(reward_cfg) as rewards:
     for label, task_cfg, overrides in entries:
       opts = {k: cfg_get(ecfg, k) for k in EVAL_KEYS}
@@ -188,6 +191,9 @@ def run(config, workdir: str | os.PathLike) -> dict[str, dict[str, float]]:
       if write:
         evaluator.write_samples(out_dir / f'{label}_samples.jsonl', res.samples)
         evaluator.write_samples(out_dir / f'{label}_problems.jsonl', res.problems)
+        if wandb is not None:  # the summary and a samples table per benchmark
+          wandb.log(0, {f'eval/{label}/{k}': float(v) for k, v in res.summary.items()})
+          wandb.log_table(f'eval/{label}/samples', res.samples, step=0)
         _write_json(out_dir / 'summary.json',
                     {'init_from': str(cfg_get(config, 'init_from', '')),
                      'summaries': summaries, 'settings': settings})

@@ -10,6 +10,9 @@ Saving goes tensor by tensor: the safetensors header of every output file is
 known from shapes and dtypes alone, so each tensor is gathered, converted to
 the HF layout, streamed to disk and dropped before the next one.
 
+Paths go through `etils.epath`, so a `gs://` directory works for both: local
+files are memory-mapped, remote ones are read tensor by tensor.
+
 Layouts (ours -> HF, see `r1jax.models.transformer`):
   q_proj [D,N,H] -> q_proj.weight [N*H, D]     o_proj [N,H,D] -> o_proj.weight [D, N*H]
   q_bias [N,H]   -> q_proj.bias [N*H]          gate/up [D,F]  -> weight [F, D]
@@ -19,16 +22,15 @@ RoPE uses the HF "rotate half" convention, so q/k need no permutation.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
 import re
-import shutil
 from typing import Any, Mapping
 
 import jax
 import ml_dtypes
 import numpy as np
+from etils import epath
 from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, SingleDeviceSharding
@@ -37,6 +39,7 @@ from r1jax.models.config import ModelConfig, RopeScaling
 from r1jax.models.factory import abstract_model, param_shardings
 from r1jax.models.transformer import Transformer
 from r1jax.sharding import ShardingRules
+from r1jax.tokenizer import TOKENIZER_FILES, copy_tokenizer_files  # noqa: F401 (re-exported)
 
 _ARCH_TO_FAMILY = {"Qwen2ForCausalLM": "qwen2", "LlamaForCausalLM": "llama",
                    "Qwen3ForCausalLM": "qwen3"}
@@ -49,8 +52,7 @@ _HARMLESS = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 _WRITE_BLOCK = 1 << 24  # bytes converted per write
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "generation_config.json", "vocab.json", "merges.txt", "chat_template.jinja")
+DEFAULT_MAX_SHARD_BYTES = 5 * 2**30  # transformers' default for save_pretrained
 
 
 class CheckpointError(ValueError):
@@ -133,11 +135,28 @@ def config_from_hf(hf_config: Mapping[str, Any], **overrides: Any) -> ModelConfi
   return cfg.replace(**overrides) if overrides else cfg
 
 
-def config_to_hf(cfg: ModelConfig, **extra: Any) -> dict[str, Any]:
-  """config.json dict for `cfg` (what transformers and vLLM read); `extra` keys win."""
+def check_exportable(cfg: ModelConfig) -> None:
+  """Raises ValueError for a `cfg` that its Hugging Face family cannot express exactly."""
   if cfg.qkv_bias != (cfg.family == "qwen2") or cfg.qk_norm != (cfg.family == "qwen3"):
     raise ValueError(f"family={cfg.family!r} with qkv_bias={cfg.qkv_bias}, "
                      f"qk_norm={cfg.qk_norm} has no Hugging Face equivalent")
+  if cfg.family == "qwen2" and cfg.head_dim * cfg.num_heads != cfg.embed_dim:
+    # transformers' Qwen2 (and vLLM's) compute head_dim = hidden_size // num_attention_heads
+    # and ignore a head_dim key: such a model would load without error and compute garbage.
+    raise ValueError(f"A qwen2 model with head_dim={cfg.head_dim} != embed_dim / num_heads = "
+                     f"{cfg.embed_dim}/{cfg.num_heads} cannot be exported: Hugging Face's Qwen2 "
+                     "ignores head_dim. Use family='qwen3' (with qk_norm) or 'llama' "
+                     "architectures for a free head_dim, or change the dimensions.")
+
+
+def config_to_hf(cfg: ModelConfig, **extra: Any) -> dict[str, Any]:
+  """config.json dict for `cfg` (the fields transformers and vLLM read); `extra` keys win.
+
+  The dtype is written both as `dtype` (transformers >= 4.56 / v5) and as the deprecated
+  `torch_dtype` (older transformers, vLLM versions that read only it); `extra` may set
+  either and both follow.
+  """
+  check_exportable(cfg)
   out: dict[str, Any] = {
       "architectures": [_FAMILY_TO_ARCH[cfg.family]], "model_type": cfg.family,
       "vocab_size": cfg.vocab_size, "hidden_size": cfg.embed_dim,
@@ -146,9 +165,12 @@ def config_to_hf(cfg: ModelConfig, **extra: Any) -> dict[str, Any]:
       "head_dim": cfg.head_dim, "hidden_act": "silu",
       "max_position_embeddings": cfg.max_position_embeddings, "rms_norm_eps": cfg.rms_norm_eps,
       "rope_theta": cfg.rope_theta, "rope_scaling": None,
-      "tie_word_embeddings": cfg.tie_embeddings, "torch_dtype": cfg.param_dtype,
+      "tie_word_embeddings": cfg.tie_embeddings, "dtype": cfg.param_dtype,
+      "torch_dtype": cfg.param_dtype,
       "use_cache": True, "attention_dropout": 0.0, "initializer_range": 0.02,
   }
+  if cfg.family == "qwen2":
+    del out["head_dim"]  # checked equal to hidden/heads above; Qwen2's config has no such key
   if cfg.rope_scaling is not None:
     out["rope_scaling"] = {"rope_type": "llama3", **dataclasses.asdict(cfg.rope_scaling)}
   if cfg.family in ("llama", "qwen3"):
@@ -157,6 +179,10 @@ def config_to_hf(cfg: ModelConfig, **extra: Any) -> dict[str, Any]:
     out.update(mlp_bias=False, pretraining_tp=1)
   else:
     out.update(use_sliding_window=False, sliding_window=None, max_window_layers=cfg.num_layers)
+  dtype = extra.pop("dtype", None) or extra.pop("torch_dtype", None)
+  extra.pop("torch_dtype", None)
+  if dtype is not None:
+    out["dtype"] = out["torch_dtype"] = str(dtype)
   out.update(extra)
   return out
 
@@ -217,9 +243,18 @@ def tensor_specs(cfg: ModelConfig) -> list[_Spec]:
 # ----------------------------------------------------------------------------- reading
 
 
-def read_safetensors_header(file: str) -> tuple[dict[str, Any], int]:
+def _local(path: epath.Path) -> str | None:
+  """The local file name of `path`, or None for a remote (gs://, ...) path."""
+  try:
+    name = os.fspath(path)
+  except TypeError:
+    return None
+  return name if "://" not in name and os.path.exists(name) else None
+
+
+def read_safetensors_header(file: str | os.PathLike) -> tuple[dict[str, Any], int]:
   """(header dict without __metadata__, byte offset where the data starts)."""
-  with open(file, "rb") as fh:
+  with epath.Path(file).open("rb") as fh:
     raw = fh.read(8)
     if len(raw) != 8:
       raise CheckpointError(f"{file}: not a safetensors file (too short)")
@@ -235,23 +270,23 @@ def read_safetensors_header(file: str) -> tuple[dict[str, Any], int]:
 class _Reader:
   """Name -> memory-mapped numpy array over the files of one checkpoint directory."""
 
-  def __init__(self, path: str):
-    index = os.path.join(path, INDEX_FILE)
-    if os.path.exists(index):
-      with open(index) as fh:
-        weight_map = json.load(fh)["weight_map"]
+  def __init__(self, path: str | os.PathLike):
+    path = epath.Path(path)
+    index = path / INDEX_FILE
+    if index.exists():
+      weight_map = json.loads(index.read_text())["weight_map"]
       files = sorted(set(weight_map.values()))
-    elif os.path.exists(os.path.join(path, SINGLE_FILE)):
+    elif (path / SINGLE_FILE).exists():
       weight_map, files = None, [SINGLE_FILE]
     else:
-      files = sorted(os.path.basename(f) for f in glob.glob(os.path.join(path, "*.safetensors")))
+      files = sorted(f.name for f in path.glob("*.safetensors"))
       weight_map = None
       if not files:
         raise FileNotFoundError(f"No *.safetensors files in {path}")
-    self.entries: dict[str, tuple[str, dict, int]] = {}
+    self.entries: dict[str, tuple[epath.Path, dict, int]] = {}
     for name in files:
-      file = os.path.join(path, name)
-      if not os.path.exists(file):
+      file = path / name
+      if not file.exists():
         raise FileNotFoundError(f"{INDEX_FILE} in {path} names missing file {name}")
       header, start = read_safetensors_header(file)
       for tname, info in header.items():
@@ -262,11 +297,11 @@ class _Reader:
     if weight_map is not None:
       for tname, fname in weight_map.items():
         got = self.entries.get(tname)
-        if got is None or os.path.basename(got[0]) != fname:
+        if got is None or got[0].name != fname:
           raise CheckpointError(f"{INDEX_FILE} maps tensor {tname!r} to {fname}, "
                                 "but that file does not contain it")
 
-  def file(self, name: str) -> str:
+  def file(self, name: str) -> epath.Path:
     return self.entries[name][0]
 
   def array(self, name: str, expected_shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -282,7 +317,12 @@ class _Reader:
       raise CheckpointError(f"Tensor {name!r} in {file}: byte range does not match its shape")
     if not shape or 0 in shape:
       return np.zeros(shape, dtype)
-    return np.memmap(file, dtype=dtype, mode="r", offset=start + begin, shape=shape)
+    local = _local(file)
+    if local is not None:  # only the slices a device asks for are ever paged in
+      return np.memmap(local, dtype=dtype, mode="r", offset=start + begin, shape=shape)
+    with file.open("rb") as fh:  # remote: one ranged read of this tensor
+      fh.seek(start + begin)
+      return np.frombuffer(fh.read(end - begin), dtype=dtype).reshape(shape)
 
 
 def _equal_rows(a: np.ndarray, b: np.ndarray, chunk: int = 4096) -> bool:
@@ -294,7 +334,7 @@ def _equal_rows(a: np.ndarray, b: np.ndarray, chunk: int = 4096) -> bool:
              for i in range(0, a.shape[0], chunk))
 
 
-def load_pretrained(path: str, mesh: Mesh | None = None, rules: ShardingRules | None = None,
+def load_pretrained(path: str | os.PathLike, mesh: Mesh | None = None, rules: ShardingRules | None = None,
                     dtype: str | None = None, param_dtype: str | None = None,
                     compute_dtype: str | None = None,
                     config_overrides: Mapping[str, Any] | None = None) -> Transformer:
@@ -310,8 +350,7 @@ def load_pretrained(path: str, mesh: Mesh | None = None, rules: ShardingRules | 
     compute_dtype: matmul/activation dtype; default the parameter dtype.
     config_overrides: other `ModelConfig` fields (e.g. remat=True).
   """
-  with open(os.path.join(path, "config.json")) as fh:
-    hf_config = json.load(fh)
+  hf_config = json.loads((epath.Path(path) / "config.json").read_text())
   overrides = dict(config_overrides or {})
   pdt = param_dtype or dtype
   if pdt is not None:
@@ -413,16 +452,15 @@ def _header_bytes(names: list[str], dtypes: list[np.dtype], shapes: list[tuple])
   return len(raw).to_bytes(8, "little") + raw
 
 
-def _clean_old_weights(path: str) -> None:
+def _clean_old_weights(path: epath.Path) -> None:
   """Removes weight files of an earlier save, so loaders never see a stale mix."""
-  for f in [SINGLE_FILE, INDEX_FILE] + [os.path.basename(p) for p in glob.glob(
-      os.path.join(path, "model-*-of-*.safetensors"))]:
-    if os.path.exists(os.path.join(path, f)):
-      os.remove(os.path.join(path, f))
+  for f in [path / SINGLE_FILE, path / INDEX_FILE] + list(path.glob("model-*-of-*.safetensors")):
+    if f.exists():
+      f.unlink()
 
 
-def save_pretrained(model_or_params: Any, path: str, cfg: ModelConfig | None = None,
-                    max_shard_size_bytes: int = 5 * 2**30, dtype: str | None = None,
+def save_pretrained(model_or_params: Any, path: str | os.PathLike, cfg: ModelConfig | None = None,
+                    max_shard_size_bytes: int = DEFAULT_MAX_SHARD_BYTES, dtype: str | None = None,
                     eos_token_id: int | list[int] | None = None,
                     bos_token_id: int | None = None) -> list[str]:
   """Writes a Hugging Face directory (config.json + safetensors); returns the weight files.
@@ -449,6 +487,8 @@ def save_pretrained(model_or_params: Any, path: str, cfg: ModelConfig | None = N
     params = model_or_params
     if isinstance(params, nnx.State):
       params = nnx.to_pure_dict(params)
+  check_exportable(cfg)
+  path = epath.Path(path)
   specs = tensor_specs(cfg)
   arrays = [_lookup(params, s.path) for s in specs]
   for s, a in zip(specs, arrays):
@@ -464,20 +504,18 @@ def save_pretrained(model_or_params: Any, path: str, cfg: ModelConfig | None = N
     files = [f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors" for i in range(len(groups))]
   writer = jax.process_index() == 0
   if writer:
-    os.makedirs(path, exist_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
     _clean_old_weights(path)
     extra = {k: v for k, v in (("eos_token_id", eos_token_id), ("bos_token_id", bos_token_id))
              if v is not None}
-    hf_cfg = config_to_hf(cfg, torch_dtype=str(out_dtypes[0]), **extra)
-    with open(os.path.join(path, "config.json"), "w") as fh:
-      json.dump(hf_cfg, fh, indent=2)
+    hf_cfg = config_to_hf(cfg, dtype=str(out_dtypes[0]), **extra)
+    (path / "config.json").write_text(json.dumps(hf_cfg, indent=2))
     if extra:
-      with open(os.path.join(path, "generation_config.json"), "w") as fh:
-        json.dump(extra, fh, indent=2)
+      (path / "generation_config.json").write_text(json.dumps(extra, indent=2))
 
   weight_map = {}
   for fname, group in zip(files, groups):
-    fh = open(os.path.join(path, fname), "wb") if writer else None
+    fh = (path / fname).open("wb") if writer else None
     try:
       if fh:
         fh.write(_header_bytes([specs[i].hf_name for i in group],
@@ -488,25 +526,16 @@ def save_pretrained(model_or_params: Any, path: str, cfg: ModelConfig | None = N
         if fh:  # convert and write a block of rows at a time: no second full copy
           hf = specs[i].to_hf(host)
           rows = max(1, _WRITE_BLOCK // max(1, hf[:1].nbytes))
-          for r in range(0, hf.shape[0], rows):
-            np.ascontiguousarray(hf[r:r + rows]).astype(out_dtypes[i], copy=False).tofile(fh)
+          for r in range(0, hf.shape[0], rows):  # .tobytes: fh may be a remote file object
+            fh.write(np.ascontiguousarray(hf[r:r + rows]).astype(out_dtypes[i],
+                                                                 copy=False).tobytes())
         weight_map[specs[i].hf_name] = fname
         del host
     finally:
       if fh:
         fh.close()
   if writer and len(files) > 1:
-    with open(os.path.join(path, INDEX_FILE), "w") as fh:
-      json.dump({"metadata": {"total_size": sum(sizes)}, "weight_map": weight_map}, fh, indent=2)
-  return [os.path.join(path, f) for f in files]
-
-
-def copy_tokenizer_files(src: str, dst: str) -> list[str]:
-  """Copies tokenizer/generation files (and any *.model) from `src` to `dst`."""
-  os.makedirs(dst, exist_ok=True)
-  names = [n for n in TOKENIZER_FILES if os.path.exists(os.path.join(src, n))]
-  names += sorted(os.path.basename(p) for p in glob.glob(os.path.join(src, "*.model")))
-  for n in names:
-    shutil.copy2(os.path.join(src, n), os.path.join(dst, n))
-  return names
+    (path / INDEX_FILE).write_text(json.dumps(
+        {"metadata": {"total_size": sum(sizes)}, "weight_map": weight_map}, indent=2))
+  return [str(path / f) for f in files]
 

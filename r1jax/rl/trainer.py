@@ -28,7 +28,7 @@ from r1jax import paths
 from r1jax import experiment, sharding
 from r1jax.checkpoint import Checkpointer
 from r1jax.data import pipeline
-from r1jax.data.templates import get_template
+from r1jax.data.templates import for_tokenizer
 from r1jax.experiment import cfg_get, to_dict
 from r1jax.metrics import MetricsWriter, Progress, plot_curves, read_metrics, truncate_metrics
 from r1jax.rewards import build_reward_system
@@ -138,7 +138,7 @@ def setup(config, workdir: str) -> GRPOSetup:
   mesh, rules = experiment.mesh_and_rules(config)
   tokenizer = experiment.get_tokenizer(config, workdir)
   model_cfg, graphdef, params = experiment.init_model(config, mesh, rules, tokenizer, workdir)
-  template = get_template(cfg_get(config, "template", "r1_zero"))
+  template = for_tokenizer(cfg_get(config, "template", "r1_zero"), tokenizer)
   train_records, eval_records = load_rl_records(config)
   loss_cfg = loss_config(rl)
   num_steps = int(config.train.num_steps)
@@ -210,7 +210,7 @@ def train(config, workdir: str | os.PathLike,
                           stop_strings=tuple(cfg_get(rl, "stop_strings", ("</answer>",))),
                           extra_fields=extra)
   evaluator = _make_evaluator(config, s)
-  writer = MetricsWriter(workdir)
+  writer = MetricsWriter(workdir, config=config)
   guard = experiment.PreemptionGuard()
   num_steps = int(tcfg.num_steps)
   start = int(jax.device_get(state.step)) // max(1, mu * (rows_total // mb_size))

@@ -136,7 +136,7 @@ def train(config, workdir: str | os.PathLike,
   batch_sh = {k: sharding.batch_sharding(mesh, rules, global_shape) for k in keys}
   jitted = jit_train_step(step_fn, state_sh, batch_sh, mesh)
 
-  writer = MetricsWriter(workdir)
+  writer = MetricsWriter(workdir, config=config)
   guard = experiment.PreemptionGuard()
   log_every = int(cfg_get(tcfg, "log_every", 20))
   ckpt_every = int(cfg_get(tcfg, "checkpoint_every", 500))

@@ -15,7 +15,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from r1jax import sharding
-from r1jax.models import abstract_model, param_shardings, split_params
+from r1jax.models import abstract_model, create_model, param_shardings, split_params
 from r1jax.models.config import PRESETS, RopeScaling
 from r1jax.models import hf as hf_module
 from r1jax.models.hf import (CheckpointError, config_from_hf, config_to_hf, copy_tokenizer_files,
@@ -194,6 +194,24 @@ def test_config_from_hf_and_back(family):
   assert config_from_hf(config_to_hf(cfg)) == cfg
   assert config_from_hf(c, remat=True, dtype="bfloat16").remat
   assert config_from_hf(dict(c, torch_dtype="bfloat16")).param_dtype == "bfloat16"
+
+
+def test_config_to_hf_dtype_keys_and_unexpressible_configs(tmp_path):
+  cfg = config_from_hf(HF_CONFIGS["qwen2"])
+  out = config_to_hf(cfg)
+  assert out["dtype"] == out["torch_dtype"] == "float32" and "head_dim" not in out
+  assert config_to_hf(cfg, torch_dtype="bfloat16")["dtype"] == "bfloat16"
+  assert config_to_hf(cfg, dtype="bfloat16")["torch_dtype"] == "bfloat16"
+  assert config_from_hf({k: v for k, v in dict(out, dtype="bfloat16").items()
+                         if k != "torch_dtype"}).param_dtype == "bfloat16"
+  # HF's Qwen2 ignores head_dim: a qwen2 whose head_dim isn't hidden/heads is refused.
+  bad = cfg.replace(head_dim=16)
+  with pytest.raises(ValueError, match="Qwen2 ignores head_dim"):
+    config_to_hf(bad)
+  with pytest.raises(ValueError, match="Qwen2 ignores head_dim"):
+    save_pretrained(create_model(bad, 0), str(tmp_path / "x"))
+  assert not (tmp_path / "x").exists()
+  assert config_to_hf(config_from_hf(HF_CONFIGS["qwen3"]))["head_dim"] == 16
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
