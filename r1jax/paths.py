@@ -18,11 +18,18 @@ def is_remote(path: str | os.PathLike) -> bool:
   return "://" in os.fspath(path)
 
 
-def resolve(path: str | os.PathLike | None) -> str | None:
-  """Absolute local path (with `~` expanded), a remote path unchanged; '' and None as given."""
+def resolve(path: Any) -> Any:
+  """Absolute local path (with `~` expanded), a remote path unchanged; '' and None as given.
+
+  A path object with no local file name (an `etils.epath` path of a remote backend whose
+  `__fspath__` refuses) is returned as it is: it is not relative to anything here.
+  """
   if path is None:
     return None
-  s = os.fspath(path)
+  try:
+    s = os.fspath(path)
+  except TypeError:
+    return path
   if not s or is_remote(s):
     return s
   return os.path.abspath(os.path.expanduser(s))
