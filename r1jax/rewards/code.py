@@ -195,6 +195,9 @@ class _Run:
     elif mode != 'weak':
       self.error = f'unknown sandbox mode {mode!r}; expected one of {SANDBOX_MODES}'
       return
+    elif missing:   # never run a program as root, not even in weak mode
+      self.error = f'code sandbox unavailable: running as root needs {missing} (util-linux) to drop to uid 65534'
+      return
     self.cgroup = None
     self.workdir = None
     self._fds: list[int] = []

@@ -413,7 +413,14 @@ def _readings(text: str, fallback: Optional[str]) -> list[str]:
       nums = _NUMBER_RE.findall(ans)
       if len(nums) == 1 and _PROSE_RE.match(_NUMBER_RE.sub('', ans)):
         out.append(nums[0].rstrip(','))
+  for r in list(out):   # `x = \\text{east}`: the right-hand side too (math-verify handles `x = 3` itself)
+    m = _ASSIGN_RE.match(r)
+    if m:
+      out.append(m.group(1).strip())
   return [r for r in dict.fromkeys(out) if r]
+
+
+_ASSIGN_RE = re.compile(r'^[A-Za-z]\s*=\s*([^=<>]+)$')
 
 
 def _decimal_matches_fraction(pred: str, gold: str) -> bool:

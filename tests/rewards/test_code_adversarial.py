@@ -366,6 +366,15 @@ def test_weak_mode_without_bwrap_still_decides_outside(without, nothing_left):
   assert not r.passed and r.caps['clean'], r
 
 
+@pytest.mark.skipif(not SUPPORT.root, reason='about root')
+def test_weak_mode_never_runs_a_program_as_root(without, monkeypatch):
+  without(bwrap=None, userns=False)
+  monkeypatch.setattr(sbx, 'root_tools_missing', lambda: ['setpriv'])
+  r = rcode.run_tests('import os\ndef f(x):\n  return x * x if os.getuid() else 0\n', CHECK, entry_point='f',
+                      sandbox='weak')
+  assert r.status == 'error' and 'setpriv' in r.error
+
+
 def test_unwritable_temp_dir_is_an_error_result(without, monkeypatch):
   without(bwrap=None, userns=False)
 

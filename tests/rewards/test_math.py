@@ -102,7 +102,7 @@ def test_math_reward_batched():
     ('<answer>$x < 3$</answer>', '(-\\infty, 3)'), ('<answer>$2 \\le x < 5$</answer>', '[2, 5)'),
     ('<answer>x \\geq -1</answer>', '[-1, \\infty)'), ('<answer>$(-\\infty, 3)$</answer>', 'x<3'),
     ('<answer>0.333</answer>', '\\frac{1}{3}'), ('<answer>0.2857</answer>', '\\frac{2}{7}'),
-    ('<answer>-0.67</answer>', '-\\frac{2}{3}'),
+    ('<answer>-0.67</answer>', '-\\frac{2}{3}'), ('<answer>Therefore $x = \\text{east}$.</answer>', '\\text{east}'),
 ])
 def test_answer_forms_verify(completion, gold):
   assert rmath.verify(completion, gold)
