@@ -148,7 +148,7 @@ def _reward_system(rewards) -> tuple[RewardSystem, bool]:
     log.warning('The reward system has no accuracy reward; verifying inline instead.')
     rewards = None
   if rewards is None:
-    # Inline on this (main) thread: math-verify keeps its own alarm, code still runs sandboxed.
+    # Inline: math-verify runs in a helper process killed at timeout_s; code runs sandboxed.
     return build_reward_system({'weights': {'accuracy': 1.0}, 'num_workers': 0}), True
   cfg = dict(to_dict(rewards))
   weights = dict(to_dict(cfg.get('weights')) or {})
