@@ -27,6 +27,7 @@ from ml_collections import config_dict
 
 from r1jax.rl import advantages as adv_lib
 from r1jax.rl import losses
+from r1jax.rollout.sampler import SamplerConfig
 
 log = logging.getLogger(__name__)
 
@@ -378,6 +379,8 @@ class RLConfig:
   temperature: float = 1.0       # sampling temperature; the loss divides logits by it too
   top_p: float = 1.0
   top_k: int = 0                 # 0 = off
+  # top-p alone searches the nucleus among this many largest logits (0 = full sort).
+  top_p_candidates: int = SamplerConfig.top_p_candidates
   num_iterations: int = 1        # mu: passes over each batch
   minibatch_size: int = 0        # rows per update; 0 = all B*G (one update per pass)
   advantage: str = "grpo"        # grpo | dr_grpo | rloo (a loss preset may set it)

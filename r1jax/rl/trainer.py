@@ -67,6 +67,7 @@ def sampler_config(rl: stage_config.RLConfig, tokenizer) -> SamplerConfig:
   return SamplerConfig(
       num_samples=rl.group_size, max_new_tokens=rl.max_new_tokens,
       temperature=rl.temperature, top_p=rl.top_p, top_k=rl.top_k,
+      top_p_candidates=rl.top_p_candidates,
       eos_ids=tuple(dict.fromkeys(tuple(tokenizer.eos_ids) + eos)),
       stop_sequences=stops, pad_id=int(tokenizer.pad_id), cache_dtype=rl.cache_dtype,
       prompt_len_buckets=rl.prompt_len_buckets or (rl.max_prompt_len,))
@@ -138,6 +139,11 @@ def needs_recompute(rl: stage_config.RLConfig, model_cfg) -> tuple[bool, str]:
   if rl.loss.is_correction != "none":
     reasons.append(f"importance-sampling correction {rl.loss.is_correction}")
   return bool(reasons), ", ".join(reasons) or "sampler log-probs match the trainer's path"
+
+
+@jax.jit
+def _masked_mean(x, mask):
+  return jnp.where(mask > 0, x, 0.0).sum() / jnp.maximum((mask > 0).sum(), 1)
 
 
 @jax.jit
@@ -213,7 +219,9 @@ def setup(config, workdir: str) -> GRPOSetup:
               else "the sampler's log-probs", why)
   if rl.top_p < 1.0 or rl.top_k > 0:
     log.warning("rl.top_p=%s / rl.top_k=%s: tokens are drawn from the truncated distribution "
-                "but pi_old is the full softmax at temperature %s", rl.top_p, rl.top_k,
+                "but pi_old is the full softmax at temperature %s (logged: "
+                "sampling/full_minus_truncated_logp; rl.loss.is_correction='tis' weighs "
+                "tokens by pi_old / the truncated distribution)", rl.top_p, rl.top_k,
                 rl.temperature)
   return GRPOSetup(cfg, mesh, rules, tokenizer, template, model_cfg, graphdef, state, ref_params,
                    sampler, scfg, rl.loss, optimizer, schedule, prompt_iter, eval_records,
@@ -282,8 +290,12 @@ def train(config, workdir: str | os.PathLike,
                       **sharding.put_replicated_value(
                           {"advantages": exp.advantages,
                            "truncated": exp.truncated.astype(np.float32)}, s.mesh, s.rules)}
+      truncated_sampling = rl.top_p < 1.0 or rl.top_k > 0
       if s.loss_cfg.is_correction != "none":
-        device_batch["sampler_logprobs"] = ro.logprobs
+        # The behaviour policy: the distribution the tokens were drawn from (truncated
+        # by top-k / top-p when those are on).
+        device_batch["sampler_logprobs"] = (ro.sampling_logprobs if truncated_sampling
+                                            else ro.logprobs)
       num_informative = None
       rewards_rows = exp.rewards
       if exp.advantages.shape[0] != rows_total:  # dynamic sampling: oversampled groups
@@ -334,6 +346,11 @@ def train(config, workdir: str | os.PathLike,
       skipped_total += int(sum(int(u["skipped"]) for u in upd_metrics))
       m.update(exp.metrics)
       m.update(kl_metrics)
+      if truncated_sampling:
+        # log(full softmax prob) - log(truncated prob) of the drawn tokens: 0 without
+        # truncation; how far pi_old (full softmax) is from the sampling distribution.
+        m["sampling/full_minus_truncated_logp"] = float(_masked_mean(
+            ro.logprobs - ro.sampling_logprobs, ro.completion_mask))
       m.update({"time/update_s": t_done - t_upd, "time/step_s": t_done - t_step,
                 "tokens_per_s": exp.metrics["sampled_tokens"] / max(t_done - t_step, 1e-9),
                 "skipped_updates_total": skipped_total})
