@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -58,16 +58,6 @@ def _local_rows(n: int) -> slice:
 def decode_texts(tokenizer, ids_RL: np.ndarray, lengths_R: np.ndarray) -> list[str]:
   return [tokenizer.decode(ids_RL[i, :int(lengths_R[i])].tolist(), skip_special_tokens=False)
           for i in range(ids_RL.shape[0])]
-
-
-def strip_after_stop(text: str, stop_strings: Sequence[str]) -> str:
-  """Cuts a completion's text after the first stop string."""
-  cut = len(text)
-  for s in stop_strings:
-    i = text.find(s)
-    if i >= 0:
-      cut = min(cut, i + len(s))
-  return text[:cut]
 
 
 def _put_like(x: np.ndarray, like: jax.Array) -> jax.Array:

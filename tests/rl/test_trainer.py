@@ -304,3 +304,16 @@ def test_failing_rewards_score_zero_and_are_counted(base_workdir, tmp_path):
   assert rec["reward/timeouts"] == 1.0
   assert rec["reward/errors"] == float(raising.sum())
   assert np.isfinite(rec["loss"]) and rec["skipped"] == 0.0
+
+
+def test_kl_in_reward_and_tis_step(base_workdir, tmp_path):
+  # KL in the reward (k1 summed per sequence, before the advantages) and truncated IS
+  # (which forces a pi_old recompute): one step runs and logs both.
+  config = lib.grpo_config(base_workdir, num_steps=1, beta=0.05)
+  config.rl.loss.kl_in_reward = True
+  config.rl.loss.is_correction = "tis"
+  out, probe = _train(config, tmp_path)
+  rec = read_metrics(tmp_path)[-1]
+  assert out["setup"].recompute_old and probe.logprob_calls == 2   # pi_old + reference
+  assert "kl_in_reward/seq_mean" in rec and rec["kl"] == 0.0
+  assert 0.0 < rec["is_weight_mean"] <= 2.0
