@@ -1,9 +1,11 @@
 """Shared pieces of the stage configs (`configs/*.py`) and config validation.
 
-Each stage config starts from `base_config()` and sets what differs. The
-command line can then override any field (`--config.optim.learning_rate=1e-5`);
-`config_flags` rejects unknown fields and wrong types before anything runs, and
-`validate` catches the semantic mistakes (unknown stage, impossible batch split).
+Each stage config starts from `base_config()` and sets what differs; its sections are
+generated from the typed dataclasses of `r1jax.stage_config`, the one place their
+defaults are written. The command line can then override any field
+(`--config.optim.learning_rate=1e-5`); `config_flags` rejects unknown fields and wrong
+types before anything runs, and `validate` builds the stage's typed config, which
+catches the rest (unknown stage, conflicting fields, impossible batch split).
 """
 from __future__ import annotations
 

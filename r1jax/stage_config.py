@@ -35,14 +35,12 @@ RESOLVED_CONFIG_FILE = "resolved_config.json"
 
 
 def to_dict(cfg: Any) -> Any:
-  """A plain (nested) dict of a ConfigDict / mapping; None stays None."""
-  if cfg is None:
-    return None
+  """A plain (nested) dict of a ConfigDict / mapping / dataclass; anything else as is."""
   if hasattr(cfg, "to_dict"):
     return cfg.to_dict()
   if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
     return dataclasses.asdict(cfg)
-  return dict(cfg)
+  return dict(cfg) if isinstance(cfg, Mapping) else cfg
 
 
 # ---------------------------------------------------------------------------- machinery
@@ -496,7 +494,8 @@ def grpo_config(config: Any) -> GRPOConfig:
 
 
 def typed_config(config: Any):
-  """The typed config of any stage, by `config.stage` (raises naming a bad field)."""
+  """The typed config of a stage, by `config.stage` (raises naming a bad field); None for
+  a stage without one (`r1jax.config.validate` checks the stage name itself)."""
   stage = config.stage if hasattr(config, "stage") else dict(config)["stage"]
   if stage in ("pretrain", "sft"):
     return sft_config(config)
@@ -511,7 +510,7 @@ def typed_config(config: Any):
   if stage in ("quickstart", "pipeline"):
     from r1jax import pipeline
     return pipeline.pipeline_config(config)
-  raise ValueError(f"config.stage={stage!r}: unknown")
+  return None
 
 
 # ---------------------------------------------------------------------------- resolved config

@@ -2,11 +2,16 @@
 
 One step, all on the same mesh and the same params (no weight sync):
   1. take B prompts and sample G completions each with the policy's own params;
-  2. decode and score them on the host (overlapping the next chunk's sampling);
+  2. decode them on the host, cut each at its first stop string (mask, lengths and
+     `truncated` follow the text) and score them (overlapping the next chunk's sampling);
   3. group advantages (GRPO / Dr. GRPO / RLOO), optional DAPO dynamic sampling;
-  4. `num_iterations` (mu) passes of minibatch updates with the sampler's
-     log-probs as pi_old and, if beta > 0, a frozen reference model;
+  4. `num_iterations` (mu) passes of minibatch updates with pi_old = the sampler's
+     log-probs, or the trainer's own when they would differ (`needs_recompute`), and,
+     if beta > 0, a frozen reference model (KL in the loss or in the reward);
   5. log, evaluate and checkpoint on schedule.
+
+The config is typed once (`r1jax.stage_config.grpo_config`), printed, written to
+`workdir/resolved_config.json` and saved in every checkpoint's metadata.
 
 Exact resume: the step's rng is fold_in(seed, step), the prompt iterator's state
 and the reference params are in the checkpoint, and metrics logged after the
