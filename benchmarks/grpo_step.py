@@ -23,7 +23,7 @@ FLOPs counted for the update phase (executed work, padded shapes):
   forward + backward = 3 x 2 x N x T, plus causal attention 3 x 4 x layers x
   heads x head_dim x sum_t(t) per row (scores and weighted values).
   + one forward (2 x N x T + attention) per extra log-prob pass: the frozen
-  reference when beta > 0, pi_old when rl.recompute_old_logprobs.
+  reference when beta > 0, pi_old when it is recomputed (rl.recompute_old_logprobs, or automatically; see docs/grpo.md).
 Utilisation = counted FLOPs / update time / peak, where the peak is this
 machine's best measured FLOP/s of a big jitted float32 matmul (the models run
 in float32 on CPU), taken as the best of a measurement before all runs and one
@@ -133,7 +133,9 @@ def run(name: str, steps: int, beta: float, peak: float) -> float:
   peak = max(peak, measure_matmul_peak())  # same conditions as the update just timed
   rows = int(c.rl.num_prompts) * int(c.rl.group_size)
   seq = int(c.rl.max_prompt_len) + int(c.rl.max_new_tokens)  # the single prompt bucket + L
-  forwards = int(beta > 0) + int(bool(c.rl.recompute_old_logprobs))
+  from r1jax import stage_config
+  recompute, _ = rl_trainer.needs_recompute(stage_config.grpo_config(c).rl, cfg)
+  forwards = int(beta > 0) + int(recompute)
   flops = update_flops(cfg, rows, seq, forwards)
   warm = records[1:] or records
   med = lambda k: float(np.median([r[k] for r in warm]))

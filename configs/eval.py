@@ -10,8 +10,10 @@ Presets (`--config=configs/eval.py:<preset> --config.init_from=<workdir or HF di
   paper      all five benchmarks with the per-benchmark k above
 All sample at temperature 0.6 and top-p 0.95, as DeepSeek-R1 reports.
 """
+from r1jax import stage_config as sc
 from r1jax.config import base_config
 from r1jax.data.templates import MATH_INSTRUCTION
+from r1jax.evals import runner
 
 _ACCEL_PRESETS = ('math500', 'aime24', 'gsm8k', 'amc23', 'humaneval', 'paper')
 _PAPER_K = {'math500': 4, 'aime24': 64, 'gsm8k': 4, 'amc23': 16, 'humaneval': 4}
@@ -21,16 +23,9 @@ def get_config(arg: str = 'tiny'):
   c = base_config()
   c.stage = 'eval'
   c.model.preset = ''          # the architecture comes from init_from
-  c.eval = dict(
-      benchmarks=['countdown'],
-      num_samples=4, temperature=0.6, top_p=0.95, top_k=0,
-      max_new_tokens=512, max_prompt_len=512, batch_size=8,
-      pass_ks=[1], template='r1_zero', question_format='', system='',
-      max_examples=0,          # 0 = every problem
-      stop_strings=[],         # e.g. ['</answer>'] for R1-Zero-style models
-      cache_dtype='bfloat16', prompt_len_buckets=[], batch_buckets=[],
-      reward_workers=2, reward_timeout_s=10.0, reward_kwargs={},
-      vote_equivalence=True)   # merge equivalent math answers in the vote with the verifier
+  # Every field and default from `r1jax.evals.runner.EvalSection`; set here what differs.
+  c.eval = sc.configdict_of(runner.EvalSection)
+  c.eval.benchmarks = ['countdown']
   if arg == 'tiny':
     c.eval.benchmarks = [dict(name='countdown', num_examples=64),
                          dict(name='arithmetic', num_examples=64)]

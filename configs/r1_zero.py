@@ -9,54 +9,37 @@ Hyper-parameters and their sources:
   group_size G = 16, beta = 0.001 (k3), temperature 1     DeepSeek-R1 (2501.12948), sec. 2.2 / DeepSeekMath
   clip epsilon 0.2, per-sequence token mean               DeepSeekMath GRPO (2402.03300)
   learning rate 3e-6 (R1 reports 3e-6 for R1-Zero-style RL), constant after warmup
-  advantage (r - mean) / (std + 1e-4), ddof 0             stated explicitly (implementations differ)
+  advantage (r - mean) / (std + 1e-4), ddof 0             rl.adv_ddof / rl.adv_eps (implementations differ)
   eval: pass@1 over k samples at temperature 0.6, top-p 0.95   DeepSeek-R1 evaluation protocol
 """
 import ml_collections
 
+from r1jax import stage_config as sc
 from r1jax.config import base_config
 
 
 def rl_defaults(c):
-  """Sets the R1-Zero GRPO fields (stage, rl, rewards, eval, optim) on a base config."""
+  """Sets the R1-Zero GRPO sections (stage, rl, rewards, eval) on a base config.
+
+  The sections are generated from the typed dataclasses (`r1jax.stage_config`), where
+  every default lives; only what R1-Zero changes is set here. The loss is the "grpo"
+  preset (beta 0.001, k3, eps 0.2/0.2, per-sequence token mean): switching
+  `--config.rl.loss.preset=gspo` gives GSPO's fields, and any loss field set explicitly
+  (e.g. `--config.rl.loss.beta=0`) overrides the preset.
+  """
   c.stage = "grpo"
   c.template = "r1_zero"
-  c.rl = ml_collections.ConfigDict(dict(
-      num_prompts=32,            # B prompts per step
-      group_size=16,             # G
-      max_prompt_len=256,
-      max_new_tokens=1024,
-      temperature=1.0,
-      top_p=1.0,
-      top_k=0,
-      num_iterations=1,          # mu
-      minibatch_size=0,          # rows per update; 0 = all B*G (one update per step)
-      advantage="grpo",          # grpo | dr_grpo | rloo
-      adv_ddof=0,
-      adv_eps=1e-4,
-      loss=ml_collections.ConfigDict(dict(
-          clip_eps_low=0.2, clip_eps_high=0.2, dual_clip_c=None, ratio_level="token",
-          aggregation="seq_mean_token_mean", beta=0.001, kl_estimator="k3",
-          mask_truncated=False, max_completion_length=None)),
-      ref_reset_every=0,         # R1 periodically reset the reference to the policy
-      ref_ema=0.0,
-      dynamic_sampling=False,    # DAPO: drop zero-variance groups, fill from oversampled ones
-      dynamic_sampling_factor=2,
-      recompute_old_logprobs=False,
-      sample_chunks=2,           # reward scoring of chunk k overlaps sampling of chunk k+1
-      cache_dtype="bfloat16",
-      prompt_len_buckets=(),
-      stop_strings=("</answer>",),
-  ))
-  c.rewards = ml_collections.ConfigDict(dict(
-      weights={"accuracy": 1.0, "format": 1.0}, kwargs={}, num_workers=2, timeout_s=10.0))
-  c.eval = ml_collections.ConfigDict(dict(every=50, num_samples=4, temperature=0.6, top_p=0.95,
-                                          batch_size=32, max_new_tokens=1024, seed=1234,
-                                          at_start=True))
+  c.rl = sc.rl_section()
+  c.rl.loss.preset = "grpo"
+  c.rl.sample_chunks = 2         # reward scoring of chunk k overlaps sampling of chunk k+1
+  c.rewards = sc.configdict_of(sc.RewardsConfig)
+  c.eval = sc.configdict_of(sc.GRPOEvalConfig)
+  c.eval.max_new_tokens = 1024
+  c.task = ml_collections.ConfigDict()
+  c.eval_task = ml_collections.ConfigDict()
   c.optim.learning_rate = 3e-6
   c.optim.schedule = "constant"
   c.optim.warmup_steps = 10
-  c.optim.weight_decay = 0.0
   c.optim.b2 = 0.99
   c.train.checkpoint_every = 50
   c.train.log_every = 1

@@ -8,33 +8,20 @@ The output (`<workdir>/sft_data.jsonl`, fields prompt/completion) feeds `configs
 `jsonl` data source; `<workdir>/pass_rates.jsonl` reports per-prompt pass rates. Re-running with the
 same workdir resumes where it stopped.
 """
+from r1jax import stage_config as sc
 from r1jax.config import base_config
 from r1jax.data.templates import MATH_INSTRUCTION
+from r1jax.evals import rejection_sampling as rs
 
 
 def get_config(arg: str = 'tiny'):
   c = base_config()
   c.stage = 'rejection_sampling'
   c.model.preset = ''          # the architecture comes from init_from
-  c.rejection = dict(
-      mode='rejection',        # 'rejection' (stage 3) or 'cold_start' (stage 1 data)
-      tasks=[dict(name='countdown', split='train', num_examples=256)],
-      template='r1_zero', question_format='', system='',
-      num_samples=16, temperature=0.7, top_p=0.95, top_k=0,
-      max_new_tokens=512, max_prompt_len=512, batch_size=8,
-      chunk_size=64,           # prompts per resumable chunk
-      max_prompts=0,           # 0 = all
-      max_chunks=0,            # 0 = all; >0 stops early (resume later)
-      seed=0,
-      select='shortest', max_per_prompt=1,
-      require_format=True, target_language='en', min_language_share=0.95,
-      max_completion_tokens=0, max_reasoning_chars=0,
-      max_code_fraction=0.5, max_code_blocks=-1,
-      pass_rate_min=0.0, pass_rate_max=1.0,
-      output_format='raw', output_template='r1_cold_start', summary_format='{summary}',
-      min_summary_chars=1,
-      stop_strings=[], cache_dtype='bfloat16', prompt_len_buckets=[], batch_buckets=[],
-      reward=dict(weights={'accuracy': 1.0}, kwargs={}, num_workers=2, timeout_s=10.0))
+  # Every field and default from `RejectionSection`; set here what differs.
+  c.rejection = sc.configdict_of(rs.RejectionSection)
+  c.rejection.tasks = [dict(name='countdown', split='train', num_examples=256)]
+  c.rejection.max_new_tokens = 512
   if arg in ('tiny', 'cold_start'):
     c.rejection.tasks = [dict(name='countdown', split='train', num_examples=128)]
     c.rejection.num_samples = 8

@@ -1,9 +1,11 @@
 """Shared pieces of the stage configs (`configs/*.py`) and config validation.
 
-Each stage config starts from `base_config()` and sets what differs. The
-command line can then override any field (`--config.optim.learning_rate=1e-5`);
-`config_flags` rejects unknown fields and wrong types before anything runs, and
-`validate` catches the semantic mistakes (unknown stage, impossible batch split).
+Each stage config starts from `base_config()` and sets what differs; its sections are
+generated from the typed dataclasses of `r1jax.stage_config`, the one place their
+defaults are written. The command line can then override any field
+(`--config.optim.learning_rate=1e-5`); `config_flags` rejects unknown fields and wrong
+types before anything runs, and `validate` builds the stage's typed config, which
+catches the rest (unknown stage, conflicting fields, impossible batch split).
 """
 from __future__ import annotations
 
@@ -46,75 +48,23 @@ def model_overrides_placeholder() -> ml_collections.ConfigDict:
 
 
 def base_config() -> ml_collections.ConfigDict:
+  """The sections every stage shares, generated from the typed dataclasses of
+  `r1jax.stage_config` (the one place their defaults are written)."""
+  from r1jax import stage_config as sc
   c = ml_collections.ConfigDict()
   c.stage = "sft"
-  c.seed = 0
-  # '' (random init), an r1jax workdir of a previous stage, or a Hugging Face directory.
-  c.init_from = ""
-
-  c.model = ml_collections.ConfigDict()
-  c.model.preset = "tiny"
-  # Any ModelConfig field, e.g. --config.model.overrides.num_layers=2 (None = the preset's).
-  c.model.overrides = model_overrides_placeholder()
-  c.model.dtype = "float32"        # compute dtype
-  c.model.param_dtype = "float32"
-  c.model.remat = False
-
-  c.tokenizer = ml_collections.ConfigDict()
-  c.tokenizer.path = ""            # .model / tokenizer.json / HF dir; '' = from init_from or trained
-  c.tokenizer.vocab_size = 512     # when a SentencePiece model is trained from the corpus
-
-  c.mesh = ml_collections.ConfigDict()
-  c.mesh.shape = (-1, 1, 1)        # (data, fsdp, tensor); one -1 takes the remaining devices
-  # logical axis -> mesh axes overrides (--config.sharding_rules.embed=fsdp), and/or MaxText's
-  # list of (logical axis, mesh axes) pairs, pasted as c.sharding_rules.logical_axis_rules = [...]
-  c.sharding_rules = ml_collections.ConfigDict()
-  # A persistent XLA compilation cache (e.g. on a disk that survives restarts): a restarted
-  # or preempted job reuses its compiled steps instead of compiling again. '' = off.
-  c.compilation_cache_dir = ""
-
-  c.logging = ml_collections.ConfigDict()
-  # Weights & Biases (pip install -e ".[wandb]"); see r1jax.metrics.WandbConfig.
-  c.logging.wandb = ml_collections.ConfigDict(dict(
-      enabled=False, project="r1jax", entity="", name="", group="", tags=(), mode="",
-      max_table_rows=200))
-
-  c.optim = ml_collections.ConfigDict()
-  c.optim.name = "adamw"
-  c.optim.learning_rate = 1e-3
-  c.optim.schedule = "cosine"      # constant | cosine | linear (after linear warmup)
-  c.optim.warmup_steps = 20
-  c.optim.end_lr_factor = 0.1
-  c.optim.b1 = 0.9
-  c.optim.b2 = 0.95
-  c.optim.eps = 1e-8
-  c.optim.weight_decay = 0.0
-  c.optim.max_grad_norm = 1.0
-  c.optim.grad_accum_steps = 1
-
-  c.train = ml_collections.ConfigDict()
-  c.train.num_steps = 200
-  c.train.batch_size = 32
-  c.train.seq_len = 128
-  c.train.log_every = 20
-  c.train.checkpoint_every = 500
-  c.train.max_to_keep = 3
+  common = sc.configdict_of(sc.CommonConfig)
+  for k in common.keys():
+    c[k] = common[k]
+  c.optim = sc.configdict_of(sc.OptimConfig)
+  c.train = sc.configdict_of(sc.TrainConfig)
   return c
 
 
 def validate(config) -> None:
-  """Semantic checks with messages that say which field to change."""
+  """Builds the stage's typed config (`r1jax.stage_config.typed_config`): unknown fields,
+  wrong types, conflicting fields and impossible settings raise with the field's name."""
   if config.stage not in STAGES:
     raise ValueError(f"config.stage={config.stage!r} is not one of {STAGES}")
-  train = config.get("train")
-  if train is not None:
-    if int(train.get("num_steps", 1)) < 0:
-      raise ValueError("config.train.num_steps must be >= 0")
-    accum = int(config.get("optim", {}).get("grad_accum_steps", 1))
-    bs = int(train.get("batch_size", 1))
-    if accum < 1 or bs % accum:
-      raise ValueError(f"config.train.batch_size={bs} must be a multiple of "
-                       f"config.optim.grad_accum_steps={accum}")
-  mesh = config.get("mesh")
-  if mesh is not None and len(tuple(mesh.shape)) != 3:
-    raise ValueError(f"config.mesh.shape must have 3 entries (data, fsdp, tensor), got {mesh.shape}")
+  from r1jax import stage_config
+  stage_config.typed_config(config)

@@ -29,23 +29,13 @@ from r1jax import sharding
 from r1jax.models import config as model_config_lib
 from r1jax.models.config import ModelConfig, RopeScaling
 from r1jax.models.factory import abstract_model, create_model, param_shardings, split_params
+from r1jax.stage_config import common_config
 from r1jax.tokenizer import Tokenizer, copy_tokenizer_files, load_tokenizer, train_sentencepiece
 
 log = logging.getLogger(__name__)
 
 MODEL_CONFIG_FILE = "model_config.json"
 TOKENIZER_DIR = "tokenizer"
-
-
-def cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
-  """`cfg.key` for ConfigDicts and dicts alike, with a default for absent keys."""
-  if cfg is None:
-    return default
-  try:
-    value = cfg[key] if isinstance(cfg, dict) else getattr(cfg, key)
-  except (KeyError, AttributeError):
-    return default
-  return default if value is None else value
 
 
 def to_dict(cfg: Any) -> Any:
@@ -56,10 +46,10 @@ def to_dict(cfg: Any) -> Any:
 
 
 def mesh_and_rules(config) -> tuple[Mesh, sharding.ShardingRules]:
-  mesh_cfg = cfg_get(config, "mesh", {})
-  shape = tuple(cfg_get(mesh_cfg, "shape", (-1, 1, 1)))
-  mesh = sharding.make_mesh(shape)
-  rules = sharding.ShardingRules.from_dict(to_dict(cfg_get(config, "sharding_rules", {})))
+  """The mesh and sharding rules of a stage (its typed config or ConfigDict)."""
+  c = common_config(config)
+  mesh = sharding.make_mesh(tuple(c.mesh.shape))
+  rules = sharding.ShardingRules.from_dict(dict(c.sharding_rules))
   return mesh, rules
 
 
@@ -126,11 +116,11 @@ def get_tokenizer(config, workdir: str | os.PathLike,
   4. a SentencePiece model trained on `corpus()` (tiny models trained from scratch).
   The result is copied into `workdir/tokenizer/` so later stages can chain from it.
   """
-  tok_cfg = cfg_get(config, "tokenizer", {})
-  init_from = cfg_get(config, "init_from", "")
+  cc = common_config(config)
+  init_from = cc.init_from
   # What the config names wins over this workdir's copy, so a reused workdir can't
   # silently pair new weights with a stale tokenizer.
-  candidates = [cfg_get(tok_cfg, "path", "")]
+  candidates = [cc.tokenizer.path]
   if init_from:
     candidates += [tokenizer_dir(init_from), init_from]
   candidates.append(tokenizer_dir(workdir))
@@ -145,7 +135,7 @@ def get_tokenizer(config, workdir: str | os.PathLike,
   if corpus is None:
     raise ValueError("No tokenizer found: set config.tokenizer.path or config.init_from, "
                      "or use a stage that trains one from its corpus.")
-  vocab = int(cfg_get(tok_cfg, "vocab_size", 512))
+  vocab = cc.tokenizer.vocab_size
   out = tokenizer_dir(workdir)
   if jax.process_index() == 0:
     log.info("Training a %d-piece SentencePiece tokenizer into %s", vocab, out)
@@ -161,14 +151,12 @@ def get_tokenizer(config, workdir: str | os.PathLike,
 
 def model_config_from(config, tokenizer: Tokenizer | None = None) -> ModelConfig:
   """ModelConfig from `config.model` (preset + overrides), or from `init_from`."""
-  mcfg = cfg_get(config, "model", {})
-  init_from = cfg_get(config, "init_from", "")
-  overrides = {k: v for k, v in (to_dict(cfg_get(mcfg, "overrides", {})) or {}).items()
-               if v is not None}
+  c = common_config(config)
+  mcfg, init_from = c.model, c.init_from
+  overrides = {k: v for k, v in mcfg.overrides.items() if v is not None}
   for key in ("dtype", "param_dtype", "remat"):
-    if cfg_get(mcfg, key) is not None:
-      overrides[key] = cfg_get(mcfg, key)
-  preset = cfg_get(mcfg, "preset", "")
+    overrides[key] = getattr(mcfg, key)
+  preset = mcfg.preset
   if init_from and is_r1jax_workdir(init_from) and not preset:
     return load_model_config(init_from).replace(**overrides)
   if init_from and is_hf_dir(init_from) and not preset:
@@ -191,8 +179,8 @@ def init_model(config, mesh: Mesh, rules: sharding.ShardingRules,
                tokenizer: Tokenizer | None = None, workdir: str | os.PathLike | None = None):
   """(model_cfg, graphdef, params): from `init_from` if given, else random (sharded)."""
   model_cfg = model_config_from(config, tokenizer)
-  init_from = cfg_get(config, "init_from", "")
-  seed = int(cfg_get(config, "seed", 0))
+  c = common_config(config)
+  init_from, seed = c.init_from, c.seed
   if init_from and is_r1jax_workdir(init_from):
     from r1jax.checkpoint import restore_params
     abstract = abstract_model(model_cfg, mesh, rules)

@@ -22,8 +22,7 @@ from typing import Any, Sequence
 import jax
 from etils import epath
 
-from r1jax import paths
-from r1jax import experiment, sharding
+from r1jax import experiment, paths, sharding, stage_config
 from r1jax.data.templates import Template, for_tokenizer, get_template
 from r1jax.models import hf
 from r1jax.models.factory import abstract_model, param_shardings, split_params
@@ -230,15 +229,11 @@ def export(init_from: str | os.PathLike, out_dir: str | os.PathLike,
 @paths.resolves_paths
 def run(config, workdir: str | os.PathLike) -> ExportResult:
   """Stage entry (`config.stage == 'export'`): exports `config.init_from` into `workdir`."""
-  init_from = experiment.cfg_get(config, "init_from", "")
+  common = stage_config.common_config(config)   # init_from, mesh, sharding rules
+  init_from = common.init_from                   # absolute: resolved by @paths.resolves_paths
   if not init_from:
     raise ValueError("config.init_from must name the r1jax workdir to export, e.g. "
                      "--config.init_from=runs/quickstart/r1_zero")
-  # Orbax needs absolute paths; the command line gives relative ones (runs/...).
-  absolute = lambda p: p if "://" in str(p) else os.path.abspath(os.fspath(p))
-  init_from, workdir = absolute(init_from), absolute(workdir)
-  cfg = ExportConfig.from_config(experiment.cfg_get(config, "export", {}))
-  mesh_shape = tuple(experiment.cfg_get(experiment.cfg_get(config, "mesh", {}), "shape",
-                                        (1, -1, 1)))
-  rules = experiment.to_dict(experiment.cfg_get(config, "sharding_rules", {}))
+  cfg = ExportConfig.from_config(config.get("export", {}) if hasattr(config, "get") else {})
+  mesh_shape, rules = tuple(common.mesh.shape), dict(common.sharding_rules)
   return export(init_from, workdir, cfg, mesh_shape=mesh_shape, sharding_rules=rules)

@@ -30,15 +30,53 @@ from typing import Any
 import jax
 import ml_collections
 
-from r1jax import paths
-from r1jax import experiment
-from r1jax.experiment import cfg_get, to_dict
+import dataclasses
+
+from r1jax import experiment, paths, stage_config
 from r1jax.metrics import plot_curves, read_metrics
+from r1jax.stage_config import to_dict
 
 log = logging.getLogger(__name__)
 
 _CURVES = {"grpo": ["reward/mean", "accuracy_rate", "format_rate", "completion_len/mean"],
            "sft": ["loss", "token_accuracy"], "pretrain": ["loss", "token_accuracy"]}
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineEvalConfig:
+  """`config.eval` of a pipeline: held-out pass@1 / cons@k after chosen stages."""
+  after: tuple[str, ...] = ()        # stages to evaluate after
+  template: str = "r1_zero"
+  templates: dict = dataclasses.field(default_factory=dict)  # per-stage template overrides
+  task: dict = dataclasses.field(default_factory=dict)       # held-out task config
+  num_samples: int = 4
+  temperature: float = 0.6
+  top_p: float = 0.95
+  max_new_tokens: int = 128
+  batch_size: int = 64
+  max_prompt_len: int = 128
+  seed: int = 1234
+  rewards: dict = dataclasses.field(default_factory=dict)    # {} = the evaluator's default
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  """A pipeline (`config.stage` "quickstart" or "pipeline"); `config.stages` stay ConfigDicts
+  (each is typed and validated by its own stage when it runs)."""
+  stage: str = "pipeline"
+  seed: int = 0
+  mesh: stage_config.MeshSection = stage_config.MeshSection()
+  order: tuple[str, ...] = ()
+  init_from: dict = dataclasses.field(default_factory=dict)  # stage -> parent stage
+  data_from: dict = dataclasses.field(default_factory=dict)  # stage -> stage with sft_data
+  prepare: tuple = ()                # ({"fn": "module:function", "kwargs": {...}}, ...)
+  eval: PipelineEvalConfig | None = None
+
+
+def pipeline_config(config) -> PipelineConfig:
+  d = dict(to_dict(config) or {})
+  d.pop("stages", None)
+  return stage_config.build(PipelineConfig, d, "config")
 
 
 def _stage_config(config, name: str, workdir: str) -> ml_collections.ConfigDict:
@@ -48,10 +86,11 @@ def _stage_config(config, name: str, workdir: str) -> ml_collections.ConfigDict:
   c = copy.deepcopy(config.stages[name])
   c.unlock()
   _substitute_workdir(c, workdir)
-  parent = cfg_get(cfg_get(config, "init_from", {}), name, "")
+  pcfg = pipeline_config(config)
+  parent = pcfg.init_from.get(name)
   if parent:
     c.init_from = os.path.join(workdir, parent)
-  data_parent = cfg_get(cfg_get(config, "data_from", {}), name, "")
+  data_parent = pcfg.data_from.get(name)
   if data_parent:
     path = os.path.join(workdir, data_parent, "sft_data.jsonl")
     sources = list(to_dict(c.data.sources))
@@ -90,7 +129,7 @@ def _substitute_workdir(c: ml_collections.ConfigDict, workdir: str) -> None:
 def _prepare(config, workdir: str) -> None:
   """Runs `config.prepare` hooks (import path + kwargs) before the stages, on process 0."""
   import importlib
-  for hook in cfg_get(config, "prepare", ()) or ():
+  for hook in pipeline_config(config).prepare:
     hook = to_dict(hook)
     module, _, attr = hook["fn"].partition(":")
     fn = getattr(importlib.import_module(module), attr)
@@ -98,32 +137,28 @@ def _prepare(config, workdir: str) -> None:
       fn(workdir=workdir, **dict(hook.get("kwargs") or {}))
 
 
-def evaluate_workdir(config, stage_dir: str, eval_cfg, template: str | None = None
-                     ) -> dict[str, float]:
+def evaluate_workdir(config, stage_dir: str, eval_cfg: PipelineEvalConfig,
+                     template: str | None = None) -> dict[str, float]:
   """Held-out pass@1 / cons@k of the checkpoint in `stage_dir` (sampler on the mesh)."""
   from r1jax.data.templates import get_template
   from r1jax.evals.evaluator import evaluate
-  from r1jax.models.factory import merge_params  # noqa: F401 (documents the hand-off)
   from r1jax.rl.tasks import _load
   from r1jax.rollout.sampler import Sampler, SamplerConfig
-  c = ml_collections.ConfigDict({"init_from": stage_dir, "seed": int(cfg_get(config, "seed", 0)),
-                                 "mesh": to_dict(cfg_get(config, "mesh", {"shape": (-1, 1, 1)})),
-                                 "model": {"preset": ""}})
+  pcfg = pipeline_config(config)
+  c = stage_config.CommonConfig(seed=pcfg.seed, init_from=stage_dir, mesh=pcfg.mesh,
+                                model=stage_config.ModelSection(preset=""))
   mesh, rules = experiment.mesh_and_rules(c)
   tokenizer = experiment.get_tokenizer(c, stage_dir)
   model_cfg, graphdef, params = experiment.init_model(c, mesh, rules, tokenizer)
-  template = get_template(template or cfg_get(eval_cfg, "template", "r1_zero"))
+  template = get_template(template or eval_cfg.template)
   records = _load(eval_cfg.task)
   sampler = Sampler(graphdef, model_cfg, SamplerConfig(), mesh, rules)
   res = evaluate(sampler=sampler, params=params, tokenizer=tokenizer, template=template,
-                 records=records, num_samples=int(cfg_get(eval_cfg, "num_samples", 4)),
-                 temperature=float(cfg_get(eval_cfg, "temperature", 0.6)),
-                 top_p=float(cfg_get(eval_cfg, "top_p", 0.95)),
-                 max_new_tokens=int(cfg_get(eval_cfg, "max_new_tokens", 128)),
-                 batch_size=int(cfg_get(eval_cfg, "batch_size", 64)),
-                 max_prompt_len=int(cfg_get(eval_cfg, "max_prompt_len", 128)),
-                 seed=int(cfg_get(eval_cfg, "seed", 1234)),
-                 rewards=to_dict(cfg_get(eval_cfg, "rewards", None)))
+                 records=records, num_samples=eval_cfg.num_samples,
+                 temperature=eval_cfg.temperature, top_p=eval_cfg.top_p,
+                 max_new_tokens=eval_cfg.max_new_tokens, batch_size=eval_cfg.batch_size,
+                 max_prompt_len=eval_cfg.max_prompt_len, seed=eval_cfg.seed,
+                 rewards=eval_cfg.rewards or None)
   return res.summary
 
 
@@ -144,9 +179,11 @@ def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
   from r1jax import run as run_lib
   workdir = os.fspath(workdir)
   os.makedirs(workdir, exist_ok=True)
-  eval_cfg = cfg_get(config, "eval", None)
-  eval_after = tuple(cfg_get(eval_cfg, "after", ())) if eval_cfg is not None else ()
-  k = int(cfg_get(eval_cfg, "num_samples", 4)) if eval_cfg is not None else 0
+  pcfg = pipeline_config(config)
+  stage_config.announce(pcfg, workdir)
+  eval_cfg = pcfg.eval
+  eval_after = eval_cfg.after if eval_cfg is not None else ()
+  k = eval_cfg.num_samples if eval_cfg is not None else 0
   summary_path = os.path.join(workdir, "pipeline_summary.json")
   rows = []
   if os.path.exists(summary_path):
@@ -155,7 +192,7 @@ def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
   done_evals = {r["stage"] for r in rows}
   results = {}
   _prepare(config, workdir)
-  for name in config.order:
+  for name in pcfg.order:
     stage_dir = os.path.join(workdir, name)
     marker = os.path.join(stage_dir, "DONE")
     if not os.path.exists(marker):
@@ -169,8 +206,8 @@ def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
         with open(marker, "w") as f:
           f.write(f"{time.time() - t0:.1f}s\n")
     if name in eval_after and name not in done_evals:
-      summary = evaluate_workdir(config, stage_dir, eval_cfg, template=cfg_get(
-          cfg_get(eval_cfg, "templates", {}), name, None))
+      summary = evaluate_workdir(config, stage_dir, eval_cfg,
+                                 template=eval_cfg.templates.get(name))
       rows.append({"stage": name, "summary": summary})
       done_evals.add(name)
       print(f"[eval] {name}: pass@1 {100 * summary['pass@1']:.1f}% "
@@ -189,15 +226,14 @@ def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
   if table:
     print("\nHeld-out evaluation after each stage "
           f"({len(_eval_records_hint(eval_cfg))} problems, temperature "
-          f"{cfg_get(eval_cfg, 'temperature', 0.6)}, top-p {cfg_get(eval_cfg, 'top_p', 0.95)}):\n"
+          f"{eval_cfg.temperature}, top-p {eval_cfg.top_p}):\n"
           + table, flush=True)
   return {"table": rows, "stages": results}
 
 
-def _eval_records_hint(eval_cfg) -> range:
-  n = cfg_get(cfg_get(eval_cfg, "task", {}), "num_examples", None) or cfg_get(
-      cfg_get(eval_cfg, "task", {}), "max_examples", 0)
-  return range(int(n or 0))
+def _eval_records_hint(eval_cfg: PipelineEvalConfig) -> range:
+  n = eval_cfg.task.get("num_examples") or eval_cfg.task.get("max_examples") or 0
+  return range(int(n))
 
 
 def _plot_stages(config, workdir: str) -> None:

@@ -218,7 +218,7 @@ def test_general_task_and_weighted_mix(tmp_path):
       sources=(dict(name="arithmetic", num_examples=50, seed=0, min_ops=1, max_ops=2),
                dict(name="jsonl", task="general", path=paths["prompts"])),
       weights=(0.75, 0.25))))
-  train, evals = rl_tasks.load_rl_records(cfg)
+  train, evals = rl_tasks.load_rl_records(cfg.task)
   assert len(train) == 2 and not evals
   tok = load_tokenizer(train_sentencepiece(
       [r["question"] for r in train[0] + train[1]], tmp_path / "sp" / "m", 400))
@@ -230,7 +230,7 @@ def test_general_task_and_weighted_mix(tmp_path):
   assert 0.2 <= share <= 0.3, share
   cfg.task.weights = (1.0, 0.0, 0.5)
   with pytest.raises(ValueError, match="weights"):
-    rl_tasks.load_rl_records(cfg)
+    rl_tasks.load_rl_records(cfg.task)
 
 
 # ---------------------------------------------------------------------------- the chain

@@ -37,7 +37,8 @@ import numpy as np
 from r1jax import paths
 from r1jax.data.templates import Template, get_template
 from r1jax.evals import evaluator
-from r1jax.experiment import cfg_get, to_dict
+from r1jax import stage_config
+from r1jax.stage_config import to_dict
 from r1jax.rewards import format as rformat
 from r1jax.rewards import language as rlanguage
 from r1jax.rewards.registry import RewardSystem
@@ -91,9 +92,43 @@ class RejectionOptions:
 
   @classmethod
   def from_config(cls, cfg: Any) -> 'RejectionOptions':
-    d = dict(to_dict(cfg) or {})
-    fields = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in d.items() if k in fields})
+    """The options part of a `RejectionSection` (or of a mapping of its fields)."""
+    if not isinstance(cfg, RejectionSection):
+      cfg = stage_config.build(RejectionSection, cfg, 'config.rejection')
+    return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True)
+class RejectionSection(RejectionOptions, stage_config.SamplerSection):
+  """`config.rejection`: the options above plus the prompts, templates and reward."""
+  mode: str = 'rejection'            # 'rejection' (stage 3) or 'cold_start' (stage 1 data)
+  tasks: tuple = ()                  # task configs for `r1jax.data.tasks.load_task`
+  template: str = 'r1_zero'
+  question_format: str = ''
+  max_prompts: int = 0               # 0 = all
+  max_chunks: int = 0                # 0 = all; > 0 stops early (resume later)
+  reward: stage_config.RewardsConfig = stage_config.RewardsConfig(weights={'accuracy': 1.0})
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.mode not in ('rejection', 'cold_start'):
+      raise ValueError(f"mode must be 'rejection' or 'cold_start', got {self.mode!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RejectionConfig(stage_config.CommonConfig):
+  """A whole rejection-sampling stage (`config.stage == "rejection_sampling"`)."""
+  stage: str = 'rejection_sampling'
+  rejection: RejectionSection = RejectionSection()
+
+
+def rejection_config(config: Any) -> RejectionConfig:
+  if isinstance(config, RejectionConfig):
+    return config
+  d = dict(to_dict(config) or {})
+  for k in ('optim', 'train'):   # base_config sections this stage does not use
+    d.pop(k, None)
+  return stage_config.build(RejectionConfig, d, 'config')
 
 
 # ---------------------------------------------------------------------------- filters
@@ -376,29 +411,28 @@ def run(config, workdir: str | os.PathLike, *, max_chunks: Optional[int] = None,
   """Stage entry point: `config.rejection` (options, `tasks`, `template`, `reward`); resumable."""
   from r1jax.data import tasks as tasks_lib
   from r1jax.evals import runner
-  rcfg = cfg_get(config, 'rejection', {})
-  task_cfgs = list(cfg_get(rcfg, 'tasks', ()) or ())
-  if not task_cfgs:
+  cfg = rejection_config(config)
+  stage_config.announce(cfg, workdir)
+  rcfg = cfg.rejection
+  if not rcfg.tasks:
     raise ValueError('config.rejection.tasks is empty (task configs for `r1jax.data.tasks`)')
-  records = [r for t in task_cfgs for r in tasks_lib.load_task(dict(to_dict(t)))]
-  max_prompts = int(cfg_get(rcfg, 'max_prompts', 0))
-  records = records[:max_prompts] if max_prompts > 0 else records
+  records = [r for t in rcfg.tasks for r in tasks_lib.load_task(dict(to_dict(t)))]
+  records = records[:rcfg.max_prompts] if rcfg.max_prompts > 0 else records
   opts = RejectionOptions.from_config(rcfg)
   if opts.system == '':
     opts = dataclasses.replace(opts, system=None)
   sampler, params, tokenizer = runner.load_policy(
-      config, workdir, corpus=lambda: [r['question'] for r in records],
-      max_new_tokens=int(cfg_get(rcfg, 'max_new_tokens', 0)) or 512, sampler_cfg=rcfg)
-  reward = dict(to_dict(cfg_get(rcfg, 'reward', {})) or {})
-  reward.setdefault('weights', {'accuracy': 1.0})
-  chunks = max_chunks if max_chunks is not None else (int(cfg_get(rcfg, 'max_chunks', 0)) or None)
-  mode = cfg_get(rcfg, 'mode', 'rejection')
+      cfg, workdir, corpus=lambda: [r['question'] for r in records],
+      max_new_tokens=rcfg.max_new_tokens or 512, sampler_cfg=rcfg)
+  reward = dataclasses.asdict(rcfg.reward)
+  chunks = max_chunks if max_chunks is not None else (rcfg.max_chunks or None)
+  mode = rcfg.mode
   kwargs = dict(sampler=sampler, params=params, tokenizer=tokenizer, records=records,
                 out_dir=workdir, rewards=reward, max_chunks=chunks, on_chunk_done=on_chunk_done,
-                source_checkpoint=str(cfg_get(config, 'init_from', '')))
-  template = get_template(cfg_get(rcfg, 'template', 'r1_zero'))
-  if cfg_get(rcfg, 'question_format', ''):
-    template = get_template(template, question_format=cfg_get(rcfg, 'question_format'))
+                source_checkpoint=cfg.init_from)
+  template = get_template(rcfg.template)
+  if rcfg.question_format:
+    template = get_template(template, question_format=rcfg.question_format)
   if mode == 'cold_start':
     totals = build_cold_start_data(source_template=template, options=opts,
                                    output_template=opts.output_template, **kwargs)

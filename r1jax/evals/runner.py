@@ -23,15 +23,17 @@ from typing import Any
 
 import jax
 
-from r1jax import paths
-from r1jax import experiment
+import dataclasses
+
+from r1jax import experiment, paths, stage_config
 from r1jax.data import tasks
 from r1jax.data.templates import get_template
 from r1jax.evals import evaluator
-from r1jax.experiment import cfg_get, to_dict
 from r1jax.metrics import WandbConfig, WandbLogger
 from r1jax.rewards.registry import build_reward_system
 from r1jax.rollout import Sampler, SamplerConfig
+from r1jax.rollout.stops import stop_token_sequences
+from r1jax.stage_config import to_dict
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,50 @@ BENCHMARKS = ('aime24', 'math500', 'gsm8k', 'amc23', 'humaneval', 'countdown', '
 # Per-benchmark eval options that a benchmark entry may override.
 EVAL_KEYS = ('num_samples', 'temperature', 'top_p', 'top_k', 'max_new_tokens', 'batch_size',
              'max_prompt_len', 'pass_ks', 'template', 'question_format', 'system', 'seed')
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkOptions:
+  """Per-benchmark sampling options (`config.eval.<key>`, or a benchmark entry's override)."""
+  num_samples: int = 4           # k samples per problem
+  temperature: float = 0.6       # DeepSeek-R1's evaluation protocol
+  top_p: float = 0.95
+  top_k: int = 0
+  max_new_tokens: int = 512
+  batch_size: int = 8
+  max_prompt_len: int = 512
+  pass_ks: tuple[int, ...] = (1,)
+  template: str = 'r1_zero'
+  question_format: str = ''      # e.g. DeepSeek's 'Please reason step by step ...'
+  system: str = ''               # '' = the template's default system prompt
+  seed: int | None = None        # None = config.seed
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSection(BenchmarkOptions, stage_config.SamplerSection):
+  """`config.eval` of the eval stage."""
+  benchmarks: tuple = ()         # names, .jsonl paths or dicts (see `benchmark_spec`)
+  max_examples: int = 0          # 0 = every problem
+  reward_workers: int = 2
+  reward_timeout_s: float = 10.0
+  reward_kwargs: dict = dataclasses.field(default_factory=dict)
+  vote_equivalence: bool = True  # merge equivalent math answers in the vote with the verifier
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig(stage_config.CommonConfig):
+  """A whole eval stage (`config.stage == "eval"`)."""
+  stage: str = 'eval'
+  eval: EvalSection = EvalSection()
+
+
+def eval_config(config: Any) -> EvalConfig:
+  if isinstance(config, EvalConfig):
+    return config
+  d = dict(to_dict(config) or {})
+  for k in ('optim', 'train'):   # base_config sections the eval stage does not use
+    d.pop(k, None)
+  return stage_config.build(EvalConfig, d, 'config')
 
 
 def benchmark_spec(entry: Any) -> tuple[str, dict, dict]:
@@ -65,10 +111,6 @@ def benchmark_spec(entry: Any) -> tuple[str, dict, dict]:
   if name in ('countdown', 'arithmetic'):
     entry.setdefault('num_examples', 100)
   return label, entry, overrides
-
-
-def stop_sequences(tokenizer, strings) -> tuple[tuple[int, ...], ...]:
-  return tuple(tuple(tokenizer.encode(s)) for s in strings or () if s)
 
 
 def markdown_table(summaries: dict[str, dict[str, float]]) -> str:
@@ -108,22 +150,26 @@ def load_policy(config, workdir: str | os.PathLike, corpus, max_new_tokens: int,
   """(sampler, params, tokenizer) of `config.init_from` on the mesh of `config.mesh`.
 
   Without init_from, a random `config.model.preset` model and (unless `config.tokenizer.path`) a
-  tokenizer trained on `corpus()`: smoke tests only. `sampler_cfg` supplies stop_strings,
-  cache_dtype and the prompt-length / batch buckets of the `SamplerConfig`.
+  tokenizer trained on `corpus()`: smoke tests only. `sampler_cfg` (a `SamplerSection` or a
+  mapping of its fields) supplies stop_strings, cache_dtype and the prompt-length / batch
+  buckets of the `SamplerConfig`.
   """
-  mesh, rules = experiment.mesh_and_rules(config)
-  tokenizer = experiment.get_tokenizer(config, workdir, corpus=corpus)
-  if not cfg_get(config, 'init_from', ''):
+  common = stage_config.common_config(config)
+  if not isinstance(sampler_cfg, stage_config.SamplerSection):
+    sampler_cfg = stage_config.build(stage_config.SamplerSection, sampler_cfg, 'sampler')
+  mesh, rules = experiment.mesh_and_rules(common)
+  tokenizer = experiment.get_tokenizer(common, workdir, corpus=corpus)
+  if not common.init_from:
     log.warning('config.init_from is empty: using a randomly initialised %r model.',
-                cfg_get(cfg_get(config, 'model', {}), 'preset', ''))
-  model_cfg, graphdef, params = experiment.init_model(config, mesh, rules, tokenizer)
+                common.model.preset)
+  model_cfg, graphdef, params = experiment.init_model(common, mesh, rules, tokenizer)
+  eos, stops = stop_token_sequences(tokenizer, sampler_cfg.stop_strings)
   base = SamplerConfig(
-      max_new_tokens=int(max_new_tokens), eos_ids=tuple(tokenizer.eos_ids),
-      pad_id=int(tokenizer.pad_id),
-      stop_sequences=stop_sequences(tokenizer, cfg_get(sampler_cfg, 'stop_strings', ())),
-      cache_dtype=str(cfg_get(sampler_cfg, 'cache_dtype', 'bfloat16')),
-      prompt_len_buckets=tuple(cfg_get(sampler_cfg, 'prompt_len_buckets', ()) or ()),
-      batch_buckets=tuple(cfg_get(sampler_cfg, 'batch_buckets', ()) or ()))
+      max_new_tokens=int(max_new_tokens),
+      eos_ids=tuple(dict.fromkeys(tuple(tokenizer.eos_ids) + eos)),
+      pad_id=int(tokenizer.pad_id), stop_sequences=stops, cache_dtype=sampler_cfg.cache_dtype,
+      prompt_len_buckets=sampler_cfg.prompt_len_buckets,
+      batch_buckets=sampler_cfg.batch_buckets)
   return Sampler(graphdef, model_cfg, base, mesh, rules), params, tokenizer
 
 
@@ -131,27 +177,25 @@ def load_policy(config, workdir: str | os.PathLike, corpus, max_new_tokens: int,
 def run(config, workdir: str | os.PathLike) -> dict[str, dict[str, float]]:
   """Evaluates `config.init_from` on `config.eval.benchmarks`; returns {benchmark: summary}."""
   workdir = pathlib.Path(workdir)
-  ecfg = cfg_get(config, 'eval', {})
-  entries = [benchmark_spec(e) for e in (cfg_get(ecfg, 'benchmarks', ()) or ())]
+  cfg = eval_config(config)
+  stage_config.announce(cfg, workdir)
+  ecfg = cfg.eval
+  entries = [benchmark_spec(e) for e in ecfg.benchmarks]
   if not entries:
     raise ValueError('config.eval.benchmarks is empty')
   labels = [e[0] for e in entries]
   if len(set(labels)) != len(labels):
     raise ValueError(f'benchmark labels must be unique, got {labels}: set `label` in the entries')
-  max_examples = int(cfg_get(ecfg, 'max_examples', 0))
   data = {}
   for label, task_cfg, _ in entries:
     recs = tasks.load_task(task_cfg)
-    data[label] = recs[:max_examples] if max_examples > 0 else recs
+    data[label] = recs[:ecfg.max_examples] if ecfg.max_examples > 0 else recs
 
   sampler, params, tokenizer = load_policy(
-      config, workdir, corpus=lambda: [r['question'] for recs in data.values() for r in recs],
-      max_new_tokens=int(cfg_get(ecfg, 'max_new_tokens', 512)), sampler_cfg=ecfg)
-  base = sampler.config
-  reward_cfg = {'weights': {'accuracy': 1.0},
-                'kwargs': dict(to_dict(cfg_get(ecfg, 'reward_kwargs', {})) or {}),
-                'num_workers': int(cfg_get(ecfg, 'reward_workers', 2)),
-                'timeout_s': float(cfg_get(ecfg, 'reward_timeout_s', 10.0))}
+      cfg, workdir, corpus=lambda: [r['question'] for recs in data.values() for r in recs],
+      max_new_tokens=ecfg.max_new_tokens, sampler_cfg=ecfg)
+  reward_cfg = {'weights': {'accuracy': 1.0}, 'kwargs': dict(ecfg.reward_kwargs),
+                'num_workers': ecfg.reward_workers, 'timeout_s': ecfg.reward_timeout_s}
   out_dir = workdir / 'eval'
   write = jax.process_index() == 0
   if write:
@@ -161,30 +205,25 @@ def run(config, workdir: str | os.PathLike) -> dict[str, dict[str, float]]:
   settings: dict[str, dict] = {}
   wb_cfg = WandbConfig.from_config(config)
   wandb = WandbLogger(wb_cfg, workdir, run_config=config) if write and wb_cfg.enabled else None
+  base_opts = {f.name: getattr(ecfg, f.name) for f in dataclasses.fields(BenchmarkOptions)}
   with build_reward_system(reward_cfg) as rewards:
     for label, task_cfg, overrides in entries:
-      opts = {k: cfg_get(ecfg, k) for k in EVAL_KEYS}
-      opts.update(overrides)
-      opts = {k: v for k, v in opts.items() if v is not None}
+      opts = stage_config.build(BenchmarkOptions, {**base_opts, **overrides},
+                                f'config.eval.benchmarks[{label}]')
       kwargs = dict(
-          num_samples=int(opts.get('num_samples', 4)),
-          temperature=float(opts.get('temperature', 0.6)),
-          top_p=float(opts.get('top_p', 0.95)), top_k=int(opts.get('top_k', 0)),
-          max_new_tokens=int(opts.get('max_new_tokens', base.max_new_tokens)),
-          batch_size=int(opts.get('batch_size', 8)),
-          max_prompt_len=int(opts.get('max_prompt_len', 512)),
-          seed=int(opts.get('seed', cfg_get(config, 'seed', 0))),
-          pass_ks=tuple(int(k) for k in opts.get('pass_ks', (1,))),
-          system=opts.get('system') or None)
-      template = opts.get('template', 'r1_zero')
-      if opts.get('question_format'):   # e.g. DeepSeek's 'Please reason step by step ...'
-        template = get_template(template, question_format=opts['question_format'])
+          num_samples=opts.num_samples, temperature=opts.temperature, top_p=opts.top_p,
+          top_k=opts.top_k, max_new_tokens=opts.max_new_tokens, batch_size=opts.batch_size,
+          max_prompt_len=opts.max_prompt_len,
+          seed=cfg.seed if opts.seed is None else opts.seed,
+          pass_ks=opts.pass_ks, system=opts.system or None)
+      template = opts.template
+      if opts.question_format:   # e.g. DeepSeek's 'Please reason step by step ...'
+        template = get_template(template, question_format=opts.question_format)
       log.info('Evaluating %s: %d problems x %d samples', label, len(data[label]),
                kwargs['num_samples'])
       res = evaluator.evaluate(sampler=sampler, params=params, tokenizer=tokenizer,
                                template=template, records=data[label], rewards=rewards,
-                               vote_equivalence=bool(cfg_get(ecfg, 'vote_equivalence', True)),
-                               **kwargs)
+                               vote_equivalence=ecfg.vote_equivalence, **kwargs)
       summaries[label] = res.summary
       settings[label] = {'task': task_cfg, 'template': get_template(template).name,
                          'question_format': get_template(template).question_format, **kwargs}
@@ -195,8 +234,7 @@ def run(config, workdir: str | os.PathLike) -> dict[str, dict[str, float]]:
           wandb.log(0, {f'eval/{label}/{k}': float(v) for k, v in res.summary.items()})
           wandb.log_table(f'eval/{label}/samples', res.samples, step=0)
         _write_json(out_dir / 'summary.json',
-                    {'init_from': str(cfg_get(config, 'init_from', '')),
-                     'summaries': summaries, 'settings': settings})
+                    {'init_from': cfg.init_from, 'summaries': summaries, 'settings': settings})
       log.info('%s: %s', label, {k: round(v, 4) for k, v in res.summary.items()})
   table = markdown_table(summaries)
   if write:

@@ -12,7 +12,9 @@ Estimators (`compute_advantages(..., estimator=...)`), with r̄ the group mean:
 
 The std convention differs between public implementations: TRL and verl use
 `torch.std` (unbiased, ddof=1) with eps 1e-4 (TRL) or 1e-6 (verl); the papers do not say.
-Our default is ddof=1, eps=1e-6 (torch.std semantics, verl's epsilon); both are arguments.
+Our default is ddof=0 (the population std of the G rewards) and eps=1e-4: `DEFAULT_DDOF`
+/ `DEFAULT_EPS`, which are also the defaults of `config.rl.adv_ddof` / `adv_eps`
+(`r1jax.stage_config.RLConfig`); both are arguments.
 
 Zero-variance groups (all G rewards equal) get an advantage of exactly 0 for every
 estimator, never NaN or a rounding residue like 1e-17 / 1e-6: they carry no learning
@@ -27,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 ESTIMATORS = ("grpo", "dr_grpo", "rloo")
-DEFAULT_DDOF = 1
-DEFAULT_EPS = 1e-6
+DEFAULT_DDOF = 0
+DEFAULT_EPS = 1e-4
 
 
 def _xp(x: Any):

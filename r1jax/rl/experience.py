@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from r1jax.rl import advantages as adv_lib
-from r1jax.rollout.sampler import FINISH_LENGTH, Rollout, Sampler, SamplerConfig
+from r1jax.rollout.sampler import FINISH_LENGTH, FINISH_STOP, Rollout, Sampler, SamplerConfig
+from r1jax.rollout.stops import apply_stops
 
 
 @dataclasses.dataclass
@@ -59,15 +60,24 @@ def decode_texts(tokenizer, ids_RL: np.ndarray, lengths_R: np.ndarray) -> list[s
           for i in range(ids_RL.shape[0])]
 
 
-def strip_after_stop(text: str, stop_strings: Sequence[str]) -> str:
-  """Cuts a completion after the first stop string (the sampler stops on ids; text can
-  differ when a tokenizer merges a stop string with its neighbours)."""
-  cut = len(text)
-  for s in stop_strings:
-    i = text.find(s)
-    if i >= 0:
-      cut = min(cut, i + len(s))
-  return text[:cut]
+def _put_like(x: np.ndarray, like: jax.Array) -> jax.Array:
+  """A global host array placed with the sharding of `like` (also across processes)."""
+  return jax.make_array_from_callback(x.shape, like.sharding, lambda idx: x[idx])
+
+
+def cut_rollout(rollout: Rollout, lengths_R: np.ndarray, stopped_R: np.ndarray) -> Rollout:
+  """The rollout with every token at or after `lengths_R[r]` out of the mask, the lengths
+  fixed and the rows where a stop string was found marked FINISH_STOP (not truncated)."""
+  length = rollout.completion_mask.shape[1]
+  lengths_dev = _put_like(lengths_R.astype(np.int32), rollout.lengths)
+  keep = (jnp.arange(length, dtype=jnp.int32)[None, :] < lengths_dev[:, None])
+  mask = rollout.completion_mask * keep.astype(rollout.completion_mask.dtype)
+  finish = jnp.where(_put_like(stopped_R.astype(bool), rollout.lengths), FINISH_STOP,
+                     rollout.finish_reason).astype(rollout.finish_reason.dtype)
+  return dataclasses.replace(
+      rollout, completion_mask=mask, lengths=jnp.minimum(rollout.lengths, lengths_dev),
+      finish_reason=finish, logprobs=jnp.where(keep, rollout.logprobs, 0.0),
+      sampling_logprobs=jnp.where(keep, rollout.sampling_logprobs, 0.0))
 
 
 def expand_fields(batch: Mapping[str, Any], group_size: int, skip=("prompt_ids", "prompt_mask")
@@ -86,30 +96,40 @@ class ExperienceMaker:
   """Samples G completions per prompt, scores them on the host and computes advantages."""
 
   def __init__(self, sampler: Sampler, sampler_config: SamplerConfig, tokenizer, reward_system,
-               *, advantage: str = "grpo", adv_ddof: int = 0, adv_eps: float = 1e-4,
-               num_chunks: int = 1, stop_strings: Sequence[str] = (),
-               extra_fields: Mapping[str, Any] | None = None):
+               rl, *, extra_fields: Mapping[str, Any] | None = None):
+    """`rl`: the stage's `r1jax.stage_config.RLConfig` (advantage estimator, its ddof and
+    eps, sample_chunks, stop_strings)."""
     self.sampler, self.scfg, self.tokenizer = sampler, sampler_config, tokenizer
     self.rewards = reward_system
-    self.advantage, self.adv_ddof, self.adv_eps = advantage, adv_ddof, adv_eps
-    self.num_chunks = max(1, int(num_chunks))
-    self.stop_strings = tuple(stop_strings)
+    self.advantage, self.adv_ddof, self.adv_eps = rl.advantage, rl.adv_ddof, rl.adv_eps
+    self.num_chunks = max(1, int(rl.sample_chunks))
+    self.stop_strings = tuple(rl.stop_strings)
     self.extra_fields = dict(extra_fields or {})
 
   def _score_async(self, rollout: Rollout, fields: dict[str, list]):
-    """Fetch ids, decode this process's rows and submit them to the reward pool."""
+    """Fetch ids, decode this process's rows, cut them at the first stop string (the
+    mask, lengths and finish reasons follow the text) and submit them for scoring."""
     ids = host_fetch(rollout.completion_ids)
     lengths = host_fetch(rollout.lengths)
     finish = host_fetch(rollout.finish_reason)
     rows = _local_rows(ids.shape[0])
-    texts = [strip_after_stop(t, self.stop_strings)
-             for t in decode_texts(self.tokenizer, ids[rows], lengths[rows])]
+    texts, cut_len, stopped = apply_stops(self.tokenizer, ids[rows], lengths[rows],
+                                          self.stop_strings)
+    if self.stop_strings:
+      new_len, new_stop = lengths.copy(), np.zeros(lengths.shape, bool)
+      new_len[rows], new_stop[rows] = cut_len, stopped
+      new_len = _allgather_rows(new_len[rows]) if jax.process_count() > 1 else new_len
+      new_stop = _allgather_rows(new_stop[rows]) if jax.process_count() > 1 else new_stop
+      if (new_len != lengths).any() or (new_stop & (finish != FINISH_STOP)).any():
+        rollout = cut_rollout(rollout, new_len, new_stop)
+        lengths = new_len
+        finish = np.where(new_stop, FINISH_STOP, finish)
     local_fields = {k: v[rows] for k, v in fields.items()}
     local_fields["completion_lengths"] = [int(x) for x in lengths[rows]]
     for k, v in self.extra_fields.items():
       local_fields.setdefault(k, [v] * len(texts))
     future = self.rewards.submit(texts, local_fields)
-    return future, texts, lengths, finish
+    return future, texts, lengths, finish, rollout
 
   def make(self, params, batch: Mapping[str, Any], rng: jax.Array) -> Experience:
     """`batch`: the global prompt batch (prompt_ids/prompt_mask [B, P] numpy + host fields)."""
@@ -130,7 +150,7 @@ class ExperienceMaker:
       # dispatched while the workers score this one.
       pending.append(self._score_async(ro, chunk_fields))
       sample_time += time.perf_counter() - ts
-      rollouts.append(ro)
+      rollouts.append(pending[-1][4])
     tw = time.perf_counter()
     results = [p[0].result() for p in pending]
     wait_time = time.perf_counter() - tw

@@ -33,7 +33,8 @@ from r1jax.rl.logprobs import DEFAULT_VOCAB_CHUNK, completion_logprobs
 
 RATIO_LEVELS = ("token", "sequence")
 AGGREGATIONS = ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm")
-KL_ESTIMATORS = ("k1", "k2", "k3")
+KL_ESTIMATORS = ("k1", "k2", "k3", "k3+")
+IS_CORRECTIONS = ("none", "tis", "mis")
 
 Batch = dict[str, Any]
 
@@ -51,11 +52,23 @@ class LossConfig:
     max_completion_length: L_max of Dr. GRPO's constant normaliser; None means the
       static width L of `completion_ids` (the sampler's max_tokens).
     beta: KL coefficient; 0 disables the reference model entirely.
-    kl_estimator: "k1" (-Δ), "k2" (Δ²/2) or "k3" (e^Δ - Δ - 1), Δ = logπref - logπθ.
+    kl_estimator: "k1" (-Δ), "k2" (Δ²/2), "k3" (e^Δ - Δ - 1) or "k3+" (k3's value with
+      k2's gradient, as verl's "low_var_kl+"), Δ = logπref - logπθ. See docs/grpo.md for
+      what each one's gradient optimises.
+    kl_clamp: if set, the per-token KL value is clamped to [-c, c] (verl clamps at 10): a
+      rare token's e^Δ cannot dominate an update.
+    kl_in_reward: put β·KL into the reward (per sequence, k1 summed over tokens, before the
+      advantages) instead of the loss; k1 is then the right estimator (its expectation
+      is the KL and it needs no gradient).
     temperature: the sampling temperature; logits are divided by it.
     vocab_chunk: vocab columns per chunk of the log-prob computation.
     mask_truncated: drop completions with `truncated` set from the loss (DAPO's
       overlong filtering); they are also left out of `global_counts`.
+    is_correction: "none", "tis" (truncated importance sampling: each token's loss is
+      weighted by min(w, is_cap)) or "mis" (masked IS: weight w, tokens with w > is_cap
+      dropped), w = π_old(trainer) / π_sampler = exp(old_logprobs - sampler_logprobs);
+      needs batch["sampler_logprobs"] (the trainer then recomputes π_old).
+    is_cap: C of TIS / MIS.
   """
   clip_eps_low: float = 0.2
   clip_eps_high: float = 0.2
@@ -68,6 +81,10 @@ class LossConfig:
   temperature: float = 1.0
   vocab_chunk: int | None = DEFAULT_VOCAB_CHUNK
   mask_truncated: bool = False
+  kl_clamp: float | None = None
+  kl_in_reward: bool = False
+  is_correction: str = "none"
+  is_cap: float = 2.0
 
   def __post_init__(self):
     if self.ratio_level not in RATIO_LEVELS:
@@ -81,6 +98,11 @@ class LossConfig:
                        f"{self.clip_eps_low}, {self.clip_eps_high}")
     if self.dual_clip_c is not None and self.dual_clip_c <= 1:
       raise ValueError(f"dual_clip_c must be > 1, got {self.dual_clip_c}")
+    if self.is_correction not in IS_CORRECTIONS:
+      raise ValueError(f"is_correction must be one of {IS_CORRECTIONS}, got "
+                       f"{self.is_correction!r}")
+    if self.is_cap <= 0 or (self.kl_clamp is not None and self.kl_clamp <= 0):
+      raise ValueError(f"need is_cap > 0 and kl_clamp > 0, got {self.is_cap}, {self.kl_clamp}")
     if self.beta < 0 or self.temperature <= 0:
       raise ValueError(f"need beta >= 0 and temperature > 0, got {self.beta}, {self.temperature}")
 
@@ -101,20 +123,32 @@ PRESETS: dict[str, LossConfig] = {
 }
 
 
-def kl_penalty(logp: jax.Array, ref_logp: jax.Array, estimator: str = "k3") -> jax.Array:
+def kl_penalty(logp: jax.Array, ref_logp: jax.Array, estimator: str = "k3",
+               clamp: float | None = None) -> jax.Array:
   """Per-token KL(πθ || πref) estimate from Δ = logπref - logπθ at the sampled token.
 
   k1 = -Δ (unbiased, can be negative), k2 = Δ²/2, k3 = e^Δ - Δ - 1 (unbiased, >= 0;
-  the DeepSeekMath/R1 choice, written with expm1 so it does not round below zero).
+  the DeepSeekMath/R1 choice, written with expm1 so it does not round below zero),
+  k3+ = k3's value with k2's gradient (straight-through: k2 + sg[k3 - k2]).
+  With the KL in the loss and tokens sampled from πθ, the expected gradients are
+  k1: 0; k2: ∇KL(πθ || πref); k3: ∇KL(πref || πθ) (docs/grpo.md, tests/rl/test_kl.py).
+  `clamp` clips the value to [-clamp, clamp] (zero gradient outside).
   """
   delta = ref_logp - logp
   if estimator == "k1":
-    return -delta
-  if estimator == "k2":
-    return 0.5 * delta * delta
-  if estimator == "k3":
-    return jnp.expm1(delta) - delta
-  raise ValueError(f"Unknown KL estimator {estimator!r}; expected one of {KL_ESTIMATORS}")
+    kl = -delta
+  elif estimator == "k2":
+    kl = 0.5 * delta * delta
+  elif estimator == "k3":
+    kl = jnp.expm1(delta) - delta
+  elif estimator == "k3+":
+    k2 = 0.5 * delta * delta
+    kl = k2 + jax.lax.stop_gradient(jnp.expm1(delta) - delta - k2)
+  else:
+    raise ValueError(f"Unknown KL estimator {estimator!r}; expected one of {KL_ESTIMATORS}")
+  if clamp is not None:
+    kl = jnp.clip(kl, -clamp, clamp)
+  return kl
 
 
 def loss_mask(batch: Batch, cfg: LossConfig):
@@ -188,13 +222,24 @@ def grpo_loss_from_logprobs(logp_NL: jax.Array, batch: Batch, cfg: LossConfig,
     bound = -a * cfg.dual_clip_c
     dual = (a < 0) & (pg > bound)
     pg = jnp.where(a < 0, jnp.minimum(pg, bound), pg)
+  is_w = None
+  if cfg.is_correction != "none":
+    if batch.get("sampler_logprobs") is None:
+      raise KeyError(f"is_correction={cfg.is_correction!r} needs batch['sampler_logprobs']")
+    # w = π_old(trainer) / π_sampler per token; a constant weight (no gradient).
+    log_w = jnp.where(valid, old - jnp.asarray(batch["sampler_logprobs"], f32), 0.0)
+    w = jnp.exp(jnp.minimum(log_w, 30.0))
+    is_w = (jnp.minimum(w, cfg.is_cap) if cfg.is_correction == "tis"
+            else jnp.where(w <= cfg.is_cap, w, 0.0))
+    pg = pg * jax.lax.stop_gradient(is_w)
 
   per_token = pg
   kl = None
-  if cfg.beta > 0:
+  if cfg.beta > 0 and not cfg.kl_in_reward:
     if batch.get("ref_logprobs") is None:
       raise KeyError("beta > 0 needs batch['ref_logprobs'] (see compute_ref_logprobs)")
-    kl = kl_penalty(logp, jnp.asarray(batch["ref_logprobs"], f32), cfg.kl_estimator)
+    kl = kl_penalty(logp, jnp.asarray(batch["ref_logprobs"], f32), cfg.kl_estimator,
+                    cfg.kl_clamp)
     kl = jnp.where(valid, kl, 0.0)
     per_token = pg + cfg.beta * kl
   loss = _aggregate(per_token, valid, mask, batch, cfg, num_tokens, num_seqs)
@@ -209,6 +254,12 @@ def grpo_loss_from_logprobs(logp_NL: jax.Array, batch: Batch, cfg: LossConfig,
   high = valid & (a > 0) & (ratio > hi)   # ... and on the high side
   any_tok = num_tokens_local > 0
   ratio_v = jax.lax.stop_gradient(ratio)
+  # |log π_θ - log π_old| and the sequence ratio before any clipping: at the first update
+  # of a batch (π_θ = the params that sampled it) this is the sampler-trainer gap.
+  raw = jax.lax.stop_gradient(jnp.where(valid, logp - old, 0.0))
+  has_N = valid.any(axis=1)
+  s_N = jnp.exp(raw.sum(axis=1) / jnp.maximum(valid.sum(axis=1), 1))
+  out_N = has_N & ((s_N < lo) | (s_N > hi))
   aux = {
       "loss": loss,
       "pg_loss": _aggregate(pg, valid, mask, batch, cfg, num_tokens, num_seqs),
@@ -222,6 +273,10 @@ def grpo_loss_from_logprobs(logp_NL: jax.Array, batch: Batch, cfg: LossConfig,
       "ratio_min": jnp.where(any_tok, jnp.where(valid, ratio_v, jnp.inf).min(), 1.0),
       "ratio_max": jnp.where(any_tok, jnp.where(valid, ratio_v, -jnp.inf).max(), 1.0),
       "adv_mean": adv_N.mean(),
+      "pi_old/gap_max": jnp.abs(raw).max(),
+      "pi_old/gap_mean": tok_mean(jnp.abs(raw)),
+      "pi_old/seq_ratio_out_of_clip": out_N.sum() / jnp.maximum(has_N.sum(), 1),
+      "is_weight_mean": jnp.ones((), f32) if is_w is None else tok_mean(is_w),
       "num_tokens": num_tokens_local,
   }
   aux = jax.tree.map(jax.lax.stop_gradient, aux)

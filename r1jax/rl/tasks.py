@@ -16,7 +16,7 @@ import pathlib
 from typing import Any
 
 from r1jax.data.tasks import load_task, read_jsonl
-from r1jax.experiment import cfg_get, to_dict
+from r1jax.stage_config import to_dict
 
 GENERAL_TASK = 'general'
 
@@ -56,17 +56,22 @@ def _load(task_cfg: Any) -> list[dict]:
   return recs
 
 
-def load_rl_records(config) -> tuple[list[dict] | list[list[dict]], list[dict]]:
-  """(train records — or a list of record lists to mix —, held-out eval records)."""
-  task = config.task
-  sources = cfg_get(task, "sources", None)
+def load_rl_records(task: Any, eval_task: Any = None
+                    ) -> tuple[list[dict] | list[list[dict]], list[dict]]:
+  """(train records — or a list of record lists to mix —, held-out eval records).
+
+  `task` / `eval_task`: `config.task` / `config.eval_task` (dicts or ConfigDicts; an
+  empty or nameless `eval_task` means no held-out set).
+  """
+  task = dict(to_dict(task) or {})
+  sources = task.get("sources")
   if sources:
     train = [_load(src) for src in sources]
-    weights = cfg_get(task, "weights", None)
+    weights = task.get("weights")
     if weights is not None and len(tuple(weights)) != len(train):
       raise ValueError(f"config.task has {len(train)} sources but {len(tuple(weights))} weights")
   else:
     train = _load(task)
-  eval_cfg = cfg_get(config, "eval_task", None)
-  evals = _load(eval_cfg) if eval_cfg and cfg_get(eval_cfg, "name", "") else []
+  eval_task = dict(to_dict(eval_task) or {})
+  evals = _load(eval_task) if eval_task.get("name") else []
   return train, evals

@@ -2,11 +2,16 @@
 
 One step, all on the same mesh and the same params (no weight sync):
   1. take B prompts and sample G completions each with the policy's own params;
-  2. decode and score them on the host (overlapping the next chunk's sampling);
+  2. decode them on the host, cut each at its first stop string (mask, lengths and
+     `truncated` follow the text) and score them (overlapping the next chunk's sampling);
   3. group advantages (GRPO / Dr. GRPO / RLOO), optional DAPO dynamic sampling;
-  4. `num_iterations` (mu) passes of minibatch updates with the sampler's
-     log-probs as pi_old and, if beta > 0, a frozen reference model;
+  4. `num_iterations` (mu) passes of minibatch updates with pi_old = the sampler's
+     log-probs, or the trainer's own when they would differ (`needs_recompute`), and,
+     if beta > 0, a frozen reference model (KL in the loss or in the reward);
   5. log, evaluate and checkpoint on schedule.
+
+The config is typed once (`r1jax.stage_config.grpo_config`), printed, written to
+`workdir/resolved_config.json` and saved in every checkpoint's metadata.
 
 Exact resume: the step's rng is fold_in(seed, step), the prompt iterator's state
 and the reference params are in the checkpoint, and metrics logged after the
@@ -24,19 +29,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from r1jax import paths
-from r1jax import experiment, sharding
+from r1jax import experiment, paths, sharding, stage_config
 from r1jax.checkpoint import Checkpointer
 from r1jax.data import pipeline
 from r1jax.data.templates import for_tokenizer
-from r1jax.experiment import cfg_get, to_dict
 from r1jax.metrics import MetricsWriter, Progress, plot_curves, read_metrics, truncate_metrics
 from r1jax.rewards import build_reward_system
 from r1jax.rl import losses
+from r1jax.rl import advantages as adv_lib
 from r1jax.rl.experience import ExperienceMaker, select_groups
+from r1jax.rl.experience import host_fetch as experience_host_fetch
 from r1jax.rl.logprobs import completion_logprobs
 from r1jax.rl.tasks import load_rl_records
 from r1jax.rollout.sampler import Sampler, SamplerConfig
+from r1jax.rollout.stops import stop_token_sequences
 from r1jax.train_state import (init_train_state, make_optimizer, make_train_step,
                                state_shardings)
 
@@ -47,13 +53,14 @@ BATCH_KEYS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", 
 
 
 def loss_config(rl) -> losses.LossConfig:
-  lc = dict(to_dict(cfg_get(rl, "loss", {})) or {})
-  preset = lc.pop("preset", None)
-  base = losses.PRESETS[preset] if preset else losses.LossConfig()
-  return base.replace(temperature=float(cfg_get(rl, "temperature", 1.0)), **lc)
+  """The LossConfig of `config.rl` (a ConfigDict section or an `RLConfig`): the preset's
+  fields are the defaults and explicitly set fields override them."""
+  if isinstance(rl, stage_config.RLConfig):
+    return rl.loss
+  return stage_config.build_rl(rl).loss
 
 
-def sampler_config(rl, tokenizer, stop_strings) -> SamplerConfig:
+def sampler_config(rl: stage_config.RLConfig, tokenizer) -> SamplerConfig:
   """The sampler's settings for rollouts.
 
   Without configured `rl.prompt_len_buckets` there is one bucket, the prompt
@@ -61,22 +68,14 @@ def sampler_config(rl, tokenizer, stop_strings) -> SamplerConfig:
   all-padding columns, so each step's longest prompt would give a new prompt
   width and recompile the sampler, the log-prob function and the update.
   """
-  stops = []
-  eos = list(tokenizer.eos_ids)
-  for s in stop_strings:
-    ids = tokenizer.encode(s)
-    if len(ids) == 1:
-      eos.append(ids[0])
-    elif ids:
-      stops.append(tuple(ids))
+  eos, stops = stop_token_sequences(tokenizer, rl.stop_strings)
   return SamplerConfig(
-      num_samples=int(rl.group_size), max_new_tokens=int(rl.max_new_tokens),
-      temperature=float(cfg_get(rl, "temperature", 1.0)), top_p=float(cfg_get(rl, "top_p", 1.0)),
-      top_k=int(cfg_get(rl, "top_k", 0)), eos_ids=tuple(dict.fromkeys(eos)),
-      stop_sequences=tuple(stops), pad_id=int(tokenizer.pad_id),
-      cache_dtype=cfg_get(rl, "cache_dtype", "float32"),
-      prompt_len_buckets=tuple(cfg_get(rl, "prompt_len_buckets", ()))
-      or (int(rl.max_prompt_len),))
+      num_samples=rl.group_size, max_new_tokens=rl.max_new_tokens,
+      temperature=rl.temperature, top_p=rl.top_p, top_k=rl.top_k,
+      top_p_candidates=rl.top_p_candidates,
+      eos_ids=tuple(dict.fromkeys(tuple(tokenizer.eos_ids) + eos)),
+      stop_sequences=stops, pad_id=int(tokenizer.pad_id), cache_dtype=rl.cache_dtype,
+      prompt_len_buckets=rl.prompt_len_buckets or (rl.max_prompt_len,))
 
 
 def _make_update(graphdef, loss_cfg, optimizer, schedule, mesh, rules, state, grad_accum: int):
@@ -101,8 +100,14 @@ def _make_update(graphdef, loss_cfg, optimizer, schedule, mesh, rules, state, gr
   return jax.jit(update, out_shardings=(state_sh, rep), donate_argnums=(0,))
 
 
+LOGPROB_KEYS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
+
+
 def _make_logprob_fn(graphdef, loss_cfg, mesh, rules):
-  """Jitted completion log-probs of any params (reference model, or recomputed pi_old)."""
+  """Jitted completion log-probs of any params (reference model, or recomputed pi_old).
+
+  Callers pass only `LOGPROB_KEYS` of the batch (`_lp_batch`), so one program serves both
+  uses."""
   def fn(params, batch):
     lp, _ = completion_logprobs((graphdef, params), batch["prompt_ids"], batch["prompt_mask"],
                                 batch["completion_ids"], batch["completion_mask"],
@@ -111,9 +116,66 @@ def _make_logprob_fn(graphdef, loss_cfg, mesh, rules):
   return jax.jit(fn)
 
 
+def _lp_batch(batch):
+  return {k: batch[k] for k in LOGPROB_KEYS}
+
+
+def needs_recompute(rl: stage_config.RLConfig, model_cfg) -> tuple[bool, str]:
+  """(recompute pi_old with the trainer?, why) for `rl.recompute_old_logprobs=None` (auto).
+
+  The sampler's log-probs are pi_old only up to numerics: its bf16 KV cache, its decode
+  path and its kernels differ from the trainer's forward. That gap is harmless for a
+  token-level ratio at mu = 1 with one minibatch (the ratio's value is then the gap
+  itself, ~1e-3, far inside a 0.2 clip), but not when
+    * the ratio is sequence-level (GSPO's clip is 3e-4: rows are clipped at step 0),
+    * the cache dtype differs from the compute dtype (the gap grows),
+    * pi_theta moves between updates on the same batch (mu > 1 or several minibatches),
+    * an importance-sampling correction (TIS / MIS) needs both distributions.
+  """
+  if rl.recompute_old_logprobs is not None:
+    return bool(rl.recompute_old_logprobs), "set by config.rl.recompute_old_logprobs"
+  reasons = []
+  if rl.loss.ratio_level == "sequence":
+    reasons.append("sequence-level ratio")
+  if jnp.dtype(rl.cache_dtype) != jnp.dtype(model_cfg.dtype):
+    reasons.append(f"cache dtype {rl.cache_dtype} != compute dtype {model_cfg.dtype}")
+  if rl.num_iterations > 1 or rl.num_minibatches > 1:
+    reasons.append("several updates per batch")
+  if rl.loss.is_correction != "none":
+    reasons.append(f"importance-sampling correction {rl.loss.is_correction}")
+  return bool(reasons), ", ".join(reasons) or "sampler log-probs match the trainer's path"
+
+
+@jax.jit
+def _masked_mean(x, mask):
+  return jnp.where(mask > 0, x, 0.0).sum() / jnp.maximum((mask > 0).sum(), 1)
+
+
+@jax.jit
+def _seq_k1(old_lp, ref_lp, mask):
+  """Per-row sum of log pi_old - log pi_ref over the completion (k1 of the sequence)."""
+  return jnp.where(mask > 0, old_lp - ref_lp, 0.0).sum(axis=1)
+
+
+@jax.jit
+def _logprob_gap(sampler_lp, trainer_lp, mask, lo_hi):
+  """Sampler-trainer gap: max / mean |Δ log p| over valid tokens and the share of rows
+  whose sequence ratio exp(mean_t (trainer - sampler)) lies outside [lo, hi]."""
+  valid = mask > 0
+  d = jnp.where(valid, trainer_lp - sampler_lp, 0.0)
+  n = jnp.maximum(valid.sum(), 1)
+  log_s = d.sum(axis=1) / jnp.maximum(valid.sum(axis=1), 1)
+  s = jnp.exp(log_s)
+  has = valid.any(axis=1)
+  out = has & ((s < lo_hi[0]) | (s > lo_hi[1]))
+  return {"pi_old/gap_max": jnp.abs(d).max(), "pi_old/gap_mean": jnp.abs(d).sum() / n,
+          "pi_old/seq_ratio_out_of_clip": out.sum() / jnp.maximum(has.sum(), 1)}
+
+
 @dataclasses.dataclass
 class GRPOSetup:
   """Everything `train` builds before the loop; reusable from notebooks."""
+  cfg: stage_config.GRPOConfig
   mesh: Any
   rules: Any
   tokenizer: Any
@@ -130,39 +192,46 @@ class GRPOSetup:
   prompt_iter: Any
   eval_records: list
   reward_system: Any
+  recompute_old: bool = False
 
 
 @paths.resolves_paths
 def setup(config, workdir: str) -> GRPOSetup:
-  rl = config.rl
-  mesh, rules = experiment.mesh_and_rules(config)
-  tokenizer = experiment.get_tokenizer(config, workdir)
-  model_cfg, graphdef, params = experiment.init_model(config, mesh, rules, tokenizer, workdir)
-  template = for_tokenizer(cfg_get(config, "template", "r1_zero"), tokenizer)
-  train_records, eval_records = load_rl_records(config)
-  loss_cfg = loss_config(rl)
-  num_steps = int(config.train.num_steps)
-  num_mb = max(1, int(rl.num_prompts) * int(rl.group_size) // int(cfg_get(rl, "minibatch_size", 0)
-                                                                  or int(rl.num_prompts) * int(rl.group_size)))
-  optimizer, schedule = make_optimizer(to_dict(config.optim),
-                                       num_steps * num_mb * int(cfg_get(rl, "num_iterations", 1)))
-  state = init_train_state(params, optimizer, int(cfg_get(config, "seed", 0)))
+  """Builds the typed config once (printed and saved to workdir) and everything else."""
+  cfg = stage_config.grpo_config(config)
+  stage_config.announce(cfg, workdir)
+  rl = cfg.rl
+  mesh, rules = experiment.mesh_and_rules(cfg)
+  tokenizer = experiment.get_tokenizer(cfg, workdir)
+  model_cfg, graphdef, params = experiment.init_model(cfg, mesh, rules, tokenizer, workdir)
+  template = for_tokenizer(cfg.template, tokenizer)
+  train_records, eval_records = load_rl_records(cfg.task, cfg.eval_task)
+  optimizer, schedule = make_optimizer(
+      dataclasses.asdict(cfg.optim), cfg.train.num_steps * rl.num_minibatches * rl.num_iterations)
+  state = init_train_state(params, optimizer, cfg.seed)
   # beta = 0: no reference model at all (no memory, no forward pass).
-  ref_params = jax.tree.map(jnp.copy, params) if loss_cfg.beta > 0 else None
-  stop_strings = tuple(cfg_get(rl, "stop_strings", ("</answer>",)))
-  scfg = sampler_config(rl, tokenizer, stop_strings)
+  ref_params = jax.tree.map(jnp.copy, params) if rl.loss.beta > 0 else None
+  scfg = sampler_config(rl, tokenizer)
   sampler = Sampler(graphdef, model_cfg, scfg, mesh, rules)
-  oversample = int(cfg_get(rl, "dynamic_sampling_factor", 1)) if cfg_get(rl, "dynamic_sampling") else 1
+  oversample = rl.dynamic_sampling_factor if rl.dynamic_sampling else 1
+  mixed = isinstance(train_records, list) and train_records and isinstance(train_records[0], list)
   prompt_iter = pipeline.make_prompt_iterator(
-      train_records, tokenizer, template, batch_size=int(rl.num_prompts) * oversample,
-      max_prompt_len=int(rl.max_prompt_len), seed=int(cfg_get(config, "seed", 0)),
-      shard_by_process=False, weights=cfg_get(config.task, "weights", None)
-      if isinstance(train_records, list) and train_records and isinstance(train_records[0], list)
-      else None)
-  reward_system = build_reward_system(config.rewards)
-  return GRPOSetup(mesh, rules, tokenizer, template, model_cfg, graphdef, state, ref_params,
-                   sampler, scfg, loss_cfg, optimizer, schedule, prompt_iter, eval_records,
-                   reward_system)
+      train_records, tokenizer, template, batch_size=rl.num_prompts * oversample,
+      max_prompt_len=rl.max_prompt_len, seed=cfg.seed, shard_by_process=False,
+      weights=cfg.task.get("weights") if mixed else None)
+  reward_system = build_reward_system(dataclasses.asdict(cfg.rewards))
+  recompute, why = needs_recompute(rl, model_cfg)
+  log.warning("pi_old: %s (%s)", "recomputed by the trainer" if recompute
+              else "the sampler's log-probs", why)
+  if rl.top_p < 1.0 or rl.top_k > 0:
+    log.warning("rl.top_p=%s / rl.top_k=%s: tokens are drawn from the truncated distribution "
+                "but pi_old is the full softmax at temperature %s (logged: "
+                "sampling/full_minus_truncated_logp; rl.loss.is_correction='tis' weighs "
+                "tokens by pi_old / the truncated distribution)", rl.top_p, rl.top_k,
+                rl.temperature)
+  return GRPOSetup(cfg, mesh, rules, tokenizer, template, model_cfg, graphdef, state, ref_params,
+                   sampler, scfg, rl.loss, optimizer, schedule, prompt_iter, eval_records,
+                   reward_system, recompute)
 
 
 @paths.resolves_paths
@@ -172,17 +241,16 @@ def train(config, workdir: str | os.PathLike,
   workdir = os.fspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   s = setup(config, workdir)
-  rl, tcfg = config.rl, config.train
-  g, b = int(rl.group_size), int(rl.num_prompts)
-  rows_total = g * b
-  mb_size = int(cfg_get(rl, "minibatch_size", 0)) or rows_total
-  if rows_total % mb_size:
-    raise ValueError(f"rl.minibatch_size={mb_size} must divide num_prompts*group_size={rows_total}")
-  mu = int(cfg_get(rl, "num_iterations", 1))
-  seed = int(cfg_get(config, "seed", 0))
+  cfg = s.cfg
+  rl, tcfg = cfg.rl, cfg.train
+  g, b = rl.group_size, rl.num_prompts
+  rows_total = rl.rows
+  mb_size = rl.minibatch_size or rows_total
+  mu = rl.num_iterations
+  seed = cfg.seed
+  resolved = stage_config.resolved_dict(cfg)
 
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
-                      max_to_keep=int(cfg_get(tcfg, "max_to_keep", 3)))
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=tcfg.max_to_keep)
   state, ref_params = s.state, s.ref_params
   target = {"train": state, **({"ref": ref_params} if ref_params is not None else {})}
   restored = ckpt.restore_latest(target)
@@ -199,30 +267,23 @@ def train(config, workdir: str | os.PathLike,
     log.info("Resumed GRPO from step %d", step0)
 
   update = _make_update(s.graphdef, s.loss_cfg, s.optimizer, s.schedule, s.mesh, s.rules, state,
-                        int(cfg_get(config.optim, "grad_accum_steps", 1)))
+                        cfg.optim.grad_accum_steps)
   logprob_fn = _make_logprob_fn(s.graphdef, s.loss_cfg, s.mesh, s.rules)
   extra = {"prompt_opens_think": True} if s.template.prompt_opens_think else {}
-  maker = ExperienceMaker(s.sampler, s.sampler_cfg, s.tokenizer, s.reward_system,
-                          advantage=cfg_get(rl, "advantage", "grpo"),
-                          adv_ddof=int(cfg_get(rl, "adv_ddof", 0)),
-                          adv_eps=float(cfg_get(rl, "adv_eps", 1e-4)),
-                          num_chunks=int(cfg_get(rl, "sample_chunks", 1)),
-                          stop_strings=tuple(cfg_get(rl, "stop_strings", ("</answer>",))),
+  maker = ExperienceMaker(s.sampler, s.sampler_cfg, s.tokenizer, s.reward_system, rl,
                           extra_fields=extra)
-  evaluator = _make_evaluator(config, s)
+  evaluator = _make_evaluator(cfg, s)
   writer = MetricsWriter(workdir, config=config)
   guard = experiment.PreemptionGuard()
-  num_steps = int(tcfg.num_steps)
-  start = int(jax.device_get(state.step)) // max(1, mu * (rows_total // mb_size))
+  num_steps = tcfg.num_steps
+  num_updates = mu * rl.num_minibatches
+  start = int(jax.device_get(state.step)) // max(1, num_updates)
   bar = Progress(num_steps, start, desc="grpo", keys=("reward/mean", "accuracy_rate", "kl"))
-  ckpt_every = int(cfg_get(tcfg, "checkpoint_every", 50))
-  eval_every = int(cfg_get(config.eval, "every", 0)) if "eval" in config else 0
-  ref_reset = int(cfg_get(rl, "ref_reset_every", 0))
-  ref_ema = float(cfg_get(rl, "ref_ema", 0.0))
   base_key = jax.random.key(seed)
+  lo_hi = jnp.asarray([1.0 - s.loss_cfg.clip_eps_low, 1.0 + s.loss_cfg.clip_eps_high], jnp.float32)
   last = {}
   try:
-    if evaluator is not None and start == 0 and cfg_get(config.eval, "at_start", True):
+    if evaluator is not None and start == 0 and cfg.eval.at_start:
       writer.write(0, evaluator(state.params), prefix="eval/")
     for step in range(start, num_steps):
       t_step = time.perf_counter()
@@ -236,23 +297,46 @@ def train(config, workdir: str | os.PathLike,
                       **sharding.put_replicated_value(
                           {"advantages": exp.advantages,
                            "truncated": exp.truncated.astype(np.float32)}, s.mesh, s.rules)}
+      truncated_sampling = rl.top_p < 1.0 or rl.top_k > 0
+      if s.loss_cfg.is_correction != "none":
+        # The behaviour policy: the distribution the tokens were drawn from (truncated
+        # by top-k / top-p when those are on).
+        device_batch["sampler_logprobs"] = (ro.sampling_logprobs if truncated_sampling
+                                            else ro.logprobs)
       num_informative = None
+      rewards_rows = exp.rewards
       if exp.advantages.shape[0] != rows_total:  # dynamic sampling: oversampled groups
         rows, num_informative = select_groups(exp.rewards, g, b, np.random.default_rng(
             [seed, step]))
+        rewards_rows = exp.rewards[rows]
         rows_dev = sharding.put_replicated_value(rows.astype(np.int32), s.mesh, s.rules,
                                                  batch_major=False)
         device_batch = {k: jnp.take(v, rows_dev, axis=0) for k, v in device_batch.items()}
       t_upd = time.perf_counter()
-      if cfg_get(rl, "recompute_old_logprobs", False):
-        device_batch["old_logprobs"] = logprob_fn(state.params, device_batch)
+      gap = None
+      if s.recompute_old:
+        sampler_lp = device_batch["old_logprobs"]
+        device_batch["old_logprobs"] = logprob_fn(state.params, _lp_batch(device_batch))
+        gap = _logprob_gap(sampler_lp, device_batch["old_logprobs"],
+                           device_batch["completion_mask"], lo_hi)
+      kl_metrics = {}
       if ref_params is not None:
-        device_batch["ref_logprobs"] = logprob_fn(ref_params, device_batch)
+        device_batch["ref_logprobs"] = logprob_fn(ref_params, _lp_batch(device_batch))
+        if s.loss_cfg.kl_in_reward:
+          # KL in the reward: r_i - beta * sum_t (log pi_old - log pi_ref) (k1 summed over
+          # the completion), then the group advantages of the penalised rewards.
+          kl_seq = experience_host_fetch(_seq_k1(device_batch["old_logprobs"],
+                                                 device_batch["ref_logprobs"],
+                                                 device_batch["completion_mask"]))
+          adv = adv_lib.compute_advantages(rewards_rows - s.loss_cfg.beta * kl_seq, g,
+                                           rl.advantage, rl.adv_ddof, rl.adv_eps)
+          device_batch["advantages"] = sharding.put_replicated_value(
+              np.asarray(adv, np.float32), s.mesh, s.rules)
+          kl_metrics = {"kl_in_reward/seq_mean": float(kl_seq.mean())}
       perm_rng = np.random.default_rng([seed, step, 1])
       upd_metrics = []
       for _ in range(mu):
-        order = perm_rng.permutation(rows_total) if mu * (rows_total // mb_size) > 1 \
-            else np.arange(rows_total)
+        order = perm_rng.permutation(rows_total) if num_updates > 1 else np.arange(rows_total)
         for m in range(rows_total // mb_size):
           rows = sharding.put_replicated_value(order[m * mb_size:(m + 1) * mb_size].astype(np.int32),
                                                s.mesh, s.rules, batch_major=False)
@@ -260,30 +344,41 @@ def train(config, workdir: str | os.PathLike,
           upd_metrics.append(um)
       upd_metrics = jax.device_get(upd_metrics)
       t_done = time.perf_counter()
-      m = {k: float(np.mean([u[k] for u in upd_metrics])) for k in upd_metrics[0]}
+      m = {k: float(np.mean([u[k] for u in upd_metrics])) for k in upd_metrics[0]
+           if not k.startswith("pi_old/")}
+      # The gap between the sampler's log-probs and the trainer's: measured directly when
+      # pi_old is recomputed, else read off the first update (taken before any change).
+      m.update({k: float(v) for k, v in (jax.device_get(gap) if gap is not None else {
+          k: upd_metrics[0][k] for k in upd_metrics[0] if k.startswith("pi_old/")}).items()})
       skipped_total += int(sum(int(u["skipped"]) for u in upd_metrics))
       m.update(exp.metrics)
+      m.update(kl_metrics)
+      if truncated_sampling:
+        # log(full softmax prob) - log(truncated prob) of the drawn tokens: 0 without
+        # truncation; how far pi_old (full softmax) is from the sampling distribution.
+        m["sampling/full_minus_truncated_logp"] = float(_masked_mean(
+            ro.logprobs - ro.sampling_logprobs, ro.completion_mask))
       m.update({"time/update_s": t_done - t_upd, "time/step_s": t_done - t_step,
                 "tokens_per_s": exp.metrics["sampled_tokens"] / max(t_done - t_step, 1e-9),
                 "skipped_updates_total": skipped_total})
       if num_informative is not None:
         m["dynamic_sampling/informative_groups"] = num_informative
       done = step + 1
-      if ref_params is not None and ref_reset and done % ref_reset == 0:
+      if ref_params is not None and rl.ref_reset_every and done % rl.ref_reset_every == 0:
         ref_params = jax.tree.map(jnp.copy, state.params)
-      elif ref_params is not None and ref_ema > 0:
-        ref_params = jax.tree.map(lambda r, p: (1 - ref_ema) * r + ref_ema * p, ref_params,
-                                  state.params)
+      elif ref_params is not None and rl.ref_ema > 0:
+        ref_params = jax.tree.map(lambda r, p: (1 - rl.ref_ema) * r + rl.ref_ema * p,
+                                  ref_params, state.params)
       last = writer.write(done, m)
-      if evaluator is not None and eval_every and (done % eval_every == 0 or done == num_steps):
+      if evaluator is not None and (done % cfg.eval.every == 0 or done == num_steps):
         last.update(writer.write(done, evaluator(state.params), prefix="eval/"))
       bar.update(1, last)
       if on_step is not None:
         on_step(done, last)
       tree = {"train": state, **({"ref": ref_params} if ref_params is not None else {})}
-      if guard.end_of_step(done, num_steps, ckpt_every, lambda: ckpt.save(
+      if guard.end_of_step(done, num_steps, tcfg.checkpoint_every, lambda: ckpt.save(
           done, tree, s.prompt_iter.get_state(),
-          {"stage": "grpo", "config": to_dict(config), "skipped_updates_total": skipped_total})):
+          {"stage": "grpo", "config": resolved, "skipped_updates_total": skipped_total})):
         break
   finally:
     bar.close()
@@ -297,22 +392,20 @@ def train(config, workdir: str | os.PathLike,
   return {"state": state, "setup": s, "last": last}
 
 
-def _make_evaluator(config, s: GRPOSetup):
+def _make_evaluator(cfg: stage_config.GRPOConfig, s: GRPOSetup):
   """Periodic held-out evaluation (pass@1 over k samples, cons@k), or None."""
-  if "eval" not in config or not s.eval_records or not cfg_get(config.eval, "every", 0):
+  if not s.eval_records or not cfg.eval.every:
     return None
   from r1jax.evals.evaluator import evaluate
-  ecfg = config.eval
+  ecfg = cfg.eval
 
   def run(params):
     res = evaluate(sampler=s.sampler, params=params, tokenizer=s.tokenizer, template=s.template,
-                   records=s.eval_records, num_samples=int(cfg_get(ecfg, "num_samples", 4)),
-                   temperature=float(cfg_get(ecfg, "temperature", 0.6)),
-                   top_p=float(cfg_get(ecfg, "top_p", 0.95)),
-                   max_new_tokens=int(cfg_get(ecfg, "max_new_tokens", s.sampler_cfg.max_new_tokens)),
-                   batch_size=int(cfg_get(ecfg, "batch_size", 32)),
-                   max_prompt_len=int(config.rl.max_prompt_len),
-                   seed=int(cfg_get(ecfg, "seed", 1234)),
+                   records=s.eval_records, num_samples=ecfg.num_samples,
+                   temperature=ecfg.temperature, top_p=ecfg.top_p,
+                   max_new_tokens=ecfg.max_new_tokens or s.sampler_cfg.max_new_tokens,
+                   batch_size=ecfg.batch_size, max_prompt_len=cfg.rl.max_prompt_len,
+                   seed=ecfg.seed,
                    # The same answer-extraction rules as the training reward.
                    rewards=s.reward_system)
     return res.summary

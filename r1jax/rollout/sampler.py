@@ -46,6 +46,9 @@ class SamplerConfig:
   temperature: float = 1.0
   top_p: float = 1.0
   top_k: int = 0                  # 0 = off
+  # top-p without top-k looks for the nucleus among the top_p_candidates largest logits
+  # (lax.top_k) instead of sorting the whole vocabulary; 0 = exact (full sort).
+  top_p_candidates: int = 1024
   greedy: bool = False
   eos_ids: tuple[int, ...] = ()
   stop_sequences: tuple[tuple[int, ...], ...] = ()   # token-id sequences, e.g. "</answer>"
@@ -66,8 +69,9 @@ class SamplerConfig:
       raise ValueError(f"temperature must be > 0 (or greedy=True), got {self.temperature}")
     if not 0.0 < self.top_p <= 1.0:
       raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-    if self.top_k < 0:
-      raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+    if self.top_k < 0 or self.top_p_candidates < 0:
+      raise ValueError(f"top_k and top_p_candidates must be >= 0, got {self.top_k}, "
+                       f"{self.top_p_candidates}")
     if any(len(s) == 0 for s in self.stop_sequences):
       raise ValueError("stop sequences must be non-empty")
     jnp.dtype(self.cache_dtype)  # fails early on a bad dtype name
@@ -190,7 +194,8 @@ def _record(state: _State, col, tokens_R, logprobs_R, sampling_logprobs_R,
 def _draw(logits_RV, rng, step, config: SamplerConfig):
   keys = None if config.greedy else sampling.row_keys(rng, step, logits_RV.shape[0])
   return sampling.sample(logits_RV, keys, temperature=config.temperature, top_p=config.top_p,
-                         top_k=config.top_k, greedy=config.greedy)
+                         top_k=config.top_k, greedy=config.greedy,
+                         top_p_candidates=config.top_p_candidates)
 
 
 def _replicate_key(rng: jax.Array, sharding: NamedSharding) -> jax.Array:

@@ -52,7 +52,8 @@ def _sorted_desc(x_BV: jax.Array, k: int) -> jax.Array:
   return jax.lax.top_k(x_BV, k)[0]
 
 
-def truncate_logits(logits_BV: jax.Array, top_p: float = 1.0, top_k: int = 0) -> jax.Array:
+def truncate_logits(logits_BV: jax.Array, top_p: float = 1.0, top_k: int = 0,
+                    top_p_candidates: int = 0) -> jax.Array:
   """Sets logits outside the top-k / top-p support to -inf (HF order: k, then p).
 
   Applied to already temperature-scaled logits. top-k keeps every token whose
@@ -61,6 +62,12 @@ def truncate_logits(logits_BV: jax.Array, top_p: float = 1.0, top_k: int = 0) ->
   descending order while the mass *before* them is < top_p, so the kept mass
   is >= top_p and dropping the last kept token would bring it below.
   `top_p >= 1` and `top_k <= 0` (or >= V) are off; both are static.
+
+  top-p without top-k needs the logits in descending order; a full sort of a 152k
+  vocabulary at every decode step is slow, so with `top_p_candidates` = C > 0 the
+  nucleus is searched among the C largest logits only (`lax.top_k`), with the mass
+  measured under the full softmax. If the nucleus needs more than C tokens, it is
+  cut at C (the kept mass is then < top_p). 0 = exact (sorts all V).
   """
   v = logits_BV.shape[-1]
   use_k = 0 < top_k < v
@@ -70,9 +77,15 @@ def truncate_logits(logits_BV: jax.Array, top_p: float = 1.0, top_k: int = 0) ->
   if top_p <= 0.0:
     raise ValueError(f"top_p must be in (0, 1], got {top_p}")
   # Only the k largest matter once top-k is on, so top-p sorts k values, not V.
-  vals_BK = _sorted_desc(logits_BV, top_k if use_k else v)
+  capped = not use_k and 0 < top_p_candidates < v
+  vals_BK = _sorted_desc(logits_BV, top_k if use_k else (top_p_candidates if capped else v))
   if use_p:
-    probs_BK = jax.nn.softmax(vals_BK, axis=-1)
+    if capped:
+      # Probabilities under the full softmax (the tail beyond C still counts in Z).
+      log_z_B1 = jax.nn.logsumexp(logits_BV, axis=-1, keepdims=True)
+      probs_BK = jnp.exp(vals_BK - log_z_B1)
+    else:
+      probs_BK = jax.nn.softmax(vals_BK, axis=-1)
     mass_before_BK = jnp.cumsum(probs_BK, axis=-1) - probs_BK
     n_keep_B = jnp.maximum(jnp.sum(mass_before_BK < top_p, axis=-1), 1)
     threshold_B = jnp.take_along_axis(vals_BK, (n_keep_B - 1)[..., None], axis=-1)
@@ -88,14 +101,15 @@ def row_keys(rng: jax.Array, step, num_rows: int) -> jax.Array:
 
 
 def sample(logits_BV: jax.Array, keys_B: jax.Array | None, *, temperature: float = 1.0,
-           top_p: float = 1.0, top_k: int = 0, greedy: bool = False
-           ) -> tuple[jax.Array, jax.Array, jax.Array]:
+           top_p: float = 1.0, top_k: int = 0, greedy: bool = False,
+           top_p_candidates: int = 0) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Draws one token per row.
 
   Args:
     logits_BV: raw model logits (any float dtype; computed in float32).
     keys_B: one PRNG key per row (see `row_keys`); unused when greedy.
-    temperature, top_p, top_k, greedy: static sampling settings.
+    temperature, top_p, top_k, greedy, top_p_candidates: static sampling settings
+      (see `truncate_logits`).
 
   Returns:
     (tokens_B int32, logprobs_B, sampling_logprobs_B), both float32; see the
@@ -109,7 +123,7 @@ def sample(logits_BV: jax.Array, keys_B: jax.Array | None, *, temperature: float
   if temperature <= 0.0:
     raise ValueError(f"temperature must be > 0 when not greedy, got {temperature}")
   scaled_BV = scale_logits(logits_BV, temperature)
-  truncated_BV = truncate_logits(scaled_BV, top_p, top_k)
+  truncated_BV = truncate_logits(scaled_BV, top_p, top_k, top_p_candidates)
   tokens_B = jax.vmap(jax.random.categorical)(keys_B, truncated_BV).astype(jnp.int32)
   logprobs_B = gather_logprobs(jax.nn.log_softmax(scaled_BV, axis=-1), tokens_B)
   if truncated_BV is scaled_BV:

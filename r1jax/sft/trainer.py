@@ -9,6 +9,7 @@ Data comes from `config.data.sources`, a list of sources mixed with weights:
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -18,11 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from r1jax import paths
-from r1jax import experiment, sharding
+from r1jax import experiment, paths, sharding, stage_config
 from r1jax.checkpoint import Checkpointer
 from r1jax.data import pipeline, procedural
-from r1jax.experiment import cfg_get
 from r1jax.metrics import MetricsWriter, Progress, plot_curves, read_metrics, truncate_metrics
 from r1jax.models.factory import merge_params
 from r1jax.train_state import (init_train_state, jit_train_step, make_optimizer, make_train_step,
@@ -31,30 +30,25 @@ from r1jax.train_state import (init_train_state, jit_train_step, make_optimizer,
 log = logging.getLogger(__name__)
 
 
-def load_sources(data_cfg) -> tuple[list[list[dict]], list[float]]:
+def load_sources(data: stage_config.DataConfig) -> tuple[list[list[dict]], list[float]]:
   """Rows ({prompt, completion, ...}) of every configured source, and their weights."""
   sources, weights = [], []
-  for i, src in enumerate(cfg_get(data_cfg, "sources", []) or []):
-    src = experiment.to_dict(src)
-    kind = src.get("kind", "jsonl")
-    if kind == "jsonl":
-      if not src.get("path"):
-        raise ValueError(f"data.sources[{i}] (jsonl) needs a path")
-      rows = pipeline.load_sft_jsonl(src["path"])
-      pf, cf = src.get("prompt_field", "prompt"), src.get("completion_field", "completion")
+  for i, src in enumerate(data.sources):
+    if src.kind == "jsonl":
+      if not src.path:
+        raise ValueError(f"config.data.sources[{i}] (jsonl) needs a path")
+      rows = pipeline.load_sft_jsonl(src.path)
+      pf, cf = src.prompt_field, src.completion_field
       rows = [{"prompt": r[pf], "completion": r[cf]} for r in rows if pf in r and cf in r]
       if not rows:
-        raise ValueError(f"data.sources[{i}]: no rows with fields {pf!r}/{cf!r} in {src['path']}")
-    elif kind == "procedural":
-      rows = procedural.make_sft_corpus(
-          task=src.get("task", "countdown"), num_examples=int(src.get("num_examples", 1000)),
-          seed=int(src.get("seed", 0)), split=src.get("split", "train"),
-          error_rate=float(src.get("error_rate", 0.0)), template=src.get("template", "r1_zero"),
-          **dict(src.get("options", {}) or {}))
+        raise ValueError(f"config.data.sources[{i}]: no rows with fields {pf!r}/{cf!r} in "
+                         f"{src.path}")
     else:
-      raise ValueError(f"data.sources[{i}]: unknown kind {kind!r} (jsonl or procedural)")
+      rows = procedural.make_sft_corpus(
+          task=src.task, num_examples=src.num_examples, seed=src.seed, split=src.split,
+          error_rate=src.error_rate, template=src.template, **src.options)
     sources.append(rows)
-    weights.append(float(src.get("weight", 1.0)))
+    weights.append(src.weight)
   if not sources:
     raise ValueError("config.data.sources is empty")
   return sources, weights
@@ -94,29 +88,29 @@ def train(config, workdir: str | os.PathLike,
   """
   workdir = os.fspath(workdir)
   os.makedirs(workdir, exist_ok=True)
-  stage = cfg_get(config, "stage", "sft")
-  tcfg, dcfg = config.train, config.data
-  mesh, rules = experiment.mesh_and_rules(config)
+  cfg = stage_config.sft_config(config)
+  resolved = stage_config.announce(cfg, workdir)
+  stage, tcfg, dcfg = cfg.stage, cfg.train, cfg.data
+  mesh, rules = experiment.mesh_and_rules(cfg)
   sources, weights = load_sources(dcfg)
   corpus = lambda: [r["prompt"] + r["completion"] for src in sources for r in src]
-  tokenizer = experiment.get_tokenizer(config, workdir, corpus=corpus)
-  model_cfg, graphdef, params = experiment.init_model(config, mesh, rules, tokenizer, workdir)
-  num_steps = int(tcfg.num_steps)
-  optimizer, schedule = make_optimizer(experiment.to_dict(config.optim), num_steps)
-  state = init_train_state(params, optimizer, int(cfg_get(config, "seed", 0)))
+  tokenizer = experiment.get_tokenizer(cfg, workdir, corpus=corpus)
+  model_cfg, graphdef, params = experiment.init_model(cfg, mesh, rules, tokenizer, workdir)
+  num_steps = tcfg.num_steps
+  optimizer, schedule = make_optimizer(dataclasses.asdict(cfg.optim), num_steps)
+  state = init_train_state(params, optimizer, cfg.seed)
   del params
 
-  batch_size = int(tcfg.batch_size)
+  batch_size = tcfg.batch_size
   if batch_size % jax.process_count():
     raise ValueError(f"train.batch_size={batch_size} must divide over {jax.process_count()} hosts")
   data_iter = pipeline.make_sft_iterator(
       sources if len(sources) > 1 else sources[0], tokenizer,
-      batch_size=batch_size // jax.process_count(), max_len=int(tcfg.seq_len),
-      seed=int(cfg_get(config, "seed", 0)), weights=weights if len(sources) > 1 else None,
-      pack=bool(cfg_get(dcfg, "pack", False)), overflow=cfg_get(dcfg, "overflow", "truncate"))
+      batch_size=batch_size // jax.process_count(), max_len=tcfg.seq_len,
+      seed=cfg.seed, weights=weights if len(sources) > 1 else None,
+      pack=dcfg.pack, overflow=dcfg.overflow)
 
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
-                      max_to_keep=int(cfg_get(tcfg, "max_to_keep", 3)))
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=tcfg.max_to_keep)
   restored = ckpt.restore_latest(state)
   if restored is not None:
     step0, state, data_state, _ = restored
@@ -125,21 +119,20 @@ def train(config, workdir: str | os.PathLike,
     truncate_metrics(os.path.join(workdir, "metrics.jsonl"), step0)
     log.info("Resumed %s from step %d", stage, step0)
 
-  loss_on_prompt = stage == "pretrain" or bool(cfg_get(dcfg, "loss_on_prompt", False))
+  loss_on_prompt = stage == "pretrain" or dcfg.loss_on_prompt
   prepare = lambda b: {**b, "num_targets": jnp.sum(_target_weights(b, loss_on_prompt))}
   step_fn = make_train_step(make_loss_fn(graphdef, loss_on_prompt), optimizer, schedule,
-                            grad_accum_steps=int(cfg_get(config.optim, "grad_accum_steps", 1)),
+                            grad_accum_steps=cfg.optim.grad_accum_steps,
                             prepare_batch=prepare)
   state_sh = state_shardings(state, mesh)
   keys = ("input_ids", "loss_mask", "positions", "segment_ids")
-  global_shape = (batch_size, int(tcfg.seq_len))
+  global_shape = (batch_size, tcfg.seq_len)
   batch_sh = {k: sharding.batch_sharding(mesh, rules, global_shape) for k in keys}
   jitted = jit_train_step(step_fn, state_sh, batch_sh, mesh)
 
   writer = MetricsWriter(workdir, config=config)
   guard = experiment.PreemptionGuard()
-  log_every = int(cfg_get(tcfg, "log_every", 20))
-  ckpt_every = int(cfg_get(tcfg, "checkpoint_every", 500))
+  log_every, ckpt_every = tcfg.log_every, tcfg.checkpoint_every
   start = int(jax.device_get(state.step))
   bar = Progress(num_steps, start, desc=stage, keys=("loss", "token_accuracy"))
   t0, tokens, last = time.time(), 0, {}
@@ -149,7 +142,7 @@ def train(config, workdir: str | os.PathLike,
       batch = next(data_iter)
       batch = sharding.put_global_batch({k: batch[k] for k in keys}, mesh, rules)
       state, metrics = jitted(state, batch)
-      tokens += batch_size * int(tcfg.seq_len)
+      tokens += batch_size * tcfg.seq_len
       pending.append(metrics)
       done = step + 1
       if done % log_every == 0 or done == num_steps:
@@ -163,7 +156,7 @@ def train(config, workdir: str | os.PathLike,
         on_step(done, last)
       if guard.end_of_step(done, num_steps, ckpt_every, lambda: ckpt.save(
           done, state, data_iter.get_state(),
-          {"stage": stage, "config": experiment.to_dict(config)})):
+          {"stage": stage, "config": resolved})):
         break
   finally:
     bar.close()

@@ -181,11 +181,21 @@ def test_no_recompilation_between_steps(straight):
 def test_beta_positive_uses_frozen_reference(straight, base_params):
   workdir, out, probe = straight
   assert out["setup"].ref_params is not None
-  assert probe.logprob_calls == 4  # one reference forward per step
+  # Two minibatches per step: pi_old is recomputed (automatically), plus one reference
+  # forward per step; both through one compiled program.
+  assert out["setup"].recompute_old
+  assert probe.logprob_calls == 8
   records = read_metrics(workdir)
+  # The sampler-trainer gap is logged every step (fp32 cache and compute: tiny).
+  assert all(0.0 <= r["pi_old/gap_max"] < 1e-3 and r["pi_old/seq_ratio_out_of_clip"] == 0.0
+             for r in records)
   # Step 1's first minibatch sees ref == policy (kl 0), its second one an updated policy.
   assert all(r["kl"] > 1e-6 for r in records)
-  _, tree, _ = _restore(workdir, out)
+  _, tree, meta = _restore(workdir, out)
+  # The resolved typed config is saved with the checkpoint and in the workdir.
+  assert meta["config"]["rl"]["loss"]["beta"] == 0.05
+  assert meta["config"]["rl"]["minibatch_size"] == 8
+  assert (workdir / "resolved_config.json").exists()
   for ref, base in zip(_leaves(tree["ref"]), base_params):
     np.testing.assert_array_equal(ref, base)                # frozen (no ref_reset_every)
   assert any(not np.array_equal(p, b) for p, b in zip(_leaves(tree["train"].params), base_params))
@@ -267,7 +277,10 @@ def test_nonfinite_loss_skips_update(base_workdir, base_params, tmp_path, monkey
   assert any(not np.array_equal(p, b) for p, b in zip(after_ok, base_params))
   assert np.all([np.isfinite(p).all() for p in after_ok])
   # beta = 0: no reference params, no reference forward pass, nothing in the checkpoint.
+  # One update per step, fp32 cache: pi_old is the sampler's (no recompute); the gap is
+  # read off the first update.
   assert out["setup"].ref_params is None and probe.logprob_calls == 0
+  assert not out["setup"].recompute_old and all("pi_old/gap_mean" in r for r in recs)
   assert all(r["kl"] == 0.0 for r in recs)
   _, tree, meta = _restore(tmp_path, out)
   assert set(tree) == {"train"} and meta["skipped_updates_total"] == 1
@@ -291,3 +304,16 @@ def test_failing_rewards_score_zero_and_are_counted(base_workdir, tmp_path):
   assert rec["reward/timeouts"] == 1.0
   assert rec["reward/errors"] == float(raising.sum())
   assert np.isfinite(rec["loss"]) and rec["skipped"] == 0.0
+
+
+def test_kl_in_reward_and_tis_step(base_workdir, tmp_path):
+  # KL in the reward (k1 summed per sequence, before the advantages) and truncated IS
+  # (which forces a pi_old recompute): one step runs and logs both.
+  config = lib.grpo_config(base_workdir, num_steps=1, beta=0.05)
+  config.rl.loss.kl_in_reward = True
+  config.rl.loss.is_correction = "tis"
+  out, probe = _train(config, tmp_path)
+  rec = read_metrics(tmp_path)[-1]
+  assert out["setup"].recompute_old and probe.logprob_calls == 2   # pi_old + reference
+  assert "kl_in_reward/seq_mean" in rec and rec["kl"] == 0.0
+  assert 0.0 < rec["is_weight_mean"] <= 2.0

@@ -1,0 +1,547 @@
+"""Typed stage configs: frozen dataclasses built once from the ConfigDict at a stage's entry.
+
+Every default is written once, in a dataclass below (or in `LossConfig` / its presets).
+The ConfigDict sections of `configs/*.py` are *generated* from these dataclasses
+(`configdict_of`), so the command line (`--config.rl.group_size=8`) can set any field and
+the config files only set what differs. `build` turns a ConfigDict section back into
+the dataclass: unknown fields and conflicting fields are errors that name the field.
+
+Fields whose ConfigDict value is an unset placeholder (None) take the dataclass default,
+or, for the loss fields, the preset's value (`rl.loss.preset`): explicit fields override
+the preset, and the preset's fields are the defaults. A preset may also set coupled fields
+outside the loss (Dr. GRPO sets `rl.advantage="dr_grpo"`, see `PRESET_RL_FIELDS`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import types
+import typing
+from typing import Any, Mapping
+
+import ml_collections
+from ml_collections import config_dict
+
+from r1jax.metrics import WandbConfig
+from r1jax.rl import advantages as adv_lib
+from r1jax.rl import losses
+from r1jax.rollout.sampler import SamplerConfig
+
+log = logging.getLogger(__name__)
+
+RESOLVED_CONFIG_FILE = "resolved_config.json"
+
+
+def to_dict(cfg: Any) -> Any:
+  """A plain (nested) dict of a ConfigDict / mapping / dataclass; anything else as is."""
+  if hasattr(cfg, "to_dict"):
+    return cfg.to_dict()
+  if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+    return dataclasses.asdict(cfg)
+  return dict(cfg) if isinstance(cfg, Mapping) else cfg
+
+
+# ---------------------------------------------------------------------------- machinery
+
+
+def _unwrap(tp) -> tuple[Any, bool]:
+  """(the type without `| None`, whether None is allowed)."""
+  origin = typing.get_origin(tp)
+  if origin in (typing.Union, types.UnionType):
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return (args[0] if len(args) == 1 else Any), len(args) < len(typing.get_args(tp))
+  return tp, False
+
+
+def _hints(cls) -> dict[str, Any]:
+  return typing.get_type_hints(cls)
+
+
+def _default(f: dataclasses.Field) -> Any:
+  if f.default is not dataclasses.MISSING:
+    return f.default
+  if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+    return f.default_factory()  # type: ignore[misc]
+  return None
+
+
+_SCALARS = (int, float, bool, str)
+
+
+def configdict_of(cls, unset: tuple[str, ...] = (), skip: tuple[str, ...] = ()
+                  ) -> ml_collections.ConfigDict:
+  """A ConfigDict with one field per dataclass field, holding the dataclass default.
+
+  `cls` may also be an instance, whose values are then the defaults. Fields in `unset` and
+  scalar fields whose default is None become typed placeholders (None = "not set here":
+  the dataclass default or a preset's value applies).
+  """
+  inst = None if isinstance(cls, type) else cls
+  cls = type(cls) if inst is not None else cls
+  out = ml_collections.ConfigDict()
+  hints = _hints(cls)
+  for f in dataclasses.fields(cls):
+    if f.name in skip:
+      continue
+    tp, _ = _unwrap(hints[f.name])
+    hook = getattr(cls, "_configdict_field", None)
+    custom = hook(f.name) if hook else None
+    if custom is not None:
+      out[f.name] = custom
+      continue
+    default = getattr(inst, f.name) if inst is not None else _default(f)
+    if dataclasses.is_dataclass(tp):
+      out[f.name] = configdict_of(default if default is not None else tp)
+    elif f.name in unset or default is None:
+      base = typing.get_origin(tp) or tp
+      if base in _SCALARS:
+        out[f.name] = config_dict.placeholder(base)
+      elif base is dict:
+        out[f.name] = ml_collections.ConfigDict()
+      else:
+        out[f.name] = config_dict.placeholder(object)
+    elif isinstance(default, Mapping):
+      out[f.name] = ml_collections.ConfigDict(dict(default))
+    else:
+      out[f.name] = default
+  return out
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+  base = typing.get_origin(tp) or tp
+  try:
+    if base is bool:
+      if not isinstance(value, (bool, int)):
+        raise TypeError
+      return bool(value)
+    if base is int:
+      if isinstance(value, bool) or float(value) != int(value):
+        raise TypeError
+      return int(value)
+    if base is float:
+      if isinstance(value, bool):
+        raise TypeError
+      return float(value)
+    if base is str:
+      if not isinstance(value, str):
+        raise TypeError
+      return value
+    if base is tuple:
+      args = typing.get_args(tp)
+      items = tuple(value) if not isinstance(value, str) else (value,)
+      if args and args[-1] is Ellipsis and args[0] is not Any:
+        return tuple(_coerce(v, args[0], where) for v in items)
+      return items
+    if base is dict:
+      return dict(to_dict(value))
+  except (TypeError, ValueError):
+    raise ValueError(f"{where}={value!r}: expected {getattr(base, '__name__', base)}") from None
+  return value
+
+
+def build(cls, section: Any, where: str):
+  """The dataclass `cls` from a ConfigDict / dict section; None values take the defaults.
+
+  Unknown fields raise ValueError naming `where.<field>` and the known fields.
+  """
+  d = to_dict(section) or {}
+  names = [f.name for f in dataclasses.fields(cls)]
+  unknown = sorted(set(d) - set(names))
+  if unknown:
+    raise ValueError(f"{where}.{unknown[0]}: unknown field (known: {', '.join(names)})")
+  hints = _hints(cls)
+  kwargs = {}
+  for f in dataclasses.fields(cls):
+    if f.name not in d or d[f.name] is None:
+      continue
+    tp, _ = _unwrap(hints[f.name])
+    value = d[f.name]
+    if dataclasses.is_dataclass(tp):
+      kwargs[f.name] = build(tp, value, f"{where}.{f.name}")
+    else:
+      kwargs[f.name] = _coerce(value, tp, f"{where}.{f.name}")
+  try:
+    return cls(**kwargs)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"{where}: {e}") from e
+
+
+# ---------------------------------------------------------------------------- common sections
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+  """`config.model`: a preset (or '' to take the architecture from `init_from`) + overrides."""
+  preset: str = "tiny"
+  overrides: dict = dataclasses.field(default_factory=dict)  # any ModelConfig field
+  dtype: str = "float32"        # compute dtype
+  param_dtype: str = "float32"
+  remat: bool = False
+
+  @staticmethod
+  def _configdict_field(name):
+    if name == "overrides":
+      from r1jax.config import model_overrides_placeholder
+      return model_overrides_placeholder()
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizerSection:
+  path: str = ""                # .model / tokenizer.json / HF dir; '' = from init_from or trained
+  vocab_size: int = 512         # when a SentencePiece model is trained from the corpus
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshSection:
+  shape: tuple[int, ...] = (-1, 1, 1)   # (data, fsdp, tensor); one -1 takes the rest
+
+  def __post_init__(self):
+    if len(self.shape) != 3:
+      raise ValueError(f"mesh.shape must have 3 entries (data, fsdp, tensor), got {self.shape}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+  name: str = "adamw"
+  learning_rate: float = 1e-3
+  schedule: str = "cosine"      # constant | cosine | linear (after linear warmup)
+  warmup_steps: int = 20
+  end_lr_factor: float = 0.1
+  b1: float = 0.9
+  b2: float = 0.95
+  eps: float = 1e-8
+  weight_decay: float = 0.0
+  max_grad_norm: float = 1.0
+  grad_accum_steps: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  num_steps: int = 200
+  batch_size: int = 32
+  seq_len: int = 128
+  log_every: int = 20
+  checkpoint_every: int = 500
+  max_to_keep: int = 3
+
+  def __post_init__(self):
+    if self.num_steps < 0:
+      raise ValueError(f"num_steps={self.num_steps} must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingSection:
+  """Optional experiment trackers: Weights & Biases (`r1jax.metrics.WandbConfig`)."""
+  wandb: WandbConfig = WandbConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class CommonConfig:
+  """The fields every stage shares (model, tokenizer, mesh, init, logging)."""
+  seed: int = 0
+  init_from: str = ""           # '' (random init), an r1jax workdir or a HF directory
+  model: ModelSection = ModelSection()
+  tokenizer: TokenizerSection = TokenizerSection()
+  mesh: MeshSection = MeshSection()
+  # logical axis -> mesh axes overrides (--config.sharding_rules.embed=fsdp), and/or MaxText's
+  # list of (logical axis, mesh axes) pairs as sharding_rules.logical_axis_rules = [...].
+  sharding_rules: dict = dataclasses.field(default_factory=dict)
+  # A persistent XLA compilation cache (a disk that survives restarts): a restarted or
+  # preempted job reuses its compiled steps. '' = off.
+  compilation_cache_dir: str = ""
+  logging: LoggingSection = LoggingSection()
+
+
+def common_config(config: Any) -> CommonConfig:
+  """The `CommonConfig` part of any stage's ConfigDict (other sections are ignored)."""
+  if isinstance(config, CommonConfig):
+    return config
+  if dataclasses.is_dataclass(config):
+    return CommonConfig(**{f.name: getattr(config, f.name)
+                           for f in dataclasses.fields(CommonConfig)})
+  d = to_dict(config) or {}
+  names = {f.name for f in dataclasses.fields(CommonConfig)}
+  return build(CommonConfig, {k: v for k, v in d.items() if k in names}, "config")
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerSection:
+  """Sampler settings shared by the eval and rejection-sampling stages."""
+  stop_strings: tuple[str, ...] = ()   # e.g. ('</answer>',) for R1-Zero-style models
+  cache_dtype: str = "bfloat16"
+  prompt_len_buckets: tuple[int, ...] = ()
+  batch_buckets: tuple[int, ...] = ()
+
+
+# ---------------------------------------------------------------------------- SFT sections
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTSource:
+  """One entry of `config.data.sources` (a JSONL file or a procedural task)."""
+  kind: str = "jsonl"                 # jsonl | procedural
+  path: str = ""                      # jsonl
+  prompt_field: str = "prompt"        # jsonl
+  completion_field: str = "completion"  # jsonl
+  task: str = "countdown"             # procedural: countdown | arithmetic
+  num_examples: int = 1000            # procedural
+  seed: int = 0                       # procedural
+  split: str = "train"                # procedural
+  error_rate: float = 0.0             # procedural: share of wrong worked solutions
+  template: str = "r1_zero"           # procedural
+  options: dict = dataclasses.field(default_factory=dict)  # procedural: task options
+  weight: float = 1.0                 # mixing weight
+
+  def __post_init__(self):
+    if self.kind not in ("jsonl", "procedural"):
+      raise ValueError(f"kind={self.kind!r}: unknown (jsonl or procedural)")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """`config.data` of the pretrain / SFT stages."""
+  sources: tuple[SFTSource, ...] = ()
+  pack: bool = False
+  overflow: str = "truncate"
+  loss_on_prompt: bool = False        # always on for stage "pretrain"
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTConfig(CommonConfig):
+  """A next-token stage (`config.stage` "pretrain" or "sft")."""
+  stage: str = "sft"
+  optim: OptimConfig = OptimConfig()
+  train: TrainConfig = TrainConfig()
+  data: DataConfig = DataConfig()
+
+  def __post_init__(self):
+    if self.stage not in ("pretrain", "sft"):
+      raise ValueError(f"config.stage={self.stage!r}: the SFT trainer runs pretrain or sft")
+    if self.train.batch_size % self.optim.grad_accum_steps:
+      raise ValueError(f"config.train.batch_size={self.train.batch_size} must be a multiple of "
+                       f"config.optim.grad_accum_steps={self.optim.grad_accum_steps}")
+
+
+def sft_config(config: Any) -> SFTConfig:
+  if isinstance(config, SFTConfig):
+    return config
+  d = dict(to_dict(config) or {})
+  data = dict(to_dict(d.pop("data", None)) or {})
+  sources = tuple(build(SFTSource, src, f"config.data.sources[{i}]")
+                  for i, src in enumerate(data.pop("sources", ()) or ()))
+  cfg = build(SFTConfig, d, "config")
+  return dataclasses.replace(cfg, data=dataclasses.replace(
+      build(DataConfig, data, "config.data"), sources=sources))
+
+
+# ---------------------------------------------------------------------------- GRPO sections
+
+LOSS_FIELDS = tuple(f.name for f in dataclasses.fields(losses.LossConfig) if f.name != "temperature")
+
+# Fields outside `rl.loss` that a loss preset couples (applied unless set explicitly).
+PRESET_RL_FIELDS: dict[str, dict[str, Any]] = {
+    "dr_grpo": {"advantage": "dr_grpo"},
+}
+
+
+def loss_section() -> ml_collections.ConfigDict:
+  """`config.rl.loss`: a preset name plus every LossConfig field as an unset placeholder."""
+  out = ml_collections.ConfigDict()
+  out.preset = ""
+  out.update(configdict_of(losses.LossConfig, unset=LOSS_FIELDS, skip=("temperature",)))
+  return out
+
+
+def resolve_loss(section: Any, temperature: float, where: str = "config.rl.loss"
+                 ) -> tuple[losses.LossConfig, str]:
+  """(LossConfig, preset name) from `rl.loss`: preset fields are defaults, set fields win.
+
+  `temperature` is the sampling temperature (`rl.temperature`); `rl.loss.temperature`, if
+  present, must agree with it.
+  """
+  d = dict(to_dict(section) or {})
+  preset = d.pop("preset", "") or ""
+  if preset and preset not in losses.PRESETS:
+    raise ValueError(f"{where}.preset={preset!r}: unknown (known: {sorted(losses.PRESETS)})")
+  loss_t = d.pop("temperature", None)
+  if loss_t is not None and float(loss_t) != float(temperature):
+    raise ValueError(f"{where}.temperature={loss_t} conflicts with config.rl.temperature="
+                     f"{temperature}: set only config.rl.temperature (the sampling temperature)")
+  base = losses.PRESETS[preset] if preset else losses.LossConfig()
+  explicit = build(losses.LossConfig, d, where)  # type checks + unknown-field errors
+  overrides = {k: getattr(explicit, k) for k, v in d.items() if v is not None}
+  try:
+    return dataclasses.replace(base, temperature=float(temperature), **overrides), preset
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"{where}: {e}") from e
+
+
+@dataclasses.dataclass(frozen=True)
+class RLConfig:
+  """`config.rl`: rollouts, advantages and the update schedule of a GRPO stage."""
+  num_prompts: int = 32          # B prompts per step
+  group_size: int = 16           # G completions per prompt
+  max_prompt_len: int = 256
+  max_new_tokens: int = 1024
+  temperature: float = 1.0       # sampling temperature; the loss divides logits by it too
+  top_p: float = 1.0
+  top_k: int = 0                 # 0 = off
+  # top-p alone searches the nucleus among this many largest logits (0 = full sort).
+  top_p_candidates: int = SamplerConfig.top_p_candidates
+  num_iterations: int = 1        # mu: passes over each batch
+  minibatch_size: int = 0        # rows per update; 0 = all B*G (one update per pass)
+  advantage: str = "grpo"        # grpo | dr_grpo | rloo (a loss preset may set it)
+  adv_ddof: int = adv_lib.DEFAULT_DDOF
+  adv_eps: float = adv_lib.DEFAULT_EPS
+  loss: losses.LossConfig = losses.LossConfig()
+  ref_reset_every: int = 0       # R1 periodically reset the reference to the policy
+  ref_ema: float = 0.0
+  dynamic_sampling: bool = False  # DAPO: drop zero-variance groups, fill from oversampled ones
+  dynamic_sampling_factor: int = 2
+  # None = automatic: recompute pi_old with the trainer whenever the sampler's log-probs
+  # differ from it (see `needs_recompute`); True / False force it.
+  recompute_old_logprobs: bool | None = None
+  sample_chunks: int = 1         # reward scoring of chunk k overlaps sampling of chunk k+1
+  cache_dtype: str = "bfloat16"  # the sampler's KV cache
+  prompt_len_buckets: tuple[int, ...] = ()
+  stop_strings: tuple[str, ...] = ("</answer>",)
+
+  @staticmethod
+  def _configdict_field(name):
+    return loss_section() if name == "loss" else None
+
+  def __post_init__(self):
+    if self.advantage not in adv_lib.ESTIMATORS:
+      raise ValueError(f"advantage={self.advantage!r} is not one of {adv_lib.ESTIMATORS}")
+    rows = self.num_prompts * self.group_size
+    if self.minibatch_size < 0 or (self.minibatch_size and rows % self.minibatch_size):
+      raise ValueError(f"minibatch_size={self.minibatch_size} must divide "
+                       f"num_prompts*group_size={rows}")
+    if self.num_iterations < 1:
+      raise ValueError(f"num_iterations={self.num_iterations} must be >= 1")
+
+  @property
+  def rows(self) -> int:
+    return self.num_prompts * self.group_size
+
+  @property
+  def num_minibatches(self) -> int:
+    return self.rows // (self.minibatch_size or self.rows)
+
+
+# `rl.advantage` is a placeholder in the ConfigDict so a preset can tell "unset" from "grpo".
+RL_UNSET = ("advantage",)
+
+
+def rl_section() -> ml_collections.ConfigDict:
+  return configdict_of(RLConfig, unset=RL_UNSET)
+
+
+def build_rl(section: Any, where: str = "config.rl") -> RLConfig:
+  d = dict(to_dict(section) or {})
+  t = d.get("temperature")
+  temperature = float(t) if t is not None else RLConfig.temperature
+  loss_cfg, preset = resolve_loss(d.pop("loss", None), temperature, where + ".loss")
+  for k, v in PRESET_RL_FIELDS.get(preset, {}).items():
+    if d.get(k) is None:
+      d[k] = v
+  rl = build(RLConfig, d, where)
+  return dataclasses.replace(rl, loss=loss_cfg)
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardsConfig:
+  """`config.rewards`, passed to `r1jax.rewards.build_reward_system`."""
+  weights: dict = dataclasses.field(default_factory=lambda: {"accuracy": 1.0, "format": 1.0})
+  kwargs: dict = dataclasses.field(default_factory=dict)
+  num_workers: int = 2
+  timeout_s: float = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class GRPOEvalConfig:
+  """`config.eval` of a GRPO stage: periodic held-out pass@1 over k samples (R1 protocol)."""
+  every: int = 50                # 0 = off
+  num_samples: int = 4
+  temperature: float = 0.6
+  top_p: float = 0.95
+  batch_size: int = 32
+  max_new_tokens: int | None = None   # None = rl.max_new_tokens
+  seed: int = 1234
+  at_start: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class GRPOConfig(CommonConfig):
+  """A whole GRPO stage (`config.stage == "grpo"`)."""
+  stage: str = "grpo"
+  template: str = "r1_zero"
+  optim: OptimConfig = OptimConfig()
+  train: TrainConfig = TrainConfig()
+  rl: RLConfig = RLConfig()
+  rewards: RewardsConfig = RewardsConfig()
+  eval: GRPOEvalConfig = GRPOEvalConfig()
+  task: dict = dataclasses.field(default_factory=dict)       # see r1jax.rl.tasks
+  eval_task: dict = dataclasses.field(default_factory=dict)  # {} = no held-out set
+
+  def __post_init__(self):
+    # Each update's minibatch is split into grad_accum_steps micro-batches.
+    if (self.rl.minibatch_size or self.rl.rows) % self.optim.grad_accum_steps:
+      raise ValueError(f"config.rl.minibatch_size={self.rl.minibatch_size} (0 = num_prompts * "
+                       f"group_size = {self.rl.rows}) must be a multiple of "
+                       f"config.optim.grad_accum_steps={self.optim.grad_accum_steps}")
+
+
+def grpo_config(config: Any) -> GRPOConfig:
+  """The typed GRPO stage config from its ConfigDict (or itself if already typed)."""
+  if isinstance(config, GRPOConfig):
+    return config
+  d = dict(to_dict(config) or {})
+  rl = build_rl(d.pop("rl", None))
+  cfg = build(GRPOConfig, d, "config")
+  return dataclasses.replace(cfg, rl=rl)
+
+
+def typed_config(config: Any):
+  """The typed config of a stage, by `config.stage` (raises naming a bad field); None for
+  a stage without one (`r1jax.config.validate` checks the stage name itself)."""
+  stage = config.stage if hasattr(config, "stage") else dict(config)["stage"]
+  if stage in ("pretrain", "sft"):
+    return sft_config(config)
+  if stage == "grpo":
+    return grpo_config(config)
+  if stage == "eval":
+    from r1jax.evals import runner
+    return runner.eval_config(config)
+  if stage == "rejection_sampling":
+    from r1jax.evals import rejection_sampling
+    return rejection_sampling.rejection_config(config)
+  if stage in ("quickstart", "pipeline"):
+    from r1jax import pipeline
+    return pipeline.pipeline_config(config)
+  return None
+
+
+# ---------------------------------------------------------------------------- resolved config
+
+
+def resolved_dict(cfg: Any) -> dict:
+  """A JSON-ready dict of a typed config (tuples as lists)."""
+  return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def announce(cfg: Any, workdir: str | os.PathLike | None = None) -> dict:
+  """Logs the resolved config and writes `workdir/resolved_config.json` (process 0)."""
+  d = resolved_dict(cfg)
+  text = json.dumps(d, indent=1, sort_keys=True)
+  log.warning("Resolved %s:\n%s", type(cfg).__name__, text)
+  if workdir is not None:
+    import jax
+    if jax.process_index() == 0:
+      os.makedirs(workdir, exist_ok=True)
+      (pathlib.Path(workdir) / RESOLVED_CONFIG_FILE).write_text(text + "\n")
+  return d
