@@ -15,6 +15,8 @@ CORE = [
     "sentencepiece>=0.2,<0.3",
     "sympy>=1.13,<2",
     "math-verify>=0.8,<0.10",
+    # Language identification for the language-consistency reward (4.6 MB wheel, model included, numpy only).
+    "py3langid>=0.4,<0.5",
     "tokenizers>=0.21,<0.24",
     "safetensors>=0.5,<0.9",
     "absl-py>=2.1,<3",

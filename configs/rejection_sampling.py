@@ -3,7 +3,7 @@
 Presets (`--config=configs/rejection_sampling.py:<preset> --config.init_from=<workdir>`):
   tiny        a tiny RL workdir on procedural Countdown train prompts (CPU, minutes)
   cold_start  tiny: cold-start examples (reasoning, then a summary) from an R1-Zero-style workdir
-  math        a realistic run: GSM8K train (or any JSONL) prompts, 16 samples each, shortest correct
+  math        a realistic run: GSM8K train (or any JSONL) prompts, 16 samples each, a random correct one
 The output (`<workdir>/sft_data.jsonl`, fields prompt/completion) feeds `configs/sft.py` via a
 `jsonl` data source; `<workdir>/pass_rates.jsonl` reports per-prompt pass rates. Re-running with the
 same workdir resumes where it stopped.
@@ -26,10 +26,13 @@ def get_config(arg: str = 'tiny'):
       max_prompts=0,           # 0 = all
       max_chunks=0,            # 0 = all; >0 stops early (resume later)
       seed=0,
-      select='shortest', max_per_prompt=1,
-      require_format=True, target_language='en', min_language_share=0.95,
+      # R1 sec. 2.3.3: drop CoTs with mixed languages, long paragraphs and code blocks
+      # (r1jax/evals/curation.py); keep a random correct sample (the paper names no rule).
+      select='random', max_per_prompt=1,
+      require_format=True, target_language='auto', min_language_share=0.95,
+      max_paragraph_words=300,
       max_completion_tokens=0, max_reasoning_chars=0,
-      max_code_fraction=0.5, max_code_blocks=-1,
+      max_code_fraction=0.5, max_code_blocks=0,
       pass_rate_min=0.0, pass_rate_max=1.0,
       output_format='raw', output_template='r1_cold_start', summary_format='{summary}',
       min_summary_chars=1,
