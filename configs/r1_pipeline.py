@@ -94,7 +94,8 @@ def _sft(seed: int, steps: int, sources, lr: float = 1e-3):
   c.seed = seed
   c.data.sources = sources
   c.optim.update(learning_rate=lr, warmup_steps=min(10, steps))
-  c.train.update(num_steps=steps, batch_size=16, seq_len=96, log_every=10, checkpoint_every=steps)
+  c.train.update(num_steps=steps, batch_size=16, seq_len=96, log_every=10, checkpoint_every=steps,
+                 num_epochs=0)     # the recorded miniature run is step-based
   return c
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from r1jax import experiment, sharding
 from r1jax.checkpoint import Checkpointer
-from r1jax.data import pipeline, procedural
+from r1jax.data import epochs, pipeline, procedural
 from r1jax.experiment import cfg_get
 from r1jax.metrics import MetricsWriter, Progress, plot_curves, read_metrics, truncate_metrics
 from r1jax.models.factory import merge_params
@@ -100,6 +100,17 @@ def train(config, workdir: str | os.PathLike,
   tokenizer = experiment.get_tokenizer(config, workdir, corpus=corpus)
   model_cfg, graphdef, params = experiment.init_model(config, mesh, rules, tokenizer, workdir)
   num_steps = int(tcfg.num_steps)
+  # train.num_epochs > 0: a finite epoch plan (r1jax/data/epochs.py) sets the number of steps.
+  epoch_kw = dict(num_epochs=int(cfg_get(tcfg, "num_epochs", 0) or 0),
+                  epoch_proportions=list(cfg_get(dcfg, "epoch_proportions", ()) or ()) or None,
+                  epoch_size=int(cfg_get(dcfg, "epoch_size", 0) or 0))
+  if epoch_kw["num_epochs"]:
+    if bool(cfg_get(dcfg, "pack", False)):
+      raise ValueError("train.num_epochs with data.pack=True is not supported (the step count is unknown)")
+    num_steps = epochs.num_batches([len(s) for s in sources], epoch_kw["num_epochs"],
+                                   int(tcfg.batch_size) // jax.process_count(),
+                                   epoch_kw["epoch_proportions"], epoch_kw["epoch_size"], jax.process_count())
+    log.info("%d epochs: %d steps", epoch_kw["num_epochs"], num_steps)
   optimizer, schedule = make_optimizer(experiment.to_dict(config.optim), num_steps)
   state = init_train_state(params, optimizer, int(cfg_get(config, "seed", 0)))
   del params
@@ -111,7 +122,8 @@ def train(config, workdir: str | os.PathLike,
       sources if len(sources) > 1 else sources[0], tokenizer,
       batch_size=batch_size // jax.process_count(), max_len=int(tcfg.seq_len),
       seed=int(cfg_get(config, "seed", 0)), weights=weights if len(sources) > 1 else None,
-      pack=bool(cfg_get(dcfg, "pack", False)), overflow=cfg_get(dcfg, "overflow", "truncate"))
+      pack=bool(cfg_get(dcfg, "pack", False)), overflow=cfg_get(dcfg, "overflow", "truncate"),
+      **epoch_kw)
 
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
                       max_to_keep=int(cfg_get(tcfg, "max_to_keep", 3)))
