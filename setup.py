@@ -37,6 +37,8 @@ EXTRAS = {
     ],
     # tfds.data_source reads ArrayRecord datasets without TensorFlow.
     "tfds": ["tensorflow-datasets>=4.9.7,<5", "array-record>=0.5"],
+    # Chat data: Parquet files (r1jax/data/chat.py) and Hugging Face chat templates (jinja2).
+    "data": ["pyarrow>=14", "jinja2>=3.1"],
 }
 
 setup(

@@ -6,6 +6,7 @@ All three are the same loop over `r1jax.train_state.make_train_step`:
 Data comes from `config.data.sources`, a list of sources mixed with weights:
   {"kind": "jsonl", "path": ..., "prompt_field": "prompt", "completion_field": "completion"}
   {"kind": "procedural", "task": "countdown"|"arithmetic", "num_examples": N, "error_rate": p}
+  {"kind": "chat", "path": ..., "template": ... | "chat_template_from": HF dir}   (r1jax/data/chat.py)
 """
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def load_sources(data_cfg) -> tuple[list[list[dict]], list[float]]:
       rows = [{"prompt": r[pf], "completion": r[cf]} for r in rows if pf in r and cf in r]
       if not rows:
         raise ValueError(f"data.sources[{i}]: no rows with fields {pf!r}/{cf!r} in {src['path']}")
+    elif kind == "chat":   # `messages` conversations (JSONL / Parquet), r1jax/data/chat.py
+      from r1jax.data import chat  # pylint: disable=import-outside-toplevel
+      rows = chat.load_chat_source(src)
     elif kind == "procedural":
       rows = procedural.make_sft_corpus(
           task=src.get("task", "countdown"), num_examples=int(src.get("num_examples", 1000)),
@@ -51,7 +55,7 @@ def load_sources(data_cfg) -> tuple[list[list[dict]], list[float]]:
           error_rate=float(src.get("error_rate", 0.0)), template=src.get("template", "r1_zero"),
           **dict(src.get("options", {}) or {}))
     else:
-      raise ValueError(f"data.sources[{i}]: unknown kind {kind!r} (jsonl or procedural)")
+      raise ValueError(f"data.sources[{i}]: unknown kind {kind!r} (jsonl, chat or procedural)")
     sources.append(rows)
     weights.append(float(src.get("weight", 1.0)))
   if not sources:
