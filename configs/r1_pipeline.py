@@ -178,8 +178,10 @@ def get_config(arg: str = "tiny"):
       rw = c.stages[name].rewards
       weights = dict(rw.weights.to_dict() if hasattr(rw.weights, "to_dict") else rw.weights)
       weights["format_soft"] = weights.pop("format", 0.5)
+      weights["language"] = 0.1     # the recorded miniature run predates the paper's weight 1.0
       rw.weights = weights
-      rw.kwargs = dict(rw.kwargs.to_dict(), format_soft={"require_answer_tag": True})
+      rw.kwargs = dict(rw.kwargs.to_dict(), format_soft={"require_answer_tag": True},
+                       language={"target_language": "en"})
       # A cold-started tiny policy is noisy at temperature 1; a smaller step keeps RL from
       # drifting off the SFT solution before the reward can steer it.
       c.stages[name].optim.learning_rate = 5e-5

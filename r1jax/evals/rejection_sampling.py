@@ -248,8 +248,12 @@ def rejection_sample(*, sampler: Sampler, params: Any, tokenizer, template: Temp
                      options: RejectionOptions = RejectionOptions(),
                      rewards: RewardSystem | Mapping | None = None, source_checkpoint: str = '',
                      max_chunks: Optional[int] = None,
-                     on_chunk_done: Optional[Callable[[int, dict], None]] = None) -> dict:
+                     on_chunk_done: Optional[Callable[[int, dict], None]] = None,
+                     judge: Any = None) -> dict:
   """Runs (or resumes) rejection sampling over `records`; returns the running totals.
+
+  `judge` (an `r1jax.evals.judge.Judge`) decides correctness for rows no rule can verify (verifier
+  kind `general`, e.g. writing with a reference answer), as R1 did with DeepSeek-V3.
 
   `max_chunks` stops after that many chunks in this call (`complete` is then False); a later call
   with the same arguments resumes. `on_chunk_done(chunk_index, totals)` runs after each committed
@@ -305,6 +309,12 @@ def rejection_sample(*, sampler: Sampler, params: Any, tokenizer, template: Temp
       res = evaluator.verify([g['text'] for g in flat], [r for r, gs in zip(chunk, gens) for _ in gs],
                              system_, lengths=[g['length'] for g in flat])
       correct = res.components['accuracy'] >= 1.0
+      if judge is not None:
+        from r1jax.evals import judge as judge_lib  # pylint: disable=import-outside-toplevel
+        flat_records = [r for r, gs in zip(chunk, gens) for _ in gs]
+        correct, n_judged = judge_lib.judge_correct(judge, flat_records, [g['text'] for g in flat], correct,
+                                                    template)
+        totals['judged'] = totals.get('judged', 0) + n_judged
       sft_rows, reports, k = [], [], 0
       for rec, gs in zip(chunk, gens):
         for g in gs:

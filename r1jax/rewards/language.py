@@ -174,11 +174,13 @@ def _check_language(target: str) -> None:
     raise ValueError(f'unknown language {target!r}; known: {sorted(LANGUAGE_SCRIPTS)}')
 
 
-def detect_language(text: str, default: str = 'en') -> str:
+def detect_language(text: str, default: str = 'en', min_words: int = 3, min_confidence: float = 0.5) -> str:
   """The language of `text` (e.g. a question, to set the CoT's target); `default` if it has no words.
 
   The script with the most words decides; within a script shared by several languages the whole text is identified
-  at once (a question is short, so clause by clause would abstain too often).
+  at once (a question is short, so clause by clause would abstain too often). With fewer than `min_words` words of
+  that script, or an identification below `min_confidence`, the answer is `default` when it is written in that
+  script (else the script's first language): "Compute 3 - 1 + 4." has one word, too few to tell.
   """
   counts = script_word_counts(text)
   if not any(counts.values()):
@@ -189,8 +191,11 @@ def detect_language(text: str, default: str = 'en') -> str:
   langs = SCRIPT_LANGUAGES[script]
   if len(langs) == 1:
     return langs[0]
+  fallback = default if script in LANGUAGE_SCRIPTS.get(default, ()) else langs[0]
+  if counts[script] < min_words:
+    return fallback
   lang, p = identify(_STRIP_RE.sub(' ', text), langs)
-  return lang if p > 0 else langs[0]
+  return lang if p >= min_confidence else fallback
 
 
 def language_share(text: str, target: str = 'en', options: LanguageOptions = DEFAULT_OPTIONS) -> float:

@@ -106,3 +106,15 @@ def test_no_false_mixing_on_real_english_solutions():
   assert rlang.mixing_rate(texts, ['en'] * len(texts)) == 0.0
   shares = np.array([rlang.language_share(t, 'en') for t in texts if rlang.script_word_counts(t)['latin']])
   assert shares.min() >= 0.95
+
+
+def test_detected_target_of_real_and_procedural_questions_is_english():
+  """'auto' targets: every GSM8K / MATH-500 question and every procedural arithmetic question ('Compute 3 - 1.',
+  one word: too few to identify, so the default) is English."""
+  from r1jax.data import procedural
+  qs = [r['question'] for r in procedural.arithmetic_dataset('train', 100, seed=0)]
+  for name, field in (('gsm8k', 'question'), ('math500', 'problem')):
+    path = f'/work/shared/data/{name}/test.jsonl'
+    if os.path.exists(path):
+      qs += [json.loads(l)[field] for l in open(path, encoding='utf-8')][:300]
+  assert {rlang.detect_language(q) for q in qs} == {'en'}
