@@ -12,7 +12,7 @@ from r1jax.evals import rejection_sampling as rs
 from r1jax.rewards.registry import RewardSystem
 from r1jax.sft import trainer as sft_trainer
 
-COLOURS = ('red', 'blue', 'green', 'pink', 'black', 'white', 'brown', 'grey')
+COLOURS = ('red', 'blue', 'green', 'pink', 'black', 'white')
 COMPACT = 'Q: {question} R: {reference} A: {response} V:'   # a short prompt for a tiny judge
 FMT = judge_lib.JudgeFormat(prompt=COMPACT)
 
@@ -25,7 +25,7 @@ def triples(n, seed):
     ref = str(rng.choice(COLOURS))
     ok = bool(rng.integers(2))
     said = ref if ok else str(rng.choice([c for c in COLOURS if c != ref]))
-    out.append(('What colour is it?', ref, f'It is {said}.', ok))
+    out.append(('What colour is it?', ref, f'It is {said}', ok))
   return out
 
 
@@ -53,7 +53,7 @@ def tiny_judge(tmp_path_factory):
   c.tokenizer.vocab_size = 320
   c.mesh.shape = (8, 1, 1)
   c.optim.update(learning_rate=3e-3, warmup_steps=10)
-  c.train.update(num_steps=250, batch_size=32, seq_len=48, log_every=50, checkpoint_every=250)
+  c.train.update(num_steps=400, batch_size=32, seq_len=48, log_every=50, checkpoint_every=400)
   c.data = dict(sources=(dict(kind='jsonl', path=str(d / 'verdicts.jsonl')),))
   sft_trainer.train(c, d / 'work')
   return judge_lib.Judge.from_checkpoint(str(d / 'work'), template='plain', mesh_shape=(8, 1, 1),
@@ -70,7 +70,7 @@ def test_tiny_judge_agrees_with_the_truth_on_held_out_triples(tiny_judge):
 
 
 def test_judge_as_a_reward(tiny_judge):
-  comps = ['<think>hmm</think> It is red.', '<think>hmm</think> It is blue.', '<think>x</think> It is red.']
+  comps = ['<think>hmm</think> It is red', '<think>hmm</think> It is blue', '<think>x</think> It is red']
   fields = {'question': ['What colour is it?'] * 3, 'answer': ['red', 'red', 'red'],
             'task': ['general', 'general', 'math']}
   with RewardSystem({'judge': 1.0}, {'judge': {'judge': tiny_judge}}, num_workers=0) as system:
@@ -84,12 +84,17 @@ def test_judge_as_a_rejection_sampling_verifier(tiny_judge, tok, scripted, tmp_p
 
   def responder(prompt, s):
     del prompt
-    return r1('We look at it closely.', ['It is red.', 'It is green.', 'It is pink.'][s])
+    return r1('We look at it closely.', ['It is red', 'It is green', 'It is pink'][s])
 
-  opts = rs.RejectionOptions(num_samples=3, batch_size=2, chunk_size=2, max_prompt_len=64, max_new_tokens=32,
+  opts = rs.RejectionOptions(num_samples=3, batch_size=2, chunk_size=2, max_prompt_len=64, max_new_tokens=64,
                              select='all', max_per_prompt=3, require_format=False)
   totals = rs.rejection_sample(sampler=scripted(responder), params=None, tokenizer=tok, template='r1_zero',
                                records=recs, out_dir=tmp_path, options=opts, judge=tiny_judge)
-  assert totals['judged'] == 6 and totals['num_correct'] == 2
+  # The stage's verdicts are the judge's own on (question, answer, summary); the tiny judge is mostly right.
+  said = ['It is red', 'It is green', 'It is pink']
+  direct = tiny_judge.verdicts(['What colour is it?'] * 6, [r['answer'] for r in recs for _ in said], said * 2)
+  expected = [(recs[i // 3]['id'], i % 3) for i, v in enumerate(direct) if v == 1.0]
+  assert totals['judged'] == 6 and totals['num_correct'] == len(expected)
   rows = [json.loads(l) for l in (tmp_path / rs.SFT_FILE).read_text().splitlines()]
-  assert [(r['id'], r['sample_index']) for r in rows] == [('g0', 0), ('g1', 1)]
+  assert [(r['id'], r['sample_index']) for r in rows] == expected
+  assert np.mean([v == float(i in (0, 4)) for i, v in enumerate(direct)]) >= 5 / 6
