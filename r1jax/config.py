@@ -14,7 +14,7 @@ import os
 import ml_collections
 from ml_collections import config_dict
 
-STAGES = ("pretrain", "sft", "grpo", "eval", "rejection_sampling", "reward_model", "quickstart", "pipeline")
+STAGES = ("pretrain", "sft", "grpo", "eval", "rejection_sampling", "generate_responses", "reward_model", "quickstart", "pipeline")
 
 
 def sibling_config(caller_file: str, name: str):

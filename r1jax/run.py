@@ -28,6 +28,9 @@ def run(config, workdir: str | os.PathLike) -> Any:
   if stage == "rejection_sampling":
     from r1jax.evals import rejection_sampling
     return rejection_sampling.run(config, workdir)
+  if stage == "generate_responses":
+    from r1jax.evals import generate_responses
+    return generate_responses.run(config, workdir)
   if stage == "reward_model":
     from r1jax.rm import train as rm_train
     return rm_train.run(config, workdir)
