@@ -118,3 +118,12 @@ def test_detected_target_of_real_and_procedural_questions_is_english():
     if os.path.exists(path):
       qs += [json.loads(l)[field] for l in open(path, encoding='utf-8')][:300]
   assert {rlang.detect_language(q) for q in qs} == {'en'}
+
+
+def test_long_text_is_estimated_from_a_bounded_sample():
+  """Past 2048 clauses the share is estimated on evenly spaced clauses: bounded work, close to the exact share."""
+  en, fr = 'We add all the numbers together now. ', "On additionne d'abord les nombres entre eux. "
+  text = (en * 3 + fr) * 20_000                      # 80k clauses; exact share 21 / 28 by words
+  exact = 21 / (21 + 7)
+  assert rlang.language_share(text, 'en') == pytest.approx(exact, abs=0.03)
+  assert sum(rlang.script_word_counts(text).values()) == 28 * 20_000   # counting stays exact
