@@ -160,6 +160,8 @@ def generate_responses(*, sampler: Sampler, params: Any, tokenizer, template: Te
       rs._write_json_atomic(progress_path, {'fingerprint': fp, 'totals': totals,  # pylint: disable=protected-access
                                             'sizes': sizes, 'source_checkpoint': source_checkpoint})
     ran += 1
+    log.info('generate_responses: %d/%d prompts, %d examples', totals['prompts_done'], len(records),
+             totals['num_examples'])
     if on_chunk_done is not None:
       on_chunk_done(c, dict(totals))
   totals = dict(totals, complete=totals['chunks_done'] >= num_chunks)

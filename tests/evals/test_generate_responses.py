@@ -1,7 +1,6 @@
 """generate_responses: a teacher answers general prompts, with or without a CoT per row; filters; resume."""
 import json
 
-from evals_testlib import r1  # noqa: F401  (keeps the evals test helpers importable)
 from r1jax.evals import generate_responses as gr
 from r1jax.evals import rejection_sampling as rs
 
