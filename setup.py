@@ -17,6 +17,8 @@ CORE = [
     "sentencepiece>=0.2,<0.3",
     "sympy>=1.13,<2",
     "math-verify>=0.8,<0.10",
+    # Language identification for the language-consistency reward (4.6 MB wheel, model included, numpy only).
+    "py3langid>=0.4,<0.5",
     "tokenizers>=0.21,<0.24",
     "safetensors>=0.5,<0.9",
     "absl-py>=2.1,<3",
@@ -50,6 +52,8 @@ EXTRAS = {
     "tfds": ["tensorflow-datasets>=4.9.7,<5", "array-record>=0.5"],
     # config.logging.wandb (tested offline with wandb 0.31).
     "wandb": ["wandb>=0.19,<1"],
+    # Chat data in Parquet files (r1jax/data/chat.py); JSONL needs nothing extra.
+    "data": ["pyarrow>=14"],
 }
 
 setup(

@@ -42,9 +42,10 @@ def get_config(arg: str = "tiny"):
     c.init_from = ""               # set: the student's pretrained base (a local HF directory)
     c.model.update(dtype="bfloat16", remat=True)
     c.mesh.shape = (1, -1, 1)
-    c.data.pack = True
+    c.data.pack = False            # epochs need a known step count (r1jax/data/epochs.py)
     c.optim.update(learning_rate=1e-5, warmup_steps=50, weight_decay=0.01)
-    c.train.update(num_steps=2000, batch_size=64, seq_len=8192, checkpoint_every=250)
+    c.train.update(num_steps=2000, batch_size=64, seq_len=8192, checkpoint_every=250,
+                   num_epochs=2)   # 2 epochs over the curated traces, as in R1's stage 4
   else:
     raise ValueError(f"Unknown preset {preset!r} for configs/distill.py "
                      "(tiny, qwen2.5-math-1.5b)")

@@ -94,7 +94,8 @@ def _sft(seed: int, steps: int, sources, lr: float = 1e-3):
   c.seed = seed
   c.data.sources = sources
   c.optim.update(learning_rate=lr, warmup_steps=min(10, steps))
-  c.train.update(num_steps=steps, batch_size=16, seq_len=96, log_every=10, checkpoint_every=steps)
+  c.train.update(num_steps=steps, batch_size=16, seq_len=96, log_every=10, checkpoint_every=steps,
+                 num_epochs=0)     # the recorded miniature run is step-based
   return c
 
 
@@ -177,8 +178,10 @@ def get_config(arg: str = "tiny"):
       rw = c.stages[name].rewards
       weights = dict(rw.weights.to_dict() if hasattr(rw.weights, "to_dict") else rw.weights)
       weights["format_soft"] = weights.pop("format", 0.5)
+      weights["language"] = 0.1     # the recorded miniature run predates the paper's weight 1.0
       rw.weights = weights
-      rw.kwargs = dict(rw.kwargs.to_dict(), format_soft={"require_answer_tag": True})
+      rw.kwargs = dict(rw.kwargs.to_dict(), format_soft={"require_answer_tag": True},
+                       language={"target_language": "en"})
       # A cold-started tiny policy is noisy at temperature 1; a smaller step keeps RL from
       # drifting off the SFT solution before the reward can steer it.
       c.stages[name].optim.learning_rate = 5e-5

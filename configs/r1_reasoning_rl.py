@@ -7,10 +7,10 @@ Presets (`--config=configs/r1_reasoning_rl.py:<preset> --config.init_from=<cold-
 
 Rewards (weights in `config.rewards.weights`, DeepSeek-R1 sec. 2.3.2): accuracy (rule-based
 verifier) + format (`<think>...</think>` then a summary: `require_answer_tag=False`, since the
-readable format has no answer tags) + language consistency (share of CoT words in the target
-language; R1 adds it directly to the reward). In the tiny run the arithmetic CoT is numbers only,
-which has no words, so `language` is 0 there unless the policy starts writing words: it is on the
-books, with a small weight, to exercise the plumbing.
+readable format has no answer tags) + language consistency (share of CoT words in the language of
+the question, detected per row; R1 sums it with accuracy, so its weight is 1.0 as well). In the tiny
+run the arithmetic CoT is numbers only, which has no words, so `language` is a constant 0 there
+unless the policy starts writing words.
 """
 
 import ml_collections
@@ -25,11 +25,11 @@ def _r1_zero_module():
 ARITH = dict(name="arithmetic", min_ops=2, max_ops=3, max_value=9)
 
 
-def reasoning_rewards(accuracy: float = 1.0, fmt: float = 0.5, language: float = 0.1,
+def reasoning_rewards(accuracy: float = 1.0, fmt: float = 0.5, language: float = 1.0,
                       num_workers: int = 0) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       weights={"accuracy": accuracy, "format": fmt, "language": language},
-      kwargs={"format": {"require_answer_tag": False}, "language": {"target_language": "en"}},
+      kwargs={"format": {"require_answer_tag": False}, "language": {"target_language": "auto"}},
       num_workers=num_workers, timeout_s=2.0 if num_workers == 0 else 10.0))
 
 

@@ -3,7 +3,7 @@
 Presets (`--config=configs/rejection_sampling.py:<preset> --config.init_from=<workdir>`):
   tiny        a tiny RL workdir on procedural Countdown train prompts (CPU, minutes)
   cold_start  tiny: cold-start examples (reasoning, then a summary) from an R1-Zero-style workdir
-  math        a realistic run: GSM8K train (or any JSONL) prompts, 16 samples each, shortest correct
+  math        a realistic run: GSM8K train (or any JSONL) prompts, 16 samples each, a random correct one
 The output (`<workdir>/sft_data.jsonl`, fields prompt/completion) feeds `configs/sft.py` via a
 `jsonl` data source; `<workdir>/pass_rates.jsonl` reports per-prompt pass rates. Re-running with the
 same workdir resumes where it stopped.
@@ -22,6 +22,9 @@ def get_config(arg: str = 'tiny'):
   c.rejection = sc.configdict_of(rs.RejectionSection)
   c.rejection.tasks = [dict(name='countdown', split='train', num_examples=256)]
   c.rejection.max_new_tokens = 512
+  # R1 sec. 2.3.3: drop CoTs with mixed languages, long paragraphs and code blocks
+  # (r1jax/evals/curation.py); keep a random correct sample (the paper names no rule).
+  c.rejection.max_paragraph_words = 300
   if arg in ('tiny', 'cold_start'):
     c.rejection.tasks = [dict(name='countdown', split='train', num_examples=128)]
     c.rejection.num_samples = 8

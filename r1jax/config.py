@@ -16,8 +16,8 @@ import os
 import ml_collections
 from ml_collections import config_dict
 
-STAGES = ("pretrain", "sft", "grpo", "eval", "rejection_sampling", "quickstart", "pipeline",
-          "export")
+STAGES = ("pretrain", "sft", "grpo", "eval", "rejection_sampling", "generate_responses",
+          "reward_model", "quickstart", "pipeline", "export")
 
 
 def sibling_config(caller_file: str, name: str):

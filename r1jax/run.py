@@ -47,6 +47,12 @@ def run(config, workdir: str | os.PathLike) -> Any:
   if stage == "export":
     from r1jax import export
     return export.run(config, workdir)
+  if stage == "generate_responses":
+    from r1jax.evals import generate_responses
+    return generate_responses.run(config, workdir)
+  if stage == "reward_model":
+    from r1jax.rm import train as rm_train
+    return rm_train.run(config, workdir)
   if stage in ("quickstart", "pipeline"):
     from r1jax import pipeline
     return pipeline.run(config, workdir)

@@ -227,6 +227,9 @@ class TrainConfig:
   log_every: int = 20
   checkpoint_every: int = 500
   max_to_keep: int = 3
+  # pretrain / SFT only: > 0 trains exactly this many epochs of a planned, finite data stream
+  # (r1jax/data/epochs.py), and the step count follows from it (num_steps is then ignored).
+  num_epochs: int = 0
 
   def __post_init__(self):
     if self.num_steps < 0:
@@ -282,8 +285,14 @@ class SamplerSection:
 
 @dataclasses.dataclass(frozen=True)
 class SFTSource:
-  """One entry of `config.data.sources` (a JSONL file or a procedural task)."""
-  kind: str = "jsonl"                 # jsonl | procedural
+  """One entry of `config.data.sources` (a JSONL file, chat conversations or a procedural task)."""
+  kind: str = "jsonl"                 # jsonl | chat | procedural
+  # chat (r1jax/data/chat.py): `messages` rows (JSONL / Parquet) rendered through a chat format;
+  # `chat_template_from` (a HF model directory) wins over `chat_template` (an r1jax name).
+  messages_field: str = "messages"    # chat
+  turns: str = "all"                  # chat: every assistant turn, or 'last'
+  chat_template: str = "qwen2.5"      # chat
+  chat_template_from: str = ""        # chat
   path: str = ""                      # jsonl
   prompt_field: str = "prompt"        # jsonl
   completion_field: str = "completion"  # jsonl
@@ -297,8 +306,8 @@ class SFTSource:
   weight: float = 1.0                 # mixing weight
 
   def __post_init__(self):
-    if self.kind not in ("jsonl", "procedural"):
-      raise ValueError(f"kind={self.kind!r}: unknown (jsonl or procedural)")
+    if self.kind not in ("jsonl", "chat", "procedural"):
+      raise ValueError(f"kind={self.kind!r}: unknown (jsonl, chat or procedural)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,6 +317,11 @@ class DataConfig:
   pack: bool = False
   overflow: str = "truncate"
   loss_on_prompt: bool = False        # always on for stage "pretrain"
+  # With train.num_epochs > 0 (r1jax/data/epochs.py): each source's share of every epoch,
+  # once for all epochs or one tuple per epoch; () = the sources' sizes. epoch_size: rows per
+  # epoch (0 = the sum of the sources' sizes).
+  epoch_proportions: tuple = ()
+  epoch_size: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -324,6 +338,9 @@ class SFTConfig(CommonConfig):
     if self.train.batch_size % self.optim.grad_accum_steps:
       raise ValueError(f"config.train.batch_size={self.train.batch_size} must be a multiple of "
                        f"config.optim.grad_accum_steps={self.optim.grad_accum_steps}")
+    if self.train.num_epochs and self.data.pack:
+      raise ValueError("config.train.num_epochs with config.data.pack=True is not supported "
+                       "(the number of packed batches is not known in advance)")
 
 
 def sft_config(config: Any) -> SFTConfig:

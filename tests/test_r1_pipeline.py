@@ -33,7 +33,8 @@ def load_config(name: str, arg: str):
 
 STAGE_CONFIGS = [("r1_reasoning_rl", "tiny", "grpo"), ("r1_reasoning_rl", "math", "grpo"),
                  ("sft_mix", "tiny", "sft"), ("sft_mix", "math", "sft"),
-                 ("r1_all_scenarios", "tiny", "grpo"), ("r1_all_scenarios", "math", "grpo"),
+                 ("r1_all_scenarios", "tiny", "grpo"),
+                 ("r1_all_scenarios", "math,helpful_rm=/x/rm,harmless_scorer=m:f", "grpo"),
                  ("distill", "tiny", "sft"), ("distill", "qwen2.5-math-1.5b", "sft"),
                  ("r1_pipeline", "tiny", "pipeline"), ("r1_pipeline", "tiny_test", "pipeline")]
 
@@ -63,6 +64,11 @@ def test_stage_config_contents():
                                       question_field="question")
   assert tuple(alls.task.weights) == (0.75, 0.25)
   assert {"helpfulness", "harmlessness", "accuracy"} <= set(alls.rewards.weights)
+  with pytest.raises(ValueError, match="helpful_rm"):   # no silent fallback to the toy scorers
+    load_config("r1_all_scenarios", "math")
+  acc = load_config("r1_all_scenarios", "math,helpful_rm=/x/rm,harmless_rm=/x/rm2")
+  assert acc.rewards.kwargs.helpfulness.to_dict() == {"scorer": "r1jax.rm.scorer:RewardModelScorer",
+                                                      "scorer_init": {"path": "/x/rm"}}
   d = load_config("distill", "tiny,traces=/x/t.jsonl")
   assert d.init_from == "" and d.model.preset == "tiny-student" and d.tokenizer.path == ""
   assert d.data.sources[0]["path"] == "/x/t.jsonl"

@@ -299,7 +299,9 @@ def make_sft_iterator(sources, tokenizer: Tokenizer, batch_size: int, max_len: i
                       append_eos: bool = True, overflow: str = 'truncate',
                       num_packing_bins: int | None = None, process_index: int | None = None,
                       process_count: int | None = None,
-                      read_options: grain.ReadOptions | None = None) -> DataIterator:
+                      read_options: grain.ReadOptions | None = None, num_epochs: int = 0,
+                      epoch_proportions: Sequence | None = None,
+                      epoch_size: int = 0) -> DataIterator:
   """Batches of SFT examples `{prompt, completion}` with the loss on completion tokens only.
 
   Args:
@@ -315,6 +317,8 @@ def make_sft_iterator(sources, tokenizer: Tokenizer, batch_size: int, max_len: i
     overflow: examples longer than T: 'truncate' (cut the end), 'error', or 'drop'.
     num_packing_bins: rows packed at once (default B).
     process_index, process_count, read_options: as in `make_prompt_iterator`.
+    num_epochs: > 0: a finite stream of that many epochs (`r1jax.data.epochs.epoch_plan`, with
+      `epoch_proportions` / `epoch_size`) instead of the endless weighted mix; `repeat` is ignored.
 
   Returns:
     A `DataIterator` of dicts: `input_ids` int32 [B, T] (right padded with pad_id),
@@ -347,8 +351,14 @@ def make_sft_iterator(sources, tokenizer: Tokenizer, batch_size: int, max_len: i
       ex['loss_mask'] = np.zeros_like(ex['loss_mask'])
     return ex
 
-  ds = _mixed_index_dataset([len(s) for s in srcs], weights, seed, shuffle, repeat, pi, pc,
-                            pad_to_batch=None if pack else batch_size)
+  if num_epochs:
+    from r1jax.data import epochs  # pylint: disable=import-outside-toplevel
+    repeat = False
+    ds = epochs.epoch_index_dataset([len(s) for s in srcs], num_epochs, epoch_proportions, epoch_size,
+                                    seed, pi, pc, batch_size=1 if pack else batch_size)
+  else:
+    ds = _mixed_index_dataset([len(s) for s in srcs], weights, seed, shuffle, repeat, pi, pc,
+                              pad_to_batch=None if pack else batch_size)
   ds = ds.map(make_example)
   if overflow == 'drop':
     ds = ds.filter(lambda ex: ex is not None)
@@ -371,6 +381,8 @@ def make_sft_iterator(sources, tokenizer: Tokenizer, batch_size: int, max_len: i
   fingerprint = {'kind': 'sft', 'batch_size': batch_size, 'max_len': max_len, 'seed': seed,
                  'shuffle': shuffle, 'repeat': repeat, 'process': [pi, pc], 'pack': pack,
                  'num_records': [len(s) for s in srcs]}
+  if num_epochs:
+    fingerprint['epochs'] = [num_epochs, epoch_proportions, epoch_size]
   return DataIterator(it_ds, fingerprint)
 
 

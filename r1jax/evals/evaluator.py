@@ -22,7 +22,8 @@ import jax
 import numpy as np
 
 from r1jax.data.pipeline import make_prompt_iterator
-from r1jax.data.templates import Template, for_tokenizer
+from r1jax.data.templates import Template, for_tokenizer, get_template
+from r1jax.evals import curation
 from r1jax.evals import metrics as metrics_lib
 from r1jax.experiment import to_dict
 from r1jax.rewards import countdown as rcountdown
@@ -210,7 +211,8 @@ def evaluate(*, sampler: Sampler, params: Any, tokenizer: Tokenizer, template: T
   Returns:
     EvalResult. summary keys: pass@1, pass@1_se, pass@{k}, pass@{k}_se, cons@{n}, cons@{n}_se
     (n = num_samples; absent when no problem is votable, i.e. code), format_rate, mean_length,
-    truncation_rate, num_problems, num_samples, num_voted, verify_errors, eval_time_s. Each sample:
+    truncation_rate, language_mixing_rate (`r1jax.evals.curation`), num_problems, num_samples,
+    num_voted, verify_errors, eval_time_s. Each sample:
     id, problem_index, sample_index, task, question, answer (gold), completion, extracted_answer,
     correct, format_ok, length, finish_reason ('stop' | 'length').
   """
@@ -271,6 +273,10 @@ def evaluate(*, sampler: Sampler, params: Any, tokenizer: Tokenizer, template: T
       truncation_rate=float(np.mean([s['finish_reason'] == 'length' for s in samples]))
       if samples else 0.0,
       verify_errors=float(errors), eval_time_s=time.time() - t0)
+  # Share of sampled CoTs that mix languages (target: the record's target_language, else the question's).
+  summary['language_mixing_rate'] = curation.language_mixing_rate(
+      [rformat.think_text(s['completion'], template.prompt_opens_think) for s in samples],
+      [s['question'] for s in samples], [r.get('target_language') for r in flat_records])
   for p in problems:   # the per-sample lists already live in `samples`
     del p['correct'], p['answers']
   return EvalResult(summary=summary, samples=samples, problems=problems)

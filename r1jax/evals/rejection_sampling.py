@@ -2,8 +2,9 @@
 
 From a checkpoint, sample N completions per prompt with the sharded sampler, verify them with the
 rule-based verifiers, keep correct ones that pass the readability filters (no language mixing, not
-over-long or truncated, not code-block heavy, R1 format), choose per prompt by a rule (`shortest`
-or `first` correct, up to `max_per_prompt`), and write an SFT dataset with provenance.
+over-long or truncated, no long paragraphs, no code blocks, R1 format: `r1jax.evals.curation`), choose
+per prompt by an explicit rule (`random` by default, `shortest`, `first` or `all` correct, up to
+`max_per_prompt`), and write an SFT dataset with provenance.
 
 Outputs (in `out_dir`, the stage's workdir):
   sft_data.jsonl     {prompt, completion, id, question, answer, task, source_checkpoint,
@@ -28,7 +29,6 @@ import json
 import logging
 import os
 import pathlib
-import re
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
@@ -36,7 +36,7 @@ import numpy as np
 
 from r1jax import paths
 from r1jax.data.templates import Template, get_template
-from r1jax.evals import evaluator
+from r1jax.evals import curation, evaluator
 from r1jax import stage_config
 from r1jax.stage_config import to_dict
 from r1jax.rewards import format as rformat
@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 
 SFT_FILE, PASS_RATES_FILE, PROGRESS_FILE, SUMMARY_FILE = (
     'sft_data.jsonl', 'pass_rates.jsonl', 'progress.json', 'summary.json')
-_FENCE_RE = re.compile(r'```.*?(?:```|$)', re.S)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,15 +63,16 @@ class RejectionOptions:
   chunk_size: int = 64               # prompts per resumable chunk
   seed: int = 0
   system: Optional[str] = None       # None: the template's default system prompt
-  select: str = 'shortest'           # 'shortest' (fewest tokens) or 'first' (lowest sample index)
+  select: str = 'random'             # 'random', 'shortest' (fewest tokens), 'first' or 'all' (curation.choose)
   max_per_prompt: int = 1
   require_format: bool = True        # strict R1 format of the sampling template
-  target_language: str = 'en'
-  min_language_share: float = 0.95   # CoT words in the target script; CoTs without words pass
+  target_language: str = 'auto'      # 'auto': the question's language (or the record's target_language)
+  min_language_share: float = 0.95   # CoT words in the target language; CoTs without words pass
+  max_paragraph_words: int = 0       # 0: no bound; words per blank-line-separated CoT paragraph
   max_completion_tokens: int = 0     # 0: no bound besides truncation (truncated never kept)
   max_reasoning_chars: int = 0       # 0: no bound
   max_code_fraction: float = 0.5     # share of CoT characters inside ``` fences
-  max_code_blocks: int = -1          # -1: no bound on the number of fenced blocks in the CoT
+  max_code_blocks: int = 0           # R1 drops CoTs with code blocks; -1: no bound
   pass_rate_min: float = 0.0         # keep prompts whose pass rate is in [min, max]
   pass_rate_max: float = 1.0
   output_format: str = 'raw'         # 'raw': the completion as sampled; 'cold_start': see below
@@ -81,8 +81,8 @@ class RejectionOptions:
   min_summary_chars: int = 1
 
   def __post_init__(self):
-    if self.select not in ('shortest', 'first'):
-      raise ValueError(f"select must be 'shortest' or 'first', got {self.select!r}")
+    if self.select not in curation.SELECT_RULES:
+      raise ValueError(f'select must be one of {curation.SELECT_RULES}, got {self.select!r}')
     if self.output_format not in ('raw', 'cold_start'):
       raise ValueError(f"output_format must be 'raw' or 'cold_start', got {self.output_format!r}")
     if self.num_samples < 1 or self.chunk_size < 1 or self.batch_size < 1:
@@ -134,21 +134,20 @@ def rejection_config(config: Any) -> RejectionConfig:
 # ---------------------------------------------------------------------------- filters
 
 
-def code_stats(text: str) -> tuple[int, float]:
-  """(number of ``` fenced blocks, share of characters inside them); an unclosed fence runs to the end."""
-  if not text:
-    return 0, 0.0
-  blocks = _FENCE_RE.findall(text)
-  return len(blocks), sum(len(b) for b in blocks) / len(text)
+code_stats = curation.code_stats
 
 
 def mixed_language(cot: str, target: str, min_share: float) -> bool:
-  """Whether the CoT's words are not (min_share of them) in the target script. Numbers-only CoTs
+  """Whether fewer than min_share of the CoT's words are in the target language. Numbers-only CoTs
   (no words at all) are not mixed."""
-  counts = rlanguage.script_word_counts(cot)
-  if sum(counts.values()) == 0:
-    return False
-  return rlanguage.language_share(cot, target) < min_share
+  return rlanguage.is_mixed(cot, target, min_share)
+
+
+def curation_filters(opts: RejectionOptions) -> curation.CurationFilters:
+  return curation.CurationFilters(
+      target_language=opts.target_language, min_language_share=opts.min_language_share,
+      max_paragraph_words=opts.max_paragraph_words, max_code_blocks=opts.max_code_blocks,
+      max_code_fraction=opts.max_code_fraction)
 
 
 def split_reasoning(text: str, template: Template) -> tuple[str, str]:
@@ -163,10 +162,10 @@ def split_reasoning(text: str, template: Template) -> tuple[str, str]:
   return reasoning, summary.strip()
 
 
-def reject_reason(sample: Mapping[str, Any], template: Template, opts: RejectionOptions
-                  ) -> Optional[str]:
+def reject_reason(sample: Mapping[str, Any], template: Template, opts: RejectionOptions,
+                  target: str = 'en') -> Optional[str]:
   """Why a correct sample is not usable as SFT data, or None. `sample` has text, length,
-  finish_reason."""
+  finish_reason; `target` is the CoT's language."""
   text = sample['text']
   if int(sample['finish_reason']) == FINISH_LENGTH:
     return 'truncated'
@@ -178,11 +177,9 @@ def reject_reason(sample: Mapping[str, Any], template: Template, opts: Rejection
   reasoning, summary = split_reasoning(text, template)
   if opts.max_reasoning_chars and len(reasoning) > opts.max_reasoning_chars:
     return 'too_long'
-  if mixed_language(reasoning, opts.target_language, opts.min_language_share):
-    return 'language'
-  blocks, fraction = code_stats(reasoning)
-  if fraction > opts.max_code_fraction or 0 <= opts.max_code_blocks < blocks:
-    return 'code_blocks'
+  reason = curation.cot_rejection(reasoning, curation_filters(opts), target)
+  if reason is not None:
+    return reason
   if opts.output_format == 'cold_start' and (not reasoning or
                                              len(summary) < opts.min_summary_chars):
     return 'no_summary'
@@ -211,19 +208,20 @@ def select_examples(samples: Sequence[dict], correct: Sequence[bool], rewards: S
   in_band = opts.pass_rate_min <= pass_rate <= opts.pass_rate_max
   filtered: dict[str, int] = {}
   candidates = []
+  target = curation.target_for(record, curation_filters(opts))
   for s, (sample, ok) in enumerate(zip(samples, correct)):
     if not ok:
       continue
-    reason = reject_reason(sample, template, opts)
+    reason = reject_reason(sample, template, opts, target)
     if reason is not None:
       filtered[reason] = filtered.get(reason, 0) + 1
     else:
       candidates.append(s)
-  if opts.select == 'shortest':
-    candidates.sort(key=lambda s: (samples[s]['length'], s))   # ties: the earlier sample
+  chosen = curation.choose(candidates, [s['length'] for s in samples], opts.select, opts.max_per_prompt,
+                           curation.prompt_rng(opts.seed, record['id']))
   rows = []
   if in_band:
-    for s in candidates[:opts.max_per_prompt]:
+    for s in chosen:
       prompt, completion = render_example(samples[s], record, template, opts)
       rows.append({'prompt': prompt, 'completion': completion, 'id': record['id'],
                    'question': record['question'], 'answer': record.get('answer'),
@@ -286,8 +284,12 @@ def rejection_sample(*, sampler: Sampler, params: Any, tokenizer, template: Temp
                      options: RejectionOptions = RejectionOptions(),
                      rewards: RewardSystem | Mapping | None = None, source_checkpoint: str = '',
                      max_chunks: Optional[int] = None,
-                     on_chunk_done: Optional[Callable[[int, dict], None]] = None) -> dict:
+                     on_chunk_done: Optional[Callable[[int, dict], None]] = None,
+                     judge: Any = None) -> dict:
   """Runs (or resumes) rejection sampling over `records`; returns the running totals.
+
+  `judge` (an `r1jax.evals.judge.Judge`) decides correctness for rows no rule can verify (verifier
+  kind `general`, e.g. writing with a reference answer), as R1 did with DeepSeek-V3.
 
   `max_chunks` stops after that many chunks in this call (`complete` is then False); a later call
   with the same arguments resumes. `on_chunk_done(chunk_index, totals)` runs after each committed
@@ -343,6 +345,12 @@ def rejection_sample(*, sampler: Sampler, params: Any, tokenizer, template: Temp
       res = evaluator.verify([g['text'] for g in flat], [r for r, gs in zip(chunk, gens) for _ in gs],
                              system_, lengths=[g['length'] for g in flat])
       correct = res.components['accuracy'] >= 1.0
+      if judge is not None:
+        from r1jax.evals import judge as judge_lib  # pylint: disable=import-outside-toplevel
+        flat_records = [r for r, gs in zip(chunk, gens) for _ in gs]
+        correct, n_judged = judge_lib.judge_correct(judge, flat_records, [g['text'] for g in flat], correct,
+                                                    template)
+        totals['judged'] = totals.get('judged', 0) + n_judged
       sft_rows, reports, k = [], [], 0
       for rec, gs in zip(chunk, gens):
         for g in gs:

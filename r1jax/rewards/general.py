@@ -233,3 +233,13 @@ register_scorer('toy_helpfulness', toy_helpfulness)
 register_scorer('toy_harmlessness', toy_harmlessness)
 register('helpfulness', helpfulness_reward)
 register('harmlessness', harmlessness_reward)
+
+
+def judge_reward(completions: list[str], **kwargs) -> np.ndarray:
+  """A generative judge's verdict as a reward (`r1jax.evals.judge.judge_reward`; imported on first use)."""
+  from r1jax.evals import judge  # pylint: disable=import-outside-toplevel
+  kwargs.pop('_components', None)
+  return judge.judge_reward(completions, **kwargs)
+
+
+register('judge', judge_reward)

@@ -6,6 +6,7 @@ All three are the same loop over `r1jax.train_state.make_train_step`:
 Data comes from `config.data.sources`, a list of sources mixed with weights:
   {"kind": "jsonl", "path": ..., "prompt_field": "prompt", "completion_field": "completion"}
   {"kind": "procedural", "task": "countdown"|"arithmetic", "num_examples": N, "error_rate": p}
+  {"kind": "chat", "path": ..., "chat_template": ... | "chat_template_from": HF dir}  (r1jax/data/chat.py)
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from r1jax import experiment, paths, sharding, stage_config
 from r1jax.checkpoint import Checkpointer
-from r1jax.data import pipeline, procedural
+from r1jax.data import epochs, pipeline, procedural
 from r1jax.metrics import MetricsWriter, Progress, plot_curves, read_metrics, truncate_metrics
 from r1jax.models.factory import merge_params
 from r1jax.train_state import (init_train_state, jit_train_step, make_optimizer, make_train_step,
@@ -43,6 +44,11 @@ def load_sources(data: stage_config.DataConfig) -> tuple[list[list[dict]], list[
       if not rows:
         raise ValueError(f"config.data.sources[{i}]: no rows with fields {pf!r}/{cf!r} in "
                          f"{src.path}")
+    elif src.kind == "chat":   # `messages` conversations (JSONL / Parquet), r1jax/data/chat.py
+      from r1jax.data import chat  # pylint: disable=import-outside-toplevel
+      rows = chat.load_chat_source(dict(path=src.path, messages_field=src.messages_field,
+                                        turns=src.turns, template=src.chat_template,
+                                        chat_template_from=src.chat_template_from))
     else:
       rows = procedural.make_sft_corpus(
           task=src.task, num_examples=src.num_examples, seed=src.seed, split=src.split,
@@ -97,6 +103,16 @@ def train(config, workdir: str | os.PathLike,
   tokenizer = experiment.get_tokenizer(cfg, workdir, corpus=corpus)
   model_cfg, graphdef, params = experiment.init_model(cfg, mesh, rules, tokenizer, workdir)
   num_steps = tcfg.num_steps
+  # train.num_epochs > 0: a finite epoch plan (r1jax/data/epochs.py) sets the number of steps.
+  epoch_kw = dict(num_epochs=tcfg.num_epochs,
+                  epoch_proportions=list(dcfg.epoch_proportions) or None,
+                  epoch_size=dcfg.epoch_size)
+  if tcfg.num_epochs:
+    num_steps = epochs.num_batches([len(s) for s in sources], tcfg.num_epochs,
+                                   tcfg.batch_size // jax.process_count(),
+                                   epoch_kw["epoch_proportions"], dcfg.epoch_size,
+                                   jax.process_count())
+    log.info("%d epochs: %d steps", tcfg.num_epochs, num_steps)
   optimizer, schedule = make_optimizer(dataclasses.asdict(cfg.optim), num_steps)
   state = init_train_state(params, optimizer, cfg.seed)
   del params
@@ -108,7 +124,7 @@ def train(config, workdir: str | os.PathLike,
       sources if len(sources) > 1 else sources[0], tokenizer,
       batch_size=batch_size // jax.process_count(), max_len=tcfg.seq_len,
       seed=cfg.seed, weights=weights if len(sources) > 1 else None,
-      pack=dcfg.pack, overflow=dcfg.overflow)
+      pack=dcfg.pack, overflow=dcfg.overflow, **epoch_kw)
 
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=tcfg.max_to_keep)
   restored = ckpt.restore_latest(state)

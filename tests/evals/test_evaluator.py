@@ -20,7 +20,7 @@ RECORDS = [
      'tests': 'def check(candidate):\n  assert candidate(1, 2) == 3\n'},
 ]
 RESPONSES = {
-    'half': [r1('half is', '0.5'), r1('one over two', '1/2'), r1('hmm', '3'), 'no idea'],
+    'half': [r1('half is', '0.5'), r1('one over two', '1/2'), r1('嗯，我们再算一次 and again', '3'), 'no idea'],
     'two': [r1('a', '7'), r1('b', '7'), r1('c', '2'), 'seven ' * 200],   # the last is truncated
     'poly': [r1('p', '1+x'), r1('p', 'x + 1'), r1('p', 'x+1'), r1('p', '1 + x')],
     'add': [CODE, WRONG_CODE, CODE, WRONG_CODE],
@@ -61,6 +61,7 @@ def test_scripted_metrics_match_hand_computed(tok, scripted):
   assert s['num_voted'] == 3 and s['num_problems'] == 4 and s['num_samples'] == 4
   assert s['format_rate'] == pytest.approx(10 / 16)
   assert s['truncation_rate'] == pytest.approx(1 / 16)
+  assert s['language_mixing_rate'] == pytest.approx(1 / 16)   # the Chinese/English CoT of 'half'
   by_id = {p['id']: p for p in res.problems}
   assert by_id['half']['voted_answer'] == '0.5' and by_id['half']['cons'] is True
   assert by_id['two']['voted_answer'] == '7' and by_id['two']['cons'] is False

@@ -36,7 +36,7 @@ def _make_responder(records):
 
 
 def _opts(**kw):
-  base = dict(num_samples=N, batch_size=2, chunk_size=4, max_prompt_len=320, max_new_tokens=96)
+  base = dict(num_samples=N, batch_size=2, chunk_size=4, max_prompt_len=320, max_new_tokens=96, select='shortest')
   return RejectionOptions(**{**base, **kw})
 
 
@@ -98,6 +98,30 @@ def test_filters_unit():
   assert rs.code_stats('a ```b``` c ```d') == (2, pytest.approx(11 / 16))
   assert rs.split_reasoning(r1('why', '42'), t) == ('why', '42')
   assert rs.mixed_language('Это русский text', 'en', 0.9)
+  assert RejectionOptions().select == 'random' and RejectionOptions().max_code_blocks == 0
+  para = {**ok, 'text': r1('We add the numbers one by one here.\n\nThen we check it.', '1')}
+  assert rs.reject_reason(para, t, opts) is None
+  assert rs.reject_reason(para, t, dataclasses.replace(opts, max_paragraph_words=5)) == 'paragraph'
+  french = {**ok, 'text': r1("On additionne d'abord les deux nombres entre eux.", '1')}
+  assert rs.reject_reason(french, t, opts, target='fr') is None
+  assert rs.reject_reason(french, t, opts, target='en') == 'language'
+
+
+def test_random_rule_is_per_prompt_deterministic(tok, scripted, countdown_records, tmp_path):
+  """The default `random` rule: a choice among the clean correct samples that repeats across runs."""
+  recs = countdown_records[:6]
+  runs = []
+  for seed, out in ((0, 'a'), (0, 'b'), (1, 'c')):
+    rs.rejection_sample(sampler=scripted(_make_responder(recs)), params=None, tokenizer=tok,
+                        template='r1_zero', records=recs, out_dir=tmp_path / out,
+                        options=_opts(select='random', seed=seed))
+    runs.append([(r['id'], r['sample_index']) for r in _read(tmp_path / out / rs.SFT_FILE)])
+  assert runs[0] == runs[1]
+  assert {s for _, s in runs[0]} <= {1, 2}
+  all_rows = rs.rejection_sample(sampler=scripted(_make_responder(recs)), params=None, tokenizer=tok,
+                                 template='r1_zero', records=recs, out_dir=tmp_path / 'all',
+                                 options=_opts(select='all'))
+  assert all_rows['num_examples'] == 6   # prompts 1 and 4: both clean samples; 2 and 5: one
 
 
 def _resume_kwargs(tok, recs, out):

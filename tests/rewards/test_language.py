@@ -1,11 +1,15 @@
-"""Language consistency: the share of CoT words in the target script."""
+"""Language consistency: the share of CoT words in the target language (script per word, py3langid within one)."""
+import json
+import os
+
+import numpy as np
 import pytest
 
 from r1jax.rewards import language as rlang
 
 
 def test_scripts_counted():
-  c = rlang.script_word_counts('Hello world 你好 안녕하세요 привет мир مرحبا')
+  c = rlang.script_word_counts('Hello world 你好 안녕하세요 привет мир مرحبا x = 3')
   assert c['latin'] == 2 and c['han'] == 2 and c['hangul'] == 1 and c['cyrillic'] == 2 and c['arabic'] == 1
 
 
@@ -17,17 +21,109 @@ def test_scripts_counted():
     ('답은 42 입니다', 'ko', 1.0),
     ('Итак answer', 'ru', 0.5),
     ('$\\frac{1}{2} + \\sqrt{3}$ = 2', 'en', 0.0),   # LaTeX and numbers are not words
+    ('设 x 为苹果的数量，则 2x + 3 = 11，所以 x = 4。', 'zh', 1.0),   # math variables are not words
     ('', 'en', 0.0),
 ])
-def test_language_share(text, target, share):
+def test_language_share_by_script(text, target, share):
   assert rlang.language_share(text, target) == pytest.approx(share)
 
 
-def test_reward_scopes_think_and_per_example_targets():
-  comps = ['<think>we compute 我们</think><answer>中文答案</answer>', '<think>我们计算</think><answer>x</answer>']
-  r = rlang.language_reward(comps, target_language=['en', 'zh'])
-  assert r.tolist() == pytest.approx([2 / 4, 1.0])
-  r_all = rlang.language_reward(comps, target_language='en', scope='all')
+# Real mixed text: (CoT, target, expected word counts per language).
+MIXED = [
+    # English / Chinese, switching inside one sentence.
+    ('首先我们计算两个数的和, then we multiply by three to get the answer.', 'en', {'zh': 11, 'en': 9}),
+    # English / Korean.
+    ('먼저 두 수의 합을 계산합니다. Then we multiply the result by three.', 'ko', {'ko': 5, 'en': 7}),
+    # English / French, sentence level: the same script, told apart by the identifier. The one-word clause
+    # 'Ensuite' is too short to identify and gets the benefit of the doubt (counted as the target).
+    ('First we compute the sum. Ensuite, on multiplie le résultat par trois pour obtenir la réponse.', 'en',
+     {'en': 6, 'fr': 10}),
+    # Code-switching mid-sentence, both directions.
+    ('We add 3 and 4, donc la réponse est bien sept.', 'en', {'en': 3, 'fr': 6}),
+    ('Wir addieren zuerst beide Zahlen, and then we divide the total by two.', 'en', {'de': 5, 'en': 8}),
+]
+
+
+@pytest.mark.parametrize('text,target,counts', MIXED)
+def test_mixed_text_word_languages(text, target, counts):
+  assert rlang.word_languages(text, target) == counts
+  assert rlang.language_share(text, target) == pytest.approx(counts[target] / sum(counts.values()))
+  assert rlang.is_mixed(text, target)
+
+
+@pytest.mark.parametrize('text,lang', [
+    ("Calculons d'abord la somme des deux nombres. Ensuite on multiplie par trois.", 'fr'),
+    ('Primero calculamos la suma de los dos números.', 'es'),
+    ('Berechnen wir zuerst die Summe der beiden Zahlen.', 'de'),
+    ('Let x be the number of apples. Then 2x + 3 = 11, so x = 4.', 'en'),
+    ('Wait, let me check this again. Hmm, ok so the answer is 4.', 'en'),
+])
+def test_monolingual_text_is_consistent(text, lang):
+  assert rlang.language_share(text, lang) == 1.0
+  assert not rlang.is_mixed(text, lang)
+  assert rlang.detect_language(text) == lang
+
+
+@pytest.mark.parametrize('question,lang', [
+    ('What is the sum of 3 and 4?', 'en'),
+    ('Quelle est la somme de 3 et de 4 ?', 'fr'),
+    ('3와 4의 합은 무엇입니까?', 'ko'),
+    ('3 和 4 的和是多少？', 'zh'),
+    ('3と4の和はいくつですか？', 'ja'),
+    ('Сколько будет три плюс четыре?', 'ru'),
+    ('12 + 7 = ?', 'en'),   # no words: the default
+])
+def test_detect_language_of_questions(question, lang):
+  assert rlang.detect_language(question) == lang
+
+
+def test_reward_targets_from_field_or_question():
+  comps = ['<think>we compute 我们</think><answer>中文答案</answer>', '<think>我们计算</think><answer>x</answer>',
+           "<think>On additionne d'abord les deux nombres entre eux.</think><answer>7</answer>",
+           "<think>On additionne d'abord les deux nombres entre eux.</think><answer>7</answer>"]
+  r = rlang.language_reward(comps, target_language=['en', 'zh', 'auto', None],
+                            question=['q', 'q', 'Quelle est la somme de 3 et 4 ?', 'What is 3 plus 4?'])
+  assert r.tolist() == pytest.approx([2 / 4, 1.0, 1.0, 0.0])
+  r_all = rlang.language_reward(comps[:1], target_language='en', scope='all')
   assert r_all[0] < r[0]
+  # unknown targets score 0 in the reward (never raise in training) but are an error in the library call
+  assert rlang.language_reward(comps[:1], target_language='klingon').tolist() == [0.0]
   with pytest.raises(ValueError):
     rlang.language_share('x', 'klingon')
+
+
+def test_mixing_rate():
+  cots = [MIXED[0][0], 'Let us compute the sum of both numbers.', '12 + 7 = 19']
+  assert rlang.mixing_rate(cots, ['en'] * 3) == pytest.approx(1 / 3)
+
+
+@pytest.mark.skipif(not os.path.exists('/work/shared/data/gsm8k/test.jsonl'), reason='needs the GSM8K data')
+def test_no_false_mixing_on_real_english_solutions():
+  """Precision on real English reasoning: GSM8K and MATH-500 reference solutions are not flagged as mixed."""
+  texts = [json.loads(l)['answer'] for l in open('/work/shared/data/gsm8k/test.jsonl', encoding='utf-8')][:400]
+  if os.path.exists('/work/shared/data/math500/test.jsonl'):
+    texts += [json.loads(l)['solution'] for l in open('/work/shared/data/math500/test.jsonl', encoding='utf-8')]
+  assert rlang.mixing_rate(texts, ['en'] * len(texts)) == 0.0
+  shares = np.array([rlang.language_share(t, 'en') for t in texts if rlang.script_word_counts(t)['latin']])
+  assert shares.min() >= 0.95
+
+
+def test_detected_target_of_real_and_procedural_questions_is_english():
+  """'auto' targets: every GSM8K / MATH-500 question and every procedural arithmetic question ('Compute 3 - 1.',
+  one word: too few to identify, so the default) is English."""
+  from r1jax.data import procedural
+  qs = [r['question'] for r in procedural.arithmetic_dataset('train', 100, seed=0)]
+  for name, field in (('gsm8k', 'question'), ('math500', 'problem')):
+    path = f'/work/shared/data/{name}/test.jsonl'
+    if os.path.exists(path):
+      qs += [json.loads(l)[field] for l in open(path, encoding='utf-8')][:300]
+  assert {rlang.detect_language(q) for q in qs} == {'en'}
+
+
+def test_long_text_is_estimated_from_a_bounded_sample():
+  """Past 2048 clauses the share is estimated on evenly spaced clauses: bounded work, close to the exact share."""
+  en, fr = 'We add all the numbers together now. ', "On additionne d'abord les nombres entre eux. "
+  text = (en * 3 + fr) * 20_000                      # 80k clauses; exact share 21 / 28 by words
+  exact = 21 / (21 + 7)
+  assert rlang.language_share(text, 'en') == pytest.approx(exact, abs=0.03)
+  assert sum(rlang.script_word_counts(text).values()) == 28 * 20_000   # counting stays exact
