@@ -154,6 +154,7 @@ class ExperienceMaker:
         "reward/mean": float(total.mean()), "reward/std": float(total.std()),
         **{f"reward/{k}": float(v.mean()) for k, v in comps.items()},
         "completion_len/mean": float(lengths.mean()), "completion_len/max": float(lengths.max()),
+        "completion_len/min": float(lengths.min()),
         "truncation_rate": float(truncated.mean()),
         "zero_variance_groups": float(zero_var.mean()),
         "time/sample_s": sample_time, "time/reward_wait_s": wait_time,

@@ -297,8 +297,11 @@ class Sampler:
       logits_BV = model.unembed(h_BPD[:, -1:])[:, 0]
       # The G samples of a prompt share its prefill: repeat the cache, don't recompute.
       rep = lambda x: jnp.repeat(x, g, axis=0)
-      cache = [{n: jnp.pad(rep(layer[n]), ((0, 0), (0, length), (0, 0), (0, 0)))
-                for n in ("k", "v")} for layer in cache]
+      def grow(x, axis):  # the L decode slots after the prompt's P, on the slot axis
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (0, length)
+        return jnp.pad(rep(x), widths)
+      cache = [{n: grow(layer[n], kv_cache.SEQ_AXIS[n]) for n in ("k", "v")} for layer in cache]
       ids_RP, mask_RP = rep(ids_BP), rep(mask_BP)
       prompt_lens_R = jnp.sum(mask_RP, axis=1).astype(jnp.int32)
       state = _State(
