@@ -165,6 +165,8 @@ def r1jax_config(files: dict, b: int, g: int, steps: int, workdir_base: str):
   c.rl.update(num_prompts=b, group_size=g, max_new_tokens=NEW_TOKENS, temperature=1.0,
               max_prompt_len=32, stop_strings=(), sample_chunks=1, cache_dtype="float32",
               ignore_eos=True)   # every completion runs to L, as vLLM's ignore_eos
+  with c.rl.ignore_type():  # prompt widths chosen from the data (r1jax.rollout.buckets)
+    c.rl.prompt_len_buckets = "auto"
   c.rl.loss.beta = 0.04
   c.rewards.weights = {"format": 1.0}
   c.rewards.num_workers = 0
@@ -195,6 +197,7 @@ def run_r1jax(files: dict, b: int, g: int, steps: int, out: str) -> None:
          "min_len": min(r.get("completion_len/min", r["completion_len/mean"]) for r in records),
          "max_len": max(r["completion_len/max"] for r in records),
          "prompt_width": [r.get("prompt_width", float("nan")) for r in records],
+         "padding": [r.get("prompt_padding_fraction", float("nan")) for r in records],
          "version": f"r1jax (jax {jax.__version__})"}
   with open(out, "w") as f:
     json.dump(res, f)
@@ -301,6 +304,10 @@ def main():
         rows[name] = {"step": step, **split, "tok_s": tok, "frac": frac, "logit_diff": diff,
                       "exact_len": exact, "load": r["load"], "steps": r["step"],
                       "version": r["version"]}
+      if "r1jax" in results:
+        r = results["r1jax"]
+        print(f"(r1jax prompt width per step {r.get('prompt_width')}, padding fraction "
+              f"{[round(x, 2) for x in r.get('padding', [])]})")
       print(f"(peak {peak / 1e9:.1f} GFLOP/s; counted GFLOP: sample {flops['sample'] / 1e9:.1f}, "
             f"reference {flops['reference'] / 1e9:.1f}, update {flops['update'] / 1e9:.1f})")
       summary[wl] = rows

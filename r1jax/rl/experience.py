@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from r1jax.rl import advantages as adv_lib
+from r1jax.rollout.buckets import padding_fraction
 from r1jax.rollout.sampler import FINISH_LENGTH, Rollout, Sampler, SamplerConfig
 
 
@@ -163,6 +164,10 @@ class ExperienceMaker:
         "reward_overlap": float(1.0 - min(wait_time / reward_time, 1.0)) if reward_time > 0 else 0.0,
         "time/experience_s": time.perf_counter() - t0,
         "sampled_tokens": float(lengths.sum()),
+        # Prompt width the step ran at (its bucket) and the share of it that is padding.
+        "prompt_width": float(rollout.prompt_ids.shape[1]),
+        "prompt_padding_fraction": padding_fraction(batch["prompt_mask"],
+                                                    rollout.prompt_ids.shape[1]),
     }
     # Rates from the all-gathered components, and failure counts summed over the
     # chunks and the processes: each `RewardResult` only saw one chunk of this

@@ -35,6 +35,7 @@ from r1jax.rl import losses
 from r1jax.rl.experience import ExperienceMaker, select_groups
 from r1jax.rl.logprobs import completion_logprobs
 from r1jax.rl.tasks import load_rl_records
+from r1jax.rollout import buckets
 from r1jax.rollout.sampler import Sampler, SamplerConfig
 from r1jax.train_state import (init_train_state, make_optimizer, make_train_step,
                                state_shardings)
@@ -75,7 +76,8 @@ def sampler_config(rl, tokenizer, stop_strings) -> SamplerConfig:
       top_k=int(cfg_get(rl, "top_k", 0)), eos_ids=tuple(dict.fromkeys(eos)),
       stop_sequences=tuple(stops), pad_id=int(tokenizer.pad_id),
       cache_dtype=cfg_get(rl, "cache_dtype", "float32"),
-      prompt_len_buckets=tuple(cfg_get(rl, "prompt_len_buckets", ()))
+      prompt_len_buckets=(() if cfg_get(rl, "prompt_len_buckets", ()) == "auto"
+                          else tuple(cfg_get(rl, "prompt_len_buckets", ())))
       or (int(rl.max_prompt_len),))
 
 
@@ -150,6 +152,12 @@ def setup(config, workdir: str) -> GRPOSetup:
   ref_params = jax.tree.map(jnp.copy, params) if loss_cfg.beta > 0 else None
   stop_strings = tuple(cfg_get(rl, "stop_strings", ("</answer>",)))
   scfg = sampler_config(rl, tokenizer, stop_strings)
+  if cfg_get(rl, "prompt_len_buckets", ()) == "auto":  # a few widths from the data
+    lengths = buckets.sample_prompt_lengths(train_records, tokenizer, template,
+                                            seed=int(cfg_get(config, "seed", 0)))
+    scfg = dataclasses.replace(scfg, prompt_len_buckets=buckets.buckets_from_lengths(
+        lengths, int(rl.max_prompt_len), int(rl.num_prompts)))
+    log.info("Prompt-width buckets from the data: %s", scfg.prompt_len_buckets)
   sampler = Sampler(graphdef, model_cfg, scfg, mesh, rules)
   oversample = int(cfg_get(rl, "dynamic_sampling_factor", 1)) if cfg_get(rl, "dynamic_sampling") else 1
   prompt_iter = pipeline.make_prompt_iterator(

@@ -32,6 +32,7 @@ from r1jax.models import kv_cache
 from r1jax.models.config import ModelConfig
 from r1jax.models.factory import merge_params
 from r1jax.rollout import sampling
+from r1jax.rollout.buckets import choose_bucket
 from r1jax.sharding import ShardingRules, batch_sharding
 
 FINISH_STOP = 0     # EOS id or a stop sequence
@@ -119,13 +120,10 @@ class _State:
 
 
 def _smallest_bucket(n: int, buckets: tuple[int, ...], what: str) -> int:
-  fitting = [b for b in buckets if b >= n]
-  if fitting:
-    return min(fitting)
-  if buckets:
+  if buckets and n > max(buckets):
     logging.warning("%s %d exceeds the largest bucket %d: compiling for the exact size",
                     what, n, max(buckets))
-  return n
+  return choose_bucket(n, buckets)
 
 
 def bucket_prompts(prompt_ids, prompt_mask, config: SamplerConfig
