@@ -1,6 +1,7 @@
 """Sampler throughput: prefill and decode tokens/s next to a measured roofline.
 
-    python benchmarks/sampler.py                      # tiny preset + a ~29M "small" config
+    python benchmarks/sampler.py                      # the ~25M peer shape at batch 64 and 256
+    python benchmarks/sampler.py --configs tiny,small --batches 1,8,32
     python benchmarks/sampler.py --configs tiny --batches 1,8 --prompt_len 32 --new_tokens 32
 
 The roofline is per phase: time >= max(FLOPs / F, bytes / BW), where F is this
@@ -20,6 +21,7 @@ sizes that is a small term.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import jax
@@ -33,6 +35,10 @@ from r1jax.rollout import Sampler, SamplerConfig, bucket_prompts
 CONFIGS = {
     "tiny": lambda: get_model_config("tiny"),
     # ~29M params: big enough that the matmuls, not dispatch, dominate on CPU.
+    # The ~25M-matmul-param shape of benchmarks/peers.py and grpo_step.py (vocab 1024, tied).
+    "25m": lambda: ModelConfig(family="qwen2", vocab_size=1024, embed_dim=512, mlp_dim=1536,
+                               num_layers=8, num_heads=8, num_kv_heads=4, head_dim=64,
+                               qkv_bias=True, tie_embeddings=True, max_position_embeddings=4096),
     "small": lambda: ModelConfig(family="qwen2", vocab_size=8192, embed_dim=512, mlp_dim=1536,
                                  num_layers=8, num_heads=8, num_kv_heads=4, head_dim=64,
                                  qkv_bias=True, max_position_embeddings=4096),
@@ -143,8 +149,8 @@ def report(name, cfg, batch, prompt_len, new_tokens, cache_dtype, measured, mach
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--configs", default="tiny,small")
-  parser.add_argument("--batches", default="1,8,32")
+  parser.add_argument("--configs", default="25m")
+  parser.add_argument("--batches", default="64,256")
   parser.add_argument("--prompt_len", type=int, default=64)
   parser.add_argument("--new_tokens", type=int, default=64)
   parser.add_argument("--cache_dtype", default="float32")
@@ -163,7 +169,8 @@ def main():
       results.append((batch, measure_sampler(cfg, batch, args.prompt_len, args.new_tokens, sc_kw,
                                              args.repeats)))
       machine.measure()
-    print(f"\n[{name}] {cfg.num_params() / 1e6:.1f}M params, dtype {cfg.dtype}, "
+    print(f"\n[{name}] load average {os.getloadavg()[0]:.2f}; "
+          f"{cfg.num_params() / 1e6:.1f}M params, dtype {cfg.dtype}, "
           f"cache {args.cache_dtype}, top_p {args.top_p}; best measured matmul "
           f"{machine.flops / 1e9:.1f} GFLOP/s, copy {machine.bw / 1e9:.1f} GB/s")
     for batch, measured in results:

@@ -424,8 +424,12 @@ class RLConfig:
   recompute_old_logprobs: bool | None = None
   sample_chunks: int = 1         # reward scoring of chunk k overlaps sampling of chunk k+1
   cache_dtype: str = "bfloat16"  # the sampler's KV cache
-  prompt_len_buckets: tuple[int, ...] = ()
+  prompt_len_buckets: tuple[int, ...] = ()  # () = (max_prompt_len,): one program
+  # Choose a few prompt widths from the tokenised training prompts instead
+  # (r1jax.rollout.buckets), so short prompts do not pay for max_prompt_len.
+  auto_prompt_buckets: bool = False
   stop_strings: tuple[str, ...] = ("</answer>",)
+  ignore_eos: bool = False       # as vLLM's ignore_eos: every completion runs to max_new_tokens
 
   @staticmethod
   def _configdict_field(name):

@@ -176,8 +176,8 @@ def run(config, workdir: str | os.PathLike, *, max_chunks: Optional[int] = None)
   """Stage entry point: `config.responses` (ResponseOptions fields, `tasks` or `path` of prompts, `template`)."""
   from r1jax.data import tasks as tasks_lib  # pylint: disable=import-outside-toplevel
   from r1jax.evals import runner  # pylint: disable=import-outside-toplevel
-  from r1jax.experiment import cfg_get, to_dict  # pylint: disable=import-outside-toplevel
-  section = dict(to_dict(cfg_get(config, 'responses', {})) or {})
+  from r1jax.stage_config import to_dict  # pylint: disable=import-outside-toplevel
+  section = dict(to_dict(config.get('responses', None)) or {})
   task_cfgs = list(section.pop('tasks', ()) or ())
   if not task_cfgs:
     raise ValueError("config.responses.tasks is empty (e.g. [{'name': 'jsonl', 'task': 'general', 'path': ...}])")
@@ -201,4 +201,4 @@ def run(config, workdir: str | os.PathLike, *, max_chunks: Optional[int] = None)
       max_new_tokens=opts.max_new_tokens or 512, sampler_cfg=sampler_cfg)
   return generate_responses(sampler=sampler, params=params, tokenizer=tokenizer, template=template,
                             records=records, out_dir=workdir, options=opts, max_chunks=max_chunks,
-                            source_checkpoint=str(cfg_get(config, 'init_from', '')))
+                            source_checkpoint=str(config.get('init_from', '') or ''))

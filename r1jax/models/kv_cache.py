@@ -1,4 +1,10 @@
-"""KV cache: a list (one entry per layer) of {"k", "v"} arrays of shape [B, S, K, H].
+"""KV cache: a list (one entry per layer) of {"k": [B, K, H, S], "v": [B, K, S, H]} arrays.
+
+The layouts are the ones attention multiplies without a transpose: scores are
+q [B, K, G*T, H] @ k [B, K, H, S] and the output probs [B, K, G*T, S] @ v [B, K, S, H],
+both plain batched matmuls over (B, K). With the Hugging Face order [B, S, K, H] the
+compiler copied the whole cache of every layer into this order at every decode step
+(see docs/performance.md). New tokens are written at slot positions along S.
 
 The cache is a plain pytree so the sampler can carry it through `lax.while_loop`
 and donate it. Its dtype is configurable: bfloat16 halves its memory.
@@ -12,25 +18,33 @@ from jax.sharding import Mesh, NamedSharding
 from r1jax.models.config import ModelConfig
 from r1jax.sharding import ShardingRules, named_sharding
 
-CACHE_LOGICAL_AXES = ("batch", "cache_seq", "act_kv_heads", "head_dim")
+CACHE_LOGICAL_AXES = {"k": ("batch", "act_kv_heads", "head_dim", "cache_seq"),
+                      "v": ("batch", "act_kv_heads", "cache_seq", "head_dim")}
+SEQ_AXIS = {"k": 3, "v": 2}  # where the S (slot) axis is in each array
 
 
 def cache_shape(cfg: ModelConfig, batch: int, length: int) -> tuple[int, int, int, int]:
+  """[B, S, K, H]: the logical extent of one of k / v (see `cache_shapes` for layouts)."""
   return (batch, length, cfg.num_kv_heads, cfg.head_dim)
 
 
+def cache_shapes(cfg: ModelConfig, batch: int, length: int) -> dict[str, tuple[int, ...]]:
+  b, s, k, h = cache_shape(cfg, batch, length)
+  return {"k": (b, k, h, s), "v": (b, k, s, h)}
+
+
 def init_cache(cfg: ModelConfig, batch: int, length: int, dtype=jnp.bfloat16) -> list[dict]:
-  """Zeros [B, S, K, H] per layer (call inside jit with out_shardings to shard)."""
-  shape = cache_shape(cfg, batch, length)
-  return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
-          for _ in range(cfg.num_layers)]
+  """Zeros k [B, K, H, S] and v [B, K, S, H] per layer (inside jit with out_shardings to shard)."""
+  shapes = cache_shapes(cfg, batch, length)
+  return [{n: jnp.zeros(shapes[n], dtype) for n in ("k", "v")} for _ in range(cfg.num_layers)]
 
 
 def cache_shardings(cfg: ModelConfig, batch: int, length: int, mesh: Mesh,
                     rules: ShardingRules) -> list[dict[str, NamedSharding]]:
   """Batch over the data axes, kv heads over `tensor` (when they divide)."""
-  s = named_sharding(CACHE_LOGICAL_AXES, cache_shape(cfg, batch, length), rules, mesh)
-  return [{"k": s, "v": s} for _ in range(cfg.num_layers)]
+  shapes = cache_shapes(cfg, batch, length)
+  s = {n: named_sharding(CACHE_LOGICAL_AXES[n], shapes[n], rules, mesh) for n in ("k", "v")}
+  return [dict(s) for _ in range(cfg.num_layers)]
 
 
 def cache_bytes(cfg: ModelConfig, batch: int, length: int, dtype=jnp.bfloat16) -> int:

@@ -126,25 +126,34 @@ class Attention(_Sharded):
     k = apply_rope(k, positions_BT, inv_freq)
     q = self.shard(q, ("batch", "seq", "act_heads", "head_dim"))
 
+    # Keys as [B, K, H, S] and values as [B, K, S, H]: the cache's layouts (see
+    # r1jax.models.kv_cache), in which both attention matmuls need no transpose.
+    k_BKHS = k.transpose(0, 2, 3, 1)
+    v_BKSH = v.transpose(0, 2, 1, 3)
     new_cache = None
     if cache is not None:
       # All rows write at the same slot: prompts are left-padded to a common length.
-      idx = (0, cache_index, 0, 0)
-      k_all = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), idx)
-      v_all = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), idx)
-      new_cache = {"k": k_all, "v": v_all}
-      k, v = k_all.astype(dt), v_all.astype(dt)
-    k = self.shard(k, ("batch", "cache_seq" if cache is not None else "seq", "act_kv_heads", "head_dim"))
-    v = self.shard(v, ("batch", "cache_seq" if cache is not None else "seq", "act_kv_heads", "head_dim"))
+      k_BKHS = jax.lax.dynamic_update_slice(cache["k"], k_BKHS.astype(cache["k"].dtype),
+                                            (0, 0, 0, cache_index))
+      v_BKSH = jax.lax.dynamic_update_slice(cache["v"], v_BKSH.astype(cache["v"].dtype),
+                                            (0, 0, cache_index, 0))
+      new_cache = {"k": k_BKHS, "v": v_BKSH}
+      k_BKHS, v_BKSH = k_BKHS.astype(dt), v_BKSH.astype(dt)
+    seq = "cache_seq" if cache is not None else "seq"
+    k_BKHS = self.shard(k_BKHS, ("batch", "act_kv_heads", "head_dim", seq))
+    v_BKSH = self.shard(v_BKSH, ("batch", "act_kv_heads", seq, "head_dim"))
 
     b, t, n, h = q.shape
     kv = cfg.num_kv_heads
     q = q.reshape(b, t, kv, n // kv, h)
-    scores = jnp.einsum("btkgh,bskh->bkgts", q, k, preferred_element_type=jnp.float32)
+    if dt != jnp.float32 and jax.default_backend() == "cpu":
+      # XLA:CPU has no bf16 x bf16 -> f32 kernel for this (transpose-free) dot.
+      q, k_BKHS = q.astype(jnp.float32), k_BKHS.astype(jnp.float32)
+    scores = jnp.einsum("btkgh,bkhs->bkgts", q, k_BKHS, preferred_element_type=jnp.float32)
     scores = scores * (h ** -0.5)
     scores = jnp.where(mask_BTS[:, None, None, :, :], scores, _MASK_VALUE)
     probs = jax.nn.softmax(scores, axis=-1).astype(dt)
-    out = jnp.einsum("bkgts,bskh->btkgh", probs, v).reshape(b, t, n, h)
+    out = jnp.einsum("bkgts,bksh->btkgh", probs, v_BKSH).reshape(b, t, n, h)
     out = self.shard(out, ("batch", "seq", "act_heads", "head_dim"))
     y = jnp.einsum("btnh,nhd->btd", out, self.o_proj[...].astype(dt))
     return y, new_cache

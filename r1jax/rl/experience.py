@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from r1jax.rl import advantages as adv_lib
+from r1jax.rollout.buckets import padding_fraction
 from r1jax.rollout.sampler import FINISH_LENGTH, FINISH_STOP, Rollout, Sampler, SamplerConfig
 from r1jax.rollout.stops import apply_stops
 
@@ -174,6 +175,7 @@ class ExperienceMaker:
         "reward/mean": float(total.mean()), "reward/std": float(total.std()),
         **{f"reward/{k}": float(v.mean()) for k, v in comps.items()},
         "completion_len/mean": float(lengths.mean()), "completion_len/max": float(lengths.max()),
+        "completion_len/min": float(lengths.min()),
         "truncation_rate": float(truncated.mean()),
         "zero_variance_groups": float(zero_var.mean()),
         "time/sample_s": sample_time, "time/reward_wait_s": wait_time,
@@ -182,6 +184,10 @@ class ExperienceMaker:
         "reward_overlap": float(1.0 - min(wait_time / reward_time, 1.0)) if reward_time > 0 else 0.0,
         "time/experience_s": time.perf_counter() - t0,
         "sampled_tokens": float(lengths.sum()),
+        # Prompt width the step ran at (its bucket) and the share of it that is padding.
+        "prompt_width": float(rollout.prompt_ids.shape[1]),
+        "prompt_padding_fraction": padding_fraction(batch["prompt_mask"],
+                                                    rollout.prompt_ids.shape[1]),
     }
     # Rates from the all-gathered components, and failure counts summed over the
     # chunks and the processes: each `RewardResult` only saw one chunk of this

@@ -58,9 +58,22 @@ def logprobs_from_hidden(h_BTD: jax.Array, w_DV: jax.Array, targets_BT: jax.Arra
   """
   v = w_DV.shape[1]
   chunk = v if vocab_chunk is None else max(1, min(int(vocab_chunk), v))
-  w_nDC, n = _pad_chunks(w_DV, chunk)
   inv_t = 1.0 / float(temperature)
   targets_BT = targets_BT.astype(jnp.int32)
+  if chunk == v:
+    # One chunk: no scan, no padding, no recompute in the backward pass (the [B, T, V]
+    # logits are one chunk's worth anyway). At small vocabularies the scan's loop and
+    # rematerialisation cost more than the math (docs/performance.md).
+    z = jnp.einsum("btd,dv->btv", h_BTD, w_DV, preferred_element_type=jnp.float32) * inv_t
+    m = jax.lax.stop_gradient(z.max(axis=-1, keepdims=True))
+    zs = z - m
+    e = jnp.exp(zs)
+    s = e.sum(-1)
+    log_s = jnp.log(s)
+    z_t = jnp.take_along_axis(zs, jnp.clip(targets_BT, 0, v - 1)[..., None], axis=-1)[..., 0]
+    z_t = jnp.where((targets_BT >= 0) & (targets_BT < v), z_t, 0.0 - m[..., 0])
+    return z_t - log_s, log_s - (e * zs).sum(-1) / s
+  w_nDC, n = _pad_chunks(w_DV, chunk)
   b, t = targets_BT.shape
   col_C = jnp.arange(chunk, dtype=jnp.int32)
 

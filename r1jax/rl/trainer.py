@@ -41,6 +41,7 @@ from r1jax.rl.experience import ExperienceMaker, select_groups
 from r1jax.rl.experience import host_fetch as experience_host_fetch
 from r1jax.rl.logprobs import completion_logprobs
 from r1jax.rl.tasks import load_rl_records
+from r1jax.rollout import buckets
 from r1jax.rollout.sampler import Sampler, SamplerConfig
 from r1jax.rollout.stops import stop_token_sequences
 from r1jax.train_state import (init_train_state, make_optimizer, make_train_step,
@@ -69,11 +70,13 @@ def sampler_config(rl: stage_config.RLConfig, tokenizer) -> SamplerConfig:
   width and recompile the sampler, the log-prob function and the update.
   """
   eos, stops = stop_token_sequences(tokenizer, rl.stop_strings)
+  # rl.ignore_eos (as vLLM's SamplingParams.ignore_eos): fixed-length rollouts (benchmarks).
+  eos_ids = () if rl.ignore_eos else tuple(dict.fromkeys(tuple(tokenizer.eos_ids) + eos))
   return SamplerConfig(
       num_samples=rl.group_size, max_new_tokens=rl.max_new_tokens,
       temperature=rl.temperature, top_p=rl.top_p, top_k=rl.top_k,
       top_p_candidates=rl.top_p_candidates,
-      eos_ids=tuple(dict.fromkeys(tuple(tokenizer.eos_ids) + eos)),
+      eos_ids=eos_ids,
       stop_sequences=stops, pad_id=int(tokenizer.pad_id), cache_dtype=rl.cache_dtype,
       prompt_len_buckets=rl.prompt_len_buckets or (rl.max_prompt_len,))
 
@@ -212,6 +215,11 @@ def setup(config, workdir: str) -> GRPOSetup:
   # beta = 0: no reference model at all (no memory, no forward pass).
   ref_params = jax.tree.map(jnp.copy, params) if rl.loss.beta > 0 else None
   scfg = sampler_config(rl, tokenizer)
+  if rl.auto_prompt_buckets:  # a few prompt widths chosen from the data
+    lengths = buckets.sample_prompt_lengths(train_records, tokenizer, template, seed=cfg.seed)
+    scfg = dataclasses.replace(scfg, prompt_len_buckets=buckets.buckets_from_lengths(
+        lengths, rl.max_prompt_len, rl.num_prompts))
+    log.info("Prompt-width buckets from the data: %s", scfg.prompt_len_buckets)
   sampler = Sampler(graphdef, model_cfg, scfg, mesh, rules)
   oversample = rl.dynamic_sampling_factor if rl.dynamic_sampling else 1
   mixed = isinstance(train_records, list) and train_records and isinstance(train_records[0], list)
@@ -333,6 +341,9 @@ def train(config, workdir: str | os.PathLike,
           device_batch["advantages"] = sharding.put_replicated_value(
               np.asarray(adv, np.float32), s.mesh, s.rules)
           kl_metrics = {"kl_in_reward/seq_mean": float(kl_seq.mean())}
+        # Waiting here costs nothing (the update needs these first) and times the phase.
+        jax.block_until_ready(device_batch["ref_logprobs"])
+      t_ref = time.perf_counter()
       perm_rng = np.random.default_rng([seed, step, 1])
       upd_metrics = []
       for _ in range(mu):
@@ -358,7 +369,8 @@ def train(config, workdir: str | os.PathLike,
         # truncation; how far pi_old (full softmax) is from the sampling distribution.
         m["sampling/full_minus_truncated_logp"] = float(_masked_mean(
             ro.logprobs - ro.sampling_logprobs, ro.completion_mask))
-      m.update({"time/update_s": t_done - t_upd, "time/step_s": t_done - t_step,
+      m.update({"time/update_s": t_done - t_upd, "time/reference_s": t_ref - t_upd,
+                "time/step_s": t_done - t_step,
                 "tokens_per_s": exp.metrics["sampled_tokens"] / max(t_done - t_step, 1e-9),
                 "skipped_updates_total": skipped_total})
       if num_informative is not None:

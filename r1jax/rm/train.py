@@ -211,7 +211,7 @@ def train(config, workdir: str | os.PathLike, opts: RewardModelOptions,
 
 def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
   """Stage entry point: `config.reward_model` holds `RewardModelOptions` fields."""
-  section = experiment.to_dict(experiment.cfg_get(config, 'reward_model', {})) or {}
+  section = dict(experiment.to_dict(config.get('reward_model', None) if hasattr(config, 'get') else None) or {})
   fields = {f.name for f in dataclasses.fields(RewardModelOptions)}
   unknown = set(section) - fields
   if unknown:

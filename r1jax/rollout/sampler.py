@@ -32,6 +32,7 @@ from r1jax.models import kv_cache
 from r1jax.models.config import ModelConfig
 from r1jax.models.factory import merge_params
 from r1jax.rollout import sampling
+from r1jax.rollout.buckets import choose_bucket
 from r1jax.sharding import ShardingRules, batch_sharding
 
 FINISH_STOP = 0     # EOS id or a stop sequence
@@ -123,13 +124,10 @@ class _State:
 
 
 def _smallest_bucket(n: int, buckets: tuple[int, ...], what: str) -> int:
-  fitting = [b for b in buckets if b >= n]
-  if fitting:
-    return min(fitting)
-  if buckets:
+  if buckets and n > max(buckets):
     logging.warning("%s %d exceeds the largest bucket %d: compiling for the exact size",
                     what, n, max(buckets))
-  return n
+  return choose_bucket(n, buckets)
 
 
 def bucket_prompts(prompt_ids, prompt_mask, config: SamplerConfig
@@ -302,8 +300,11 @@ class Sampler:
       logits_BV = model.unembed(h_BPD[:, -1:])[:, 0]
       # The G samples of a prompt share its prefill: repeat the cache, don't recompute.
       rep = lambda x: jnp.repeat(x, g, axis=0)
-      cache = [{n: jnp.pad(rep(layer[n]), ((0, 0), (0, length), (0, 0), (0, 0)))
-                for n in ("k", "v")} for layer in cache]
+      def grow(x, axis):  # the L decode slots after the prompt's P, on the slot axis
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (0, length)
+        return jnp.pad(rep(x), widths)
+      cache = [{n: grow(layer[n], kv_cache.SEQ_AXIS[n]) for n in ("k", "v")} for layer in cache]
       ids_RP, mask_RP = rep(ids_BP), rep(mask_BP)
       prompt_lens_R = jnp.sum(mask_RP, axis=1).astype(jnp.int32)
       state = _State(

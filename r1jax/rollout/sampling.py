@@ -100,6 +100,22 @@ def row_keys(rng: jax.Array, step, num_rows: int) -> jax.Array:
   return jax.vmap(lambda i: jax.random.fold_in(step_key, i))(jnp.arange(num_rows, dtype=jnp.uint32))
 
 
+def categorical(keys_B: jax.Array, logits_BV: jax.Array) -> jax.Array:
+  """One draw per row from softmax(logits_BV) by inverting its CDF with one uniform per row.
+
+  Same distribution as `jax.vmap(jax.random.categorical)`, which draws V Gumbel
+  variates per row: on CPU that threefry work cost more than the model's matmuls at
+  small sizes (docs/performance.md); this draws one. Tokens at probability 0 (-inf
+  logits) are never drawn: the CDF is flat there.
+  """
+  v = logits_BV.shape[-1]
+  u_B = jax.vmap(lambda k: jax.random.uniform(k, (), jnp.float32))(keys_B)
+  cdf_BV = jnp.cumsum(jax.nn.softmax(logits_BV, axis=-1), axis=-1)
+  # The first index whose CDF exceeds u * total (total ~ 1, up to rounding).
+  idx_B = jnp.sum(cdf_BV <= (u_B * cdf_BV[:, -1])[:, None], axis=-1)
+  return jnp.minimum(idx_B, v - 1).astype(jnp.int32)
+
+
 def sample(logits_BV: jax.Array, keys_B: jax.Array | None, *, temperature: float = 1.0,
            top_p: float = 1.0, top_k: int = 0, greedy: bool = False,
            top_p_candidates: int = 0) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -124,7 +140,7 @@ def sample(logits_BV: jax.Array, keys_B: jax.Array | None, *, temperature: float
     raise ValueError(f"temperature must be > 0 when not greedy, got {temperature}")
   scaled_BV = scale_logits(logits_BV, temperature)
   truncated_BV = truncate_logits(scaled_BV, top_p, top_k, top_p_candidates)
-  tokens_B = jax.vmap(jax.random.categorical)(keys_B, truncated_BV).astype(jnp.int32)
+  tokens_B = categorical(keys_B, truncated_BV)
   logprobs_B = gather_logprobs(jax.nn.log_softmax(scaled_BV, axis=-1), tokens_B)
   if truncated_BV is scaled_BV:
     return tokens_B, logprobs_B, logprobs_B
