@@ -9,17 +9,11 @@ Each row is answered with a CoT, or without one for short questions ("hello"; `n
 rows whose `cot` field is false, as R1 did with DeepSeek-V3. The output `<workdir>/sft_data.jsonl`
 (prompt/completion + provenance) is a `jsonl` source of `configs/sft_mix.py`. Resumable.
 """
-from r1jax.config import base_config
+from r1jax.config import base_config, sibling_config
 
 
 def get_config(arg: str = "tiny"):
-  preset, *rest = (arg or "tiny").split(",")
-  opts = {"prompts": ""}
-  for kv in rest:
-    key, _, value = kv.partition("=")
-    if key not in opts:
-      raise ValueError(f"Unknown option {key!r} in {arg!r}; known: {sorted(opts)}")
-    opts[key] = value
+  preset, opts = sibling_config(__file__, "sft_mix").parse_arg(arg, prompts="")
   c = base_config()
   c.stage = "generate_responses"
   c.model.preset = ""                # from init_from (the teacher)

@@ -9,17 +9,11 @@ Data: JSONL rows `{prompt, chosen, rejected[, margin]}`. The workdir feeds all-s
 `r1jax.rm.scorer:RewardModelScorer` (configs/r1_all_scenarios.py, `helpful_rm=` / `harmless_rm=`).
 Held-out pair accuracy is in `<workdir>/rm_eval.json`.
 """
-from r1jax.config import base_config
+from r1jax.config import base_config, sibling_config
 
 
 def get_config(arg: str = "tiny"):
-  preset, *rest = (arg or "tiny").split(",")
-  opts = {"train": "", "eval": ""}
-  for kv in rest:
-    key, _, value = kv.partition("=")
-    if key not in opts:
-      raise ValueError(f"Unknown option {key!r} in {arg!r}; known: {sorted(opts)}")
-    opts[key] = value
+  preset, opts = sibling_config(__file__, "sft_mix").parse_arg(arg, train="", eval="")
   c = base_config()
   c.stage = "reward_model"
   c.reward_model = dict(train_path=opts["train"], eval_path=opts["eval"], eval_fraction=0.1,

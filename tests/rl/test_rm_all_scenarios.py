@@ -7,11 +7,15 @@ response, applied to every row), must raise its mean score.
 """
 import json
 import pathlib
+import sys
 
 import numpy as np
 import pytest
 
 import grpo_testlib as lib
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "rm"))
+import rm_testlib  # noqa: E402
 from r1jax.data import procedural
 from r1jax.metrics import read_metrics
 from r1jax.rl import trainer as rl_trainer
@@ -36,14 +40,8 @@ def _write(path: pathlib.Path, rows) -> str:
 
 @pytest.fixture(scope='module')
 def length_rm(tmp_path_factory):
-  from r1jax import config as config_lib
   d = tmp_path_factory.mktemp('length_rm')
-  c = config_lib.base_config()
-  c.stage = 'reward_model'
-  c.model.preset = 'tiny'
-  c.model.overrides.update(dict(num_layers=2, embed_dim=64, mlp_dim=128, num_heads=4, num_kv_heads=2))
-  c.tokenizer.vocab_size = 320
-  c.mesh.shape = (8, 1, 1)
+  c = rm_testlib.rm_config()
   opts = rm_train.RewardModelOptions(
       train_path=_write(d / 'train.jsonl', length_pairs(480, 0)),
       eval_path=_write(d / 'eval.jsonl', length_pairs(96, 1)), max_len=64, batch_size=16, num_steps=150,
