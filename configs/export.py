@@ -8,7 +8,9 @@ template, generation_config.json); the stage prints the `vllm serve` command. Se
 docs/checkpoints.md. Presets: '' (as trained) and 'bf16' (weights cast to bfloat16).
 """
 import ml_collections
-from ml_collections import config_dict
+
+from r1jax.export import ExportConfig
+from r1jax.stage_config import configdict_of
 
 
 def get_config(arg: str = ""):
@@ -17,16 +19,10 @@ def get_config(arg: str = ""):
   c.init_from = ""                 # the r1jax workdir to export (required)
   c.mesh = ml_collections.ConfigDict(dict(shape=(1, -1, 1)))  # FSDP: big models fit to gather
   c.sharding_rules = ml_collections.ConfigDict()
-  c.export = ml_collections.ConfigDict(dict(
-      dtype="",                    # '' = as trained; e.g. 'bfloat16'
-      max_shard_size_gb=5.0,       # larger weights go to model-0000i-of-0000n.safetensors
-      step=-1,                     # checkpoint step; -1 = latest
-      template="",                 # '' = the template the source stage trained with
-      stop_strings=config_dict.placeholder(tuple),  # None = the source stage's ('</answer>')
-      temperature=0.6,             # generation_config defaults: R1's evaluation sampling
-      top_p=0.95,
-      served_model_name="",        # '' = the workdir's name
-  ))
+  # Every field and default from `r1jax.export.ExportConfig`: dtype ('' = as trained),
+  # max_shard_size_gb, step (None = latest), template ('' = the source stage's), stop_strings
+  # (None = the source stage's), temperature / top_p (generation_config.json), served_model_name.
+  c.export = configdict_of(ExportConfig)
   if arg == "bf16":
     c.export.dtype = "bfloat16"
   elif arg:

@@ -41,8 +41,8 @@ class ExportConfig:
 
   Attributes:
     dtype: cast floating weights to this dtype ('' = as trained, e.g. 'bfloat16').
-    max_shard_size_bytes: above this, weights go to model-0000i-of-0000n.safetensors files.
-    step: checkpoint step to export (None = the latest readable one).
+    max_shard_size_gb: above this (GiB), weights go to model-0000i-of-0000n.safetensors files.
+    step: checkpoint step to export (None or < 0 = the latest readable one).
     template: the prompt template ('' = the one the source stage trained with).
     stop_strings: strings that end a response (None = the source stage's, else '</answer>' for
       templates with answer tags); single-token ones become generation stop ids.
@@ -50,7 +50,7 @@ class ExportConfig:
     served_model_name: the name in the printed vLLM command ('' = the directory name).
   """
   dtype: str = ""
-  max_shard_size_bytes: int = hf.DEFAULT_MAX_SHARD_BYTES
+  max_shard_size_gb: float = hf.DEFAULT_MAX_SHARD_BYTES / 2**30
   step: int | None = None
   template: str = ""
   stop_strings: tuple[str, ...] | None = None
@@ -58,16 +58,17 @@ class ExportConfig:
   top_p: float = 0.95
   served_model_name: str = ""
 
+  @property
+  def max_shard_size_bytes(self) -> int:
+    return int(self.max_shard_size_gb * 2**30)
+
   @classmethod
   def from_config(cls, block: Any) -> "ExportConfig":
     d = dict(experiment.to_dict(block) or {})
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known - {"max_shard_size_gb"})
+    unknown = sorted(set(d) - known)
     if unknown:
       raise ValueError(f"Unknown config.export fields {unknown}; known: {sorted(known)}")
-    if d.get("max_shard_size_gb") is not None:
-      d["max_shard_size_bytes"] = int(float(d.pop("max_shard_size_gb")) * 2**30)
-    d.pop("max_shard_size_gb", None)
     if d.get("step") is not None and int(d["step"]) < 0:
       d["step"] = None
     if d.get("stop_strings") is not None:

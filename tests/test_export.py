@@ -136,7 +136,7 @@ def test_sft_workdir_template_and_sharded_weights(tmp_path, sp_model):
   graphdef, params, cfg, _ = make_workdir(tmp_path / "wd", sp_model, stage="sft",
                                           template="plain")
   out = tmp_path / "export"
-  res = export(tmp_path / "wd", out, ExportConfig(max_shard_size_bytes=40_000, dtype="bfloat16"))
+  res = export(tmp_path / "wd", out, ExportConfig(max_shard_size_gb=40_000 / 2**30, dtype="bfloat16"))
   assert res.template == "plain" and len(res.files) > 2
   assert (out / hf.INDEX_FILE).exists() and not (out / hf.SINGLE_FILE).exists()
   conf = json.loads((out / "config.json").read_text())
