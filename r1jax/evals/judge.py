@@ -89,7 +89,8 @@ class Judge:
                       fmt: Optional[Mapping[str, Any]] = None, **kwargs) -> 'Judge':
     """A judge from an r1jax workdir or a Hugging Face directory, on a mesh of `mesh_shape` over all devices."""
     from r1jax.evals import runner  # pylint: disable=import-outside-toplevel
-    config = {'init_from': str(path), 'mesh': {'shape': tuple(mesh_shape)}, 'model': {}}
+    # preset '': the architecture comes from the checkpoint (model_config.json / config.json).
+    config = {'init_from': str(path), 'mesh': {'shape': tuple(mesh_shape)}, 'model': {'preset': ''}}
     sampler, params, tokenizer = runner.load_policy(
         config, path, corpus=None, max_new_tokens=max_new_tokens,
         sampler_cfg={'stop_strings': tuple(stop_strings), 'cache_dtype': cache_dtype})
