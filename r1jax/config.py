@@ -16,8 +16,21 @@ import os
 import ml_collections
 from ml_collections import config_dict
 
-STAGES = ("pretrain", "sft", "grpo", "eval", "rejection_sampling", "generate_responses",
-          "reward_model", "quickstart", "pipeline", "export")
+# Each stage's library entry point `fn(config, workdir)`, imported only when that stage runs
+# (`r1jax.run.run` dispatches through this table; the stage names are its keys).
+STAGE_ENTRY = {
+    "pretrain": "r1jax.sft.trainer:train",
+    "sft": "r1jax.sft.trainer:train",
+    "grpo": "r1jax.rl.trainer:train",
+    "eval": "r1jax.evals.runner:run",
+    "rejection_sampling": "r1jax.evals.rejection_sampling:run",
+    "generate_responses": "r1jax.evals.generate_responses:run",
+    "reward_model": "r1jax.rm.train:run",
+    "export": "r1jax.export:run",
+    "quickstart": "r1jax.pipeline:run",
+    "pipeline": "r1jax.pipeline:run",
+}
+STAGES = tuple(STAGE_ENTRY)
 
 
 def sibling_config(caller_file: str, name: str):

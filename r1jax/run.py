@@ -4,6 +4,7 @@ Usable from notebooks: `r1jax.run.run(config, workdir)`.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from typing import Any
@@ -31,29 +32,5 @@ def run(config, workdir: str | os.PathLike) -> Any:
   config_lib.validate(config)
   config, workdir = paths.resolve_config(config), paths.resolve(workdir)
   enable_compilation_cache(config)
-  stage = config.stage
-  if stage in ("pretrain", "sft"):
-    from r1jax.sft import trainer
-    return trainer.train(config, workdir)
-  if stage == "grpo":
-    from r1jax.rl import trainer
-    return trainer.train(config, workdir)
-  if stage == "eval":
-    from r1jax.evals import runner
-    return runner.run(config, workdir)
-  if stage == "rejection_sampling":
-    from r1jax.evals import rejection_sampling
-    return rejection_sampling.run(config, workdir)
-  if stage == "export":
-    from r1jax import export
-    return export.run(config, workdir)
-  if stage == "generate_responses":
-    from r1jax.evals import generate_responses
-    return generate_responses.run(config, workdir)
-  if stage == "reward_model":
-    from r1jax.rm import train as rm_train
-    return rm_train.run(config, workdir)
-  if stage in ("quickstart", "pipeline"):
-    from r1jax import pipeline
-    return pipeline.run(config, workdir)
-  raise ValueError(f"Unknown stage {stage!r}")
+  module, fn = config_lib.STAGE_ENTRY[config.stage].split(":")  # validate() checked the name
+  return getattr(importlib.import_module(module), fn)(config, workdir)
