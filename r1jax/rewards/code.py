@@ -239,7 +239,7 @@ class _Run:
       prelude = ['seccomp', self.seccomp.hex()] if self.seccomp else []
       argv = py + prelude + role_argv
     if self.root and not sbx.root_tools_missing() and not (trusted and not self.bwrap):
-      prefix, fds = sbx.drop_privileges_argv(sbx.python_paths())
+      prefix, fds = sbx.drop_privileges_argv(sbx.view_paths(self.support.bwrap if self.bwrap else None))
       argv, pass_fds = prefix + argv, pass_fds + fds
     env = sbx.sandbox_env(self.workdir or '/tmp')
     p = sbx.Launched(argv, cgroup=self.cgroup, stdin_fd=stdin_fd, stdout_fd=stdout_fd, pass_fds=pass_fds,

@@ -303,15 +303,15 @@ class Support:
 _support_cache: dict[tuple, Support] = {}
 
 
-def _bind_args(paths: Sequence[str]) -> list[str]:
-  """Read-only system directories and `paths` (the Python installation), nothing else of the host."""
+def _bind_args(paths: Sequence[str], system: bool = True) -> list[str]:
+  """Read-only system directories (unless not `system`) and `paths` (the Python installation), nothing else."""
   args = []
-  for top in ('/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'):
+  for top in ('/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32') if system else ():
     if os.path.islink(top):
       args += ['--symlink', os.readlink(top), top]
     elif os.path.isdir(top):
       args += ['--ro-bind', top, top]
-  for f in _ETC:   # not all of /etc: it can hold keys and passwords
+  for f in _ETC if system else ():   # not all of /etc: it can hold keys and passwords
     args += ['--ro-bind-try', f, f]
   for p in paths:
     args += ['--ro-bind', p, p]
@@ -338,6 +338,16 @@ def python_paths() -> list[str]:
     if venv not in out and not venv.startswith('/usr/') and os.path.isdir(venv):
       out.append(venv)
   return out
+
+
+def view_paths(bwrap: Optional[str]) -> list[str]:
+  """What uid 65534 must reach on the host side: the Python installation and the bubblewrap binary's directory."""
+  paths = python_paths()
+  if bwrap:
+    d = os.path.dirname(os.path.realpath(bwrap))
+    if not d.startswith('/usr/') and not any(d == p or d.startswith(p + '/') for p in paths):
+      paths.append(d)
+  return paths
 
 
 def find_bwrap() -> Optional[str]:
@@ -374,10 +384,14 @@ def probe(bwrap_path: Optional[str] = None) -> Support:
   userns = False
   if bwrap:
     try:
-      kw = dict(user=NOBODY, group=NOBODY, extra_groups=[]) if root else {}
-      r = subprocess.run([bwrap, '--unshare-all', '--die-with-parent', '--uid', str(NOBODY), '--gid',
+      # As root, bubblewrap runs as 65534 exactly as the runs will (`drop_privileges_argv`): through the private
+      # view, since the wheel's bwrap may sit in a venv under a 0700 directory (CI's `mktemp -d`).
+      prefix, fds = drop_privileges_argv(view_paths(bwrap)) if root and not root_tools_missing() else ([], [])
+      kw = dict(user=NOBODY, group=NOBODY, extra_groups=[]) if root and not prefix else {}
+      r = subprocess.run([*prefix, bwrap, '--unshare-all', '--die-with-parent', '--uid', str(NOBODY), '--gid',
                           str(NOBODY), '--cap-drop', 'ALL', *_bind_args([]), '--proc', '/proc', '--dev', '/dev',
-                          '--tmpfs', '/tmp', '/bin/true'], capture_output=True, timeout=10, cwd='/', **kw)
+                          '--tmpfs', '/tmp', '/bin/true'], capture_output=True, timeout=10, cwd='/',
+                         pass_fds=fds, **kw)
       userns = r.returncode == 0
       if not userns:
         reasons.append('bubblewrap cannot create namespaces here: ' + r.stderr.decode('utf-8', 'replace')[-200:])
@@ -400,10 +414,12 @@ def sandbox_env(home: str = '/tmp') -> dict[str, str]:
 
 def bwrap_argv(support: Support, seccomp_fd: int, tmp_mb: int, argv: Sequence[str]) -> list[str]:
   """The bubblewrap command line (the Python installation must be reachable, see `drop_privileges_argv`)."""
+  # The tmpfs on /tmp comes before the Python binds: bubblewrap applies them in order, and an interpreter or venv
+  # under /tmp (CI's `mktemp -d` venvs) would otherwise be hidden by it.
   args = [support.bwrap, '--unshare-all', '--die-with-parent', '--new-session', '--uid', str(NOBODY), '--gid',
-          str(NOBODY), '--cap-drop', 'ALL', '--hostname', 'sandbox', *_bind_args(python_paths()), '--proc', '/proc',
-          '--dev', '/dev', '--size', str(tmp_mb << 20), '--tmpfs', '/tmp', '--dir', '/sandbox', '--chdir', '/tmp',
-          '--clearenv']
+          str(NOBODY), '--cap-drop', 'ALL', '--hostname', 'sandbox', *_bind_args([]), '--proc', '/proc',
+          '--dev', '/dev', '--size', str(tmp_mb << 20), '--tmpfs', '/tmp', *_bind_args(python_paths(), system=False),
+          '--dir', '/sandbox', '--chdir', '/tmp', '--clearenv']
   for k, v in sandbox_env().items():
     args += ['--setenv', k, v]
   args += ['--seccomp', str(seccomp_fd), '--', *argv]

@@ -31,3 +31,32 @@ def test_every_sandbox_layer_is_available_when_required():
   assert not (s.root and sbx.root_tools_missing())
   r = rcode.run_tests("def f(x):\n  return x + 1\n", "assert f(1) == 2\n")
   assert r.passed and r.caps.get("bwrap") and r.caps.get("cgroup"), r
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0,
+                    reason="the 0700-ancestor case is about a root trainer")
+def test_interpreter_and_bwrap_under_a_private_tmp_directory(tmp_path_factory):
+  """CI's layout: a venv (with the wheel's bwrap inside it) under `mktemp -d`, a 0700 directory in /tmp. The
+  sandbox must still reach both as uid 65534, and its own tmpfs on /tmp must not hide the interpreter."""
+  import shutil
+  import subprocess
+  import tempfile
+  bwrap = sbx.find_bwrap()
+  if not bwrap or sbx.root_tools_missing():
+    pytest.skip("no bubblewrap or util-linux tools")
+  d = tempfile.mkdtemp(dir="/tmp")   # mode 0700, as mktemp -d makes it
+  try:
+    venv = os.path.join(d, "venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=120)
+    shutil.copy(os.path.realpath(bwrap), os.path.join(venv, "bin", "bwrap"))   # found first on PATH below
+    env = dict(os.environ, PATH=os.path.join(venv, "bin") + os.pathsep + os.environ.get("PATH", ""),
+               PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    prog = ("from r1jax.rewards import code, sandbox\n"
+            "s = sandbox.probe(); assert s.bwrap.startswith(%r) and s.userns, s\n"
+            "r = code.run_tests('def f(x):\\n  return x + 1\\n', 'assert f(1) == 2\\n', sandbox='strict')\n"
+            "print(r.passed, r.status, r.error)\n") % d
+    out = subprocess.run([os.path.join(venv, "bin", "python"), "-c", prog], env=env, capture_output=True,
+                         text=True, timeout=120, cwd="/")
+    assert out.returncode == 0 and out.stdout.split()[:2] == ["True", "passed"], out.stdout + out.stderr
+  finally:
+    shutil.rmtree(d, ignore_errors=True)
