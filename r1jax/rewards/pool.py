@@ -83,8 +83,10 @@ def _limit_memory(memory_mb: Optional[int]) -> None:
     pass
 
 
-def _worker_main(conn, parent_pid: int, memory_mb: Optional[int] = None, warm_math: bool = False) -> None:
-  """Worker loop: recv (task_id, fn, args, kwargs), send (task_id, ok, value_or_error)."""
+def _worker_main(conn, parent_pid: int, memory_mb: Optional[int] = None, warm_math: bool = False,
+                 warmups: Sequence[Callable[[], Any]] = ()) -> None:
+  """Worker loop: recv (task_id, fn, args, kwargs), send (task_id, ok, value_or_error). `warmups` run before the
+  worker reports ready (e.g. loading the language identifier), so that loading is not charged to an item's timeout."""
   signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's business
   _set_pdeathsig()
   _scrub_env()
@@ -96,6 +98,11 @@ def _worker_main(conn, parent_pid: int, memory_mb: Optional[int] = None, warm_ma
     warm()
   else:   # meanwhile items that need no sympy (code, fast paths) are already served
     threading.Thread(target=warm, daemon=True).start()
+  for fn in warmups:
+    try:
+      fn()
+    except Exception:  # noqa: BLE001 - the item that needs it will fail (scored 0), not the worker
+      log.warning('reward worker warm-up %r failed', fn, exc_info=True)
   _limit_memory(memory_mb)   # after the imports: the limit is for items, not for loading sympy
   try:
     conn.send(('ready', os.getpid()))
@@ -127,10 +134,11 @@ def _worker_main(conn, parent_pid: int, memory_mb: Optional[int] = None, warm_ma
 
 
 class _Worker:
-  def __init__(self, ctx, index: int, memory_mb: Optional[int] = None, warm_math: bool = False):
+  def __init__(self, ctx, index: int, memory_mb: Optional[int] = None, warm_math: bool = False,
+               warmups: Sequence[Callable[[], Any]] = ()):
     self.conn, child_conn = ctx.Pipe(duplex=True)
-    self.proc = ctx.Process(target=_worker_main, args=(child_conn, os.getpid(), memory_mb, warm_math), daemon=True,
-                            name=f'r1jax-reward-{index}')
+    self.proc = ctx.Process(target=_worker_main, args=(child_conn, os.getpid(), memory_mb, warm_math, tuple(warmups)),
+                            daemon=True, name=f'r1jax-reward-{index}')
     self.proc.start()
     child_conn.close()
     self.task: Optional[tuple] = None    # (job, index, t_start, deadline)
@@ -164,15 +172,17 @@ class RewardPool:
   """N worker processes, started once, scoring (fn, args, kwargs) items with a per-item timeout."""
 
   def __init__(self, num_workers: int = 2, timeout_s: float = 5.0, mp_context: str = 'spawn',
-               startup_timeout_s: float = 120.0, memory_mb: Optional[int] = 2048, warm_math: bool = False):
+               startup_timeout_s: float = 120.0, memory_mb: Optional[int] = 2048, warm_math: bool = False,
+               warmups: Sequence[Callable[[], Any]] = ()):
     """memory_mb: address-space cap of each worker (RLIMIT_AS), None for none. Code runs are sandboxed and
     capped by their own cgroup; this bounds what sympy/math-verify may take. warm_math: a worker reports ready
-    only once math-verify is imported (else it imports it in the background)."""
+    only once math-verify is imported (else it imports it in the background). warmups: module-level callables
+    each worker (and each replacement) runs before it reports ready."""
     if num_workers < 1:
       raise ValueError('num_workers must be >= 1 (use inline scoring for 0)')
     self.num_workers, self.timeout_s = num_workers, float(timeout_s)
     self.startup_timeout_s = float(startup_timeout_s)
-    self.memory_mb, self.warm_math = memory_mb, warm_math
+    self.memory_mb, self.warm_math, self.warmups = memory_mb, warm_math, tuple(warmups)
     self._ctx = mp.get_context(mp_context)
     self._lock = threading.Lock()
     self._pending: collections.deque = collections.deque()
@@ -181,7 +191,7 @@ class RewardPool:
     self._closed = False
     self._ids = itertools.count()
     self.counters = collections.Counter()   # timeouts, crashes, errors, replaced, items
-    self._workers = [_Worker(self._ctx, i, memory_mb, warm_math) for i in range(num_workers)]
+    self._workers = [_Worker(self._ctx, i, memory_mb, warm_math, self.warmups) for i in range(num_workers)]
     self._thread = threading.Thread(target=self._loop, name='r1jax-reward-dispatch', daemon=True)
     self._thread.start()
     self._finalizer = weakref.finalize(self, RewardPool._shutdown_static, self._workers)
@@ -270,7 +280,7 @@ class RewardPool:
   def _replace(self, idx: int) -> None:
     self._workers[idx].kill()
     self.counters['replaced'] += 1
-    self._workers[idx] = _Worker(self._ctx, idx, self.memory_mb, self.warm_math)
+    self._workers[idx] = _Worker(self._ctx, idx, self.memory_mb, self.warm_math, self.warmups)
 
   def _finish(self, w: _Worker, res: ItemResult) -> None:
     job, i, t0, _ = w.task

@@ -5,8 +5,9 @@ lists (answer, task, numbers, target, tests, entry_point, completion_lengths, ..
 a function ignores what it does not need. Rewards are registered by name; `build_reward_system(cfg)` combines them with
 weights from config and logs every component as its own metric.
 
-Slow or untrusted work (math-verify, running code) is `pooled`: scored item by item in a `RewardPool` with a hard
-per-item timeout. Cheap text rules (format, language, shaping) run inline, batched, in the caller's process. Whatever
+Slow or untrusted work (math-verify, running code) and the language identifier are `pooled`: scored item by item in a
+`RewardPool` with a hard per-item timeout. Cheap text rules (format, shaping) run inline, batched, in the caller's
+process. Whatever
 a completion does, `score` returns: a failing item scores 0 and is counted in `reward/timeouts` / `reward/errors`.
 """
 from __future__ import annotations
@@ -36,21 +37,23 @@ class RewardSpec:
   fn: Callable[..., np.ndarray]
   pooled: bool = False            # score per item in worker processes with a hard timeout
   requires: tuple[str, ...] = ()  # components computed first and passed as `_components`
+  warmup: Optional[Callable[[], Any]] = None   # run once by each pool worker before it takes items
 
 
 _REGISTRY: dict[str, RewardSpec] = {}
 
 
 def register(name: str, fn: Optional[Callable] = None, *, pooled: bool = False, requires: Sequence[str] = (),
-             overwrite: bool = False):
+             overwrite: bool = False, warmup: Optional[Callable[[], Any]] = None):
   """Register `fn` under `name`; usable as `register('x', fn)` or as a decorator `@register('x')`.
 
-  Pooled functions must be importable module-level functions (they are pickled by reference into the workers).
+  Pooled functions (and their `warmup`, which each pool worker runs before taking items, e.g. to load a model)
+  must be importable module-level functions (they are pickled by reference into the workers).
   """
   def deco(f):
     if name in _REGISTRY and not overwrite:
       raise ValueError(f'reward {name!r} is already registered')
-    _REGISTRY[name] = RewardSpec(name, f, pooled, tuple(requires))
+    _REGISTRY[name] = RewardSpec(name, f, pooled, tuple(requires), warmup)
     return f
   return deco(fn) if fn is not None else deco
 
@@ -104,6 +107,9 @@ def accuracy_reward(completions: list[str], task: Optional[list[Any]] = None, ve
   return out
 
 
+# Pooled: slow or untrusted per-item work (math-verify, running code) and the language identifier (py3langid's
+# pure-Python n-gram walk, the main host cost of long CoTs: in workers it overlaps with device work and scales with
+# num_workers instead of holding the trainer's GIL).
 for _name, _fn, _pooled, _req in [
     ('accuracy', accuracy_reward, True, ()),
     ('math', rmath.math_reward, True, ()),
@@ -113,12 +119,12 @@ for _name, _fn, _pooled, _req in [
     ('format', rformat.format_reward, False, ()),
     ('format_soft', rformat.format_soft_reward, False, ()),
     ('tag_count', rformat.tag_count_reward, False, ()),
-    ('language', rlanguage.language_reward, False, ()),
+    ('language', rlanguage.language_reward, True, ()),
     ('overlong', rshaping.overlong_reward, False, ()),
     ('cosine', rshaping.cosine_reward, False, ('accuracy',)),
     ('repetition', rshaping.repetition_reward, False, ()),
 ]:
-  register(_name, _fn, pooled=_pooled, requires=_req)
+  register(_name, _fn, pooled=_pooled, requires=_req, warmup=rlanguage.warm_up if _name == 'language' else None)
 
 
 def score_one(fn: Callable, completion: str, fields: Mapping[str, Any], kwargs: Mapping[str, Any]) -> float:
@@ -155,7 +161,8 @@ class RewardSystem:
       self._add(name)
     self.order = sorted(self.order, key=lambda n: not get(n).pooled)   # stable: dependencies stay first
     needs_pool = any(get(n).pooled for n in self.order)
-    self.pool = (RewardPool(num_workers, timeout_s, mp_context, memory_mb=worker_memory_mb)
+    warmups = tuple(dict.fromkeys(get(n).warmup for n in self.order if get(n).pooled and get(n).warmup))
+    self.pool = (RewardPool(num_workers, timeout_s, mp_context, memory_mb=worker_memory_mb, warmups=warmups)
                  if num_workers > 0 and needs_pool else None)
     if self.pool is None:   # inline: math-verify still gets a hard deadline (a helper process, see rewards/math.py)
       rmath.set_inline_timeout(self.timeout_s)

@@ -127,3 +127,67 @@ def test_long_text_is_estimated_from_a_bounded_sample():
   exact = 21 / (21 + 7)
   assert rlang.language_share(text, 'en') == pytest.approx(exact, abs=0.03)
   assert sum(rlang.script_word_counts(text).values()) == 28 * 20_000   # counting stays exact
+
+
+# ---- speed-ups must not change a decision ----
+def _reference_runs(text):
+  """The word-by-word rule the fast paths in `_runs` must reproduce: every word of a clause, one at a time."""
+  runs = []
+  for clause in rlang._clauses(text):
+    cur = None
+    for m in rlang._WORD_RE.finditer(clause):
+      if m.lastgroup == 'latin' and len(m.group()) == 1 and m.group().isascii():
+        continue
+      if cur and cur[0] == m.lastgroup:
+        cur[2], cur[3] = m.end(), cur[3] + 1
+      else:
+        if cur:
+          runs.append((cur[0], clause[cur[1]:cur[2]], cur[3]))
+        cur = [m.lastgroup, m.start(), m.end(), 1]
+    if cur:
+      runs.append((cur[0], clause[cur[1]:cur[2]], cur[3]))
+  return runs
+
+
+RUN_TEXTS = [t for t, *_ in MIXED] + [
+    'x + y = 3, so a b c we get z and q', 'We get x', 'x we get', 'Итак x равно y и всё', '设 x 为苹果的数量，则 2x + 3 = 11',
+    '3と4の和はいくつですか', 'Zuerst addieren wir die Zahlen. 그래서 답은 7입니다', 'مرحبا بالعالم كيف حالك', 'é x à b',
+    '我们 a 计算 bc 结果', 'Сколько будет три плюс четыре', '1 + 2 = 3', '']
+
+
+@pytest.mark.parametrize('text', RUN_TEXTS)
+def test_fast_runs_equal_the_word_by_word_rule(text):
+  assert rlang._runs(text) == _reference_runs(text)
+
+
+@pytest.mark.parametrize('text,candidates', [
+    ('Ensuite on multiplie le résultat par trois', rlang.SCRIPT_LANGUAGES['latin']),
+    ('then we multiply the result by three', rlang.SCRIPT_LANGUAGES['latin']),
+    ('Wir addieren zuerst beide Zahlen', rlang.SCRIPT_LANGUAGES['latin']),
+    ('Сколько будет три плюс четыре', rlang.SCRIPT_LANGUAGES['cyrillic']),
+    ('zzz', ('en', 'fr')),
+])
+def test_identifier_restricted_to_candidates_equals_full_model_renormalised(text, candidates):
+  ranked = [(l, p) for l, p in rlang._identifier().rank(text) if l in candidates]
+  total = sum(p for _, p in ranked)
+  lang, p = rlang.identify(text, candidates)
+  assert lang == ranked[0][0] and p == pytest.approx(ranked[0][1] / total, rel=1e-4, abs=1e-6)
+
+
+def test_language_reward_in_the_pool_equals_inline():
+  """The reward runs in the reward pool's workers (like math-verify), with the same results as inline."""
+  from r1jax.rewards import build_reward_system, registry
+  assert registry.get('language').pooled
+  comps = [f'<think>{t}</think><answer>7</answer>' for t in RUN_TEXTS] * 2
+  qs = (['What is the sum of 3 and 4?', 'Quelle est la somme de 3 et de 4 ?', '3 和 4 的和是多少？'] * 20)[:len(comps)]
+  targets = ((['auto'] * 5 + ['fr', 'zh', 'ko']) * 8)[:len(comps)]
+  fields = {'question': qs, 'target_language': targets}
+  inline = rlang.language_reward(comps, **fields)
+  assert 0 < inline.mean() < 1 and len(set(inline.tolist())) > 3
+  with build_reward_system({'weights': {'language': 1.0}, 'num_workers': 2}) as system:
+    assert system.pool is not None and system.pool.warmups == (rlang.warm_up,)
+    res = system.score(comps, fields)
+  assert res.statuses['language'] == ['ok'] * len(comps)
+  np.testing.assert_array_equal(res.components['language'], inline)
+  with build_reward_system({'weights': {'language': 1.0}, 'num_workers': 0}) as system:
+    np.testing.assert_array_equal(system.score(comps, fields).components['language'], inline)
