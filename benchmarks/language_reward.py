@@ -10,8 +10,10 @@ sentence replaced by a French one (mixed). Two measurements, with the load avera
    cleared before each timing), and the ratio to `script_word_counts` alone (the script-level pass every call makes).
 2. The reward as GRPO calls it: a `RewardSystem({'language': 1})` scoring batches of `--group_size` completions per
    GSM8K question (target 'auto': the question's language is detected), inline (`num_workers=0`) and in the reward
-   pool with N worker processes. Every timed batch is new to every process (no cache hits from a warm-up); the
-   completions of a group are different solutions, so clause caches do not help (a lower bound).
+   pool with N worker processes: completions/s, words/s, and the CPU time the calling (trainer) process spends per
+   completion, which is what the pool frees for device work. Every timed batch is new to every process (no cache
+   hits from a warm-up); the completions of a group are different solutions, so clause caches do not help (a lower
+   bound: real groups repeat clauses).
 """
 import argparse
 import json
@@ -43,7 +45,7 @@ def _time(fn, texts):
 
 
 def _clear_caches():
-  for name in ('identify', 'detect_language', '_share_cached', '_clause_language'):
+  for name in ('identify', 'detect_language', '_word_languages'):
     fn = getattr(rlang, name, None)
     if hasattr(fn, 'cache_clear'):
       fn.cache_clear()
@@ -90,7 +92,7 @@ def main():
 
   print(f'2. RewardSystem language reward, GRPO batches (group size {args.group_size}, target auto)')
   questions = _load(d / 'gsm8k' / 'test.jsonl', 'question', 10 ** 6)
-  pool_texts = texts + [_mix(t) for t in texts]
+  pool_texts = list(dict.fromkeys(texts + [_mix(t) for t in texts]))   # a short text mixes to itself: drop repeats
   groups = len(pool_texts) // args.group_size
   warm_comps, warm_qs = _grpo_batches(pool_texts, questions[:groups], args.group_size, 4)[0]
   for workers in [int(w) for w in args.workers.split(',')]:
@@ -102,14 +104,14 @@ def main():
     system.score(warm_comps, {'question': warm_qs})    # workers load py3langid before the clock starts
     _clear_caches()
     words = sum(_words(c) for c, _ in batches)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for comps, qs in batches:
       system.score(comps, {'question': qs})
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     n = sum(len(c) for c, _ in batches)
     print(f'  num_workers={workers} ({"pool" if pooled else "inline"}): {n} completions, {words} words: '
-          f'{n / dt:8.0f} completions/s {words / dt:9.0f} words/s; load average {os.getloadavg()[0]:.1f} '
-          f'on {os.cpu_count()} cores')
+          f'{n / dt:8.0f} completions/s {words / dt:9.0f} words/s; trainer-process CPU {1e3 * cpu / n:.2f} ms per '
+          f'completion; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores')
     system.close()
 
 

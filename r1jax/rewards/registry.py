@@ -38,22 +38,25 @@ class RewardSpec:
   pooled: bool = False            # score per item in worker processes with a hard timeout
   requires: tuple[str, ...] = ()  # components computed first and passed as `_components`
   warmup: Optional[Callable[[], Any]] = None   # run once by each pool worker before it takes items
+  chunked: bool = False           # pooled in chunks of completions, one pool task (and deadline) per chunk
 
 
 _REGISTRY: dict[str, RewardSpec] = {}
 
 
 def register(name: str, fn: Optional[Callable] = None, *, pooled: bool = False, requires: Sequence[str] = (),
-             overwrite: bool = False, warmup: Optional[Callable[[], Any]] = None):
+             overwrite: bool = False, warmup: Optional[Callable[[], Any]] = None, chunked: bool = False):
   """Register `fn` under `name`; usable as `register('x', fn)` or as a decorator `@register('x')`.
 
   Pooled functions (and their `warmup`, which each pool worker runs before taking items, e.g. to load a model)
-  must be importable module-level functions (they are pickled by reference into the workers).
+  must be importable module-level functions (they are pickled by reference into the workers). `chunked`: the pool
+  scores a chunk of completions per task with one batched call (for items of a millisecond or less, where a round
+  trip per item would cost more than the item); a chunk that times out or fails scores 0 for all its items.
   """
   def deco(f):
     if name in _REGISTRY and not overwrite:
       raise ValueError(f'reward {name!r} is already registered')
-    _REGISTRY[name] = RewardSpec(name, f, pooled, tuple(requires), warmup)
+    _REGISTRY[name] = RewardSpec(name, f, pooled, tuple(requires), warmup, chunked)
     return f
   return deco(fn) if fn is not None else deco
 
@@ -124,7 +127,8 @@ for _name, _fn, _pooled, _req in [
     ('cosine', rshaping.cosine_reward, False, ('accuracy',)),
     ('repetition', rshaping.repetition_reward, False, ()),
 ]:
-  register(_name, _fn, pooled=_pooled, requires=_req, warmup=rlanguage.warm_up if _name == 'language' else None)
+  register(_name, _fn, pooled=_pooled, requires=_req, warmup=rlanguage.warm_up if _name == 'language' else None,
+           chunked=_name == 'language')
 
 
 def score_one(fn: Callable, completion: str, fields: Mapping[str, Any], kwargs: Mapping[str, Any]) -> float:
@@ -132,6 +136,21 @@ def score_one(fn: Callable, completion: str, fields: Mapping[str, Any], kwargs: 
   merged = {**kwargs, **{k: [v] for k, v in fields.items()}}
   value = float(np.asarray(fn([completion], **merged), dtype=np.float64).reshape(-1)[0])
   return value if np.isfinite(value) else 0.0
+
+
+def score_chunk(fn: Callable, completions: Sequence[str], fields: Mapping[str, Sequence[Any]],
+                kwargs: Mapping[str, Any]) -> list[float]:
+  """Score a chunk of completions with one batched call (what pool workers run for `chunked` rewards); `fields`
+  holds one list per field, aligned with `completions`."""
+  values = np.asarray(fn(list(completions), **{**kwargs, **fields}), dtype=np.float64).reshape(-1)
+  if values.shape != (len(completions),):
+    raise ValueError(f'reward returned {values.shape[0]} values for {len(completions)} completions')
+  return [v if np.isfinite(v) else 0.0 for v in values.tolist()]
+
+
+# Chunks per pool worker for `chunked` rewards: enough to balance uneven lengths, few enough to amortise the trip.
+_CHUNKS_PER_WORKER = 4
+_MAX_CHUNK = 64
 
 
 @dataclasses.dataclass
@@ -200,18 +219,22 @@ class RewardSystem:
     futures = {}
     for name in self.order:   # submit every pooled component first so they run concurrently
       spec = get(name)
-      if spec.pooled and self.pool is not None:
+      if spec.pooled and spec.chunked and self.pool is not None:
+        futures[name] = self._submit_chunks(spec, comps, per_example)
+      elif spec.pooled and self.pool is not None:
         items = [((spec.fn, comps[i], {k: v[i] for k, v in per_example.items()}, self.kwargs.get(name, {})), {})
                  for i in range(n)]
         futures[name] = self.pool.submit(score_one, items, timeout_s=self._item_timeout(name))
     for name in self.order:
       spec = get(name)
       kw = self.kwargs.get(name, {})
-      if name in futures:
+      if name in futures and spec.chunked:
+        values, status = self._chunk_results(*futures[name])
+      elif name in futures:
         res = futures[name].result()
         values = np.asarray([r.value if r.status == 'ok' else 0.0 for r in res], dtype=np.float32)
         status = [r.status for r in res]
-      elif spec.pooled:
+      elif spec.pooled and not spec.chunked:
         values, status = self._inline_items(spec, comps, per_example, kw)
       else:
         values, status = self._inline_batch(spec, comps, per_example, kw, components)
@@ -221,6 +244,25 @@ class RewardSystem:
       total += np.float32(w) * components[name]
     metrics = self._metrics(total, components, statuses, time.monotonic() - t0)
     return RewardResult(total, components, metrics, statuses)
+
+  def _submit_chunks(self, spec, comps, per_example):
+    n = len(comps)
+    size = max(1, min(_MAX_CHUNK, -(-n // (self.pool.num_workers * _CHUNKS_PER_WORKER))))
+    bounds = [(i, min(i + size, n)) for i in range(0, n, size)]
+    items = [((spec.fn, comps[a:b], {k: v[a:b] for k, v in per_example.items()}, self.kwargs.get(spec.name, {})), {})
+             for a, b in bounds]
+    tmo = [self._item_timeout(spec.name) * (b - a) for a, b in bounds]
+    return self.pool.submit(score_chunk, items, timeout_s=tmo), bounds
+
+  @staticmethod
+  def _chunk_results(future, bounds):
+    n = bounds[-1][1] if bounds else 0
+    values, status = np.zeros(n, dtype=np.float32), [''] * n
+    for (a, b), r in zip(bounds, future.result()):
+      if r.status == 'ok':
+        values[a:b] = r.value
+      status[a:b] = [r.status] * (b - a)
+    return values, status
 
   def _inline_items(self, spec, comps, per_example, kw):
     values, status = np.zeros(len(comps), dtype=np.float32), []

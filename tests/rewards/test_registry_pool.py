@@ -133,3 +133,26 @@ def test_pool_workers_have_scrubbed_env_and_memory_cap(monkeypatch):
     big, small = p.map(rpool._debug_alloc, [((1536,), {}), ((64,), {})])
     assert big.status in ('error', 'crash') and small.status == 'ok'   # a MemoryError, not 1.5 GB of the host
     assert p.healthy()
+
+
+def _chunk_echo(completions, value=None, **kwargs):
+  """Pooled in chunks: returns each row's `value`; a chunk with a 'bad' completion raises as a whole."""
+  del kwargs
+  if 'bad' in completions:
+    raise ValueError('bad chunk')
+  return np.asarray(value, np.float32)
+
+
+def test_chunked_pooled_reward_keeps_rows_aligned_and_isolates_a_failing_chunk():
+  registry.register('test_chunk_echo', _chunk_echo, pooled=True, chunked=True, overwrite=True)
+  n = 40
+  comps = ['ok'] * n
+  comps[33] = 'bad'
+  with R.RewardSystem({'test_chunk_echo': 1.0}, num_workers=2, timeout_s=5.0) as system:
+    res = system.score(comps, {'value': np.arange(n, dtype=np.float32)})
+  st = res.statuses['test_chunk_echo']
+  bad = [i for i, s in enumerate(st) if s != 'ok']
+  assert st[33] == 'error' and 1 < len(bad) < n // 2 and bad == list(range(bad[0], bad[-1] + 1))
+  ok = [i for i in range(n) if i not in bad]
+  np.testing.assert_array_equal(res.components['test_chunk_echo'][ok], np.asarray(ok, np.float32))
+  assert (res.components['test_chunk_echo'][bad] == 0).all() and res.metrics['reward/errors'] == len(bad)
