@@ -54,6 +54,9 @@ EXTRAS = {
     "wandb": ["wandb>=0.19,<1"],
     # Chat data in Parquet files (r1jax/data/chat.py); JSONL needs nothing extra.
     "data": ["pyarrow>=14"],
+    # Local Hugging Face datasets (save_to_disk directories, or data files read by `datasets`) as chat, SFT,
+    # preference-pair and task sources (r1jax/data/rows.py); tested with datasets 5.2.
+    "hf": ["datasets>=5.2,<6"],
 }
 
 setup(

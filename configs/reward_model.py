@@ -5,23 +5,22 @@ Presets (`--config=configs/reward_model.py:<preset>[,train=PATH][,eval=PATH]`):
   qwen   accelerator: initialised from a Hugging Face checkpoint (`init_from` = its directory),
          sharded like the policy (fsdp)
 
-Data: JSONL rows `{prompt, chosen, rejected[, margin]}`. The workdir feeds all-scenario RL through
+Data: rows `{prompt, chosen, rejected[, margin]}` in a JSONL / Parquet file or a local Hugging Face dataset
+(`reward_model.loader`, `train_split` / `eval_split`; r1jax/data/rows.py). The workdir feeds all-scenario RL through
 `r1jax.rm.scorer:RewardModelScorer` (configs/r1_all_scenarios.py, `helpful_rm=` / `harmless_rm=`).
 Held-out pair accuracy is in `<workdir>/rm_eval.json`.
 """
 from r1jax.config import base_config, sibling_config
+from r1jax.rm.train import RewardModelOptions
+from r1jax.stage_config import configdict_of
 
 
 def get_config(arg: str = "tiny"):
   preset, opts = sibling_config(__file__, "sft_mix").parse_arg(arg, train="", eval="")
   c = base_config()
   c.stage = "reward_model"
-  c.reward_model = dict(train_path=opts["train"], eval_path=opts["eval"], eval_fraction=0.1,
-                        prompt_field="prompt", chosen_field="chosen", rejected_field="rejected",
-                        margin_field="", margin_scale=1.0, template="", max_len=512, batch_size=32,
-                        num_steps=0, num_epochs=1, learning_rate=1e-5, warmup_steps=10,
-                        weight_decay=0.0, max_grad_norm=1.0, eval_every=0, checkpoint_every=500,
-                        log_every=10, seed=0)
+  c.reward_model = configdict_of(RewardModelOptions)   # the defaults live in RewardModelOptions
+  c.reward_model.update(train_path=opts["train"], eval_path=opts["eval"])
   if preset == "tiny":
     c.model.preset = "tiny"
     c.tokenizer.vocab_size = 320

@@ -293,13 +293,14 @@ class SFTSource:
   turns: str = "all"                  # chat: every assistant turn, or 'last'
   chat_template: str = "qwen2.5"      # chat
   chat_template_from: str = ""        # chat
-  path: str = ""                      # jsonl
+  path: str = ""                      # jsonl, chat: a file, or a local HF dataset (loader 'hf')
+  loader: str = "auto"                # jsonl, chat: auto | jsonl | parquet | hf (r1jax/data/rows.py)
   prompt_field: str = "prompt"        # jsonl
   completion_field: str = "completion"  # jsonl
   task: str = "countdown"             # procedural: countdown | arithmetic
   num_examples: int = 1000            # procedural
   seed: int = 0                       # procedural
-  split: str = "train"                # procedural
+  split: str = "train"                # procedural; loader 'hf': a saved DatasetDict's split
   error_rate: float = 0.0             # procedural: share of wrong worked solutions
   template: str = "r1_zero"           # procedural
   options: dict = dataclasses.field(default_factory=dict)  # procedural: task options
@@ -308,6 +309,8 @@ class SFTSource:
   def __post_init__(self):
     if self.kind not in ("jsonl", "chat", "procedural"):
       raise ValueError(f"kind={self.kind!r}: unknown (jsonl, chat or procedural)")
+    from r1jax.data.rows import check_loader  # pylint: disable=import-outside-toplevel
+    check_loader(self.loader, "config.data.sources[].loader")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,8 +3,8 @@
 A row holds a conversation in the OpenAI / Hugging Face form:
   {"messages": [{"role": "system", "content": ...}, {"role": "user", "content": ...},
                 {"role": "assistant", "content": ...}, ...]}
-Sources: a JSONL or Parquet file (`read_rows`; Parquet needs the `data` extra, pyarrow), or any sequence of dicts,
-such as a Hugging Face `datasets.Dataset` loaded by the caller (`datasets` is optional and not imported here).
+Sources: a JSONL or Parquet file, or a local Hugging Face dataset (`r1jax.data.rows.read_rows`: Parquet needs the
+`data` extra, pyarrow; HF datasets the `hf` extra), or any sequence of dicts, such as a `datasets.Dataset`.
 
 Each assistant turn becomes one SFT example (or only the last one, `turns='last'`): the prompt is the conversation
 before it, rendered with the generation prompt of the chat format, and the completion is the assistant's text
@@ -26,22 +26,11 @@ import os
 import pathlib
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from r1jax.data.tasks import read_jsonl
+from r1jax.data.rows import read_rows
 from r1jax.data.templates import Template, get_template
 
 ROLES = ('system', 'user', 'assistant')
-
-
-def read_rows(path: str | os.PathLike) -> list[dict]:
-  """Rows of a `.jsonl` / `.json` (JSON Lines) or `.parquet` file."""
-  path = pathlib.Path(path)
-  if path.suffix == '.parquet':
-    try:
-      import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
-    except ImportError as e:
-      raise ImportError(f'reading {path} needs pyarrow: pip install "r1jax[data]"') from e
-    return pq.read_table(path).to_pylist()
-  return read_jsonl(path)
+__all__ = ['ChatFormat', 'chat_sft_rows', 'load_chat_source', 'read_rows', 'validate_messages']
 
 
 def validate_messages(messages: Any, where: str = 'row') -> list[dict]:
@@ -173,8 +162,9 @@ def chat_sft_rows(rows: Iterable[Mapping], fmt: ChatFormat, messages_field: str 
 
 def load_chat_source(src: Mapping[str, Any]) -> list[dict]:
   """SFT rows of a config source `{kind: 'chat', path, messages_field='messages', turns='all', template=...,
-  chat_template_from=...}`: `chat_template_from` (a HF model directory) wins over `template` (an r1jax name)."""
-  rows = read_rows(src['path'])
+  chat_template_from=..., loader='auto', split='train'}`: `chat_template_from` (a HF model directory) wins over
+  `template` (an r1jax name); `loader`/`split` as in `r1jax.data.rows.read_rows`."""
+  rows = read_rows(src['path'], src.get('loader', 'auto'), src.get('split', 'train'))
   if src.get('chat_template_from'):
     fmt = ChatFormat.from_pretrained(src['chat_template_from'])
   else:

@@ -236,18 +236,20 @@ def load_task(cfg) -> list[Record]:
   """Loads records from a config (ml_collections.ConfigDict or dict).
 
   Fields:
-    name: 'gsm8k' | 'math500' | 'aime24' | 'amc23' | 'humaneval' | 'jsonl' | 'countdown' |
-      'arithmetic'.
+    name: 'gsm8k' | 'math500' | 'aime24' | 'amc23' | 'humaneval' | 'jsonl' | 'hf' | 'countdown' |
+      'arithmetic'. 'hf': a local Hugging Face dataset (a `save_to_disk` directory, or JSON/Parquet/CSV files
+      read by `datasets`; the `hf` extra), with the same fields as 'jsonl'; `split` picks a DatasetDict's split
+      (default 'train').
     path: file to read (required for 'jsonl'; overrides the default for the benchmarks).
     data_dir: folder holding the benchmark folders (default `default_data_dir()`).
     split: 'train' / 'test' (GSM8K has both; the others only 'test').
     max_examples: keep the first N records (after the loader's order), None for all.
-    For 'jsonl': question_field, answer_field, id_field, task, answer_parser, question_format.
+    For 'jsonl' / 'hf': question_field, answer_field, id_field, task, answer_parser, question_format.
     For 'countdown' / 'arithmetic': num_examples, seed, and the generator's options
       (see `r1jax.data.procedural`).
   """
   name = _get(cfg, 'name')
-  split = _get(cfg, 'split') or ('train' if name in ('gsm8k', 'countdown', 'arithmetic')
+  split = _get(cfg, 'split') or ('train' if name in ('gsm8k', 'countdown', 'arithmetic', 'hf')
                                  else 'test')
   path = _get(cfg, 'path')
   data_dir = _get(cfg, 'data_dir')
@@ -256,11 +258,16 @@ def load_task(cfg) -> list[Record]:
     if name == 'humaneval' and _get(cfg, 'question_format'):
       kwargs['question_format'] = _get(cfg, 'question_format')
     recs = LOADERS[name](data_dir=data_dir, split=split, path=path, **kwargs)
-  elif name == 'jsonl':
+  elif name in ('jsonl', 'hf'):
     if not path:
-      raise ValueError("load_task(name='jsonl') needs cfg.path.")
-    recs = load_jsonl_task(
-        path, source=_get(cfg, 'source') or pathlib.Path(path).stem,
+      raise ValueError(f"load_task(name={name!r}) needs cfg.path.")
+    if name == 'hf':
+      from r1jax.data.rows import read_rows  # pylint: disable=import-outside-toplevel
+      rows = read_rows(path, 'hf', split)
+    else:
+      rows = read_jsonl(path)
+    recs = records_from_rows(
+        rows, source=_get(cfg, 'source') or pathlib.Path(path).stem,
         question_field=_get(cfg, 'question_field') or 'question',
         answer_field=_get(cfg, 'answer_field', 'answer'),
         id_field=_get(cfg, 'id_field'), task=_get(cfg, 'task') or 'math',
@@ -281,7 +288,7 @@ def load_task(cfg) -> list[Record]:
     recs = gen(split=split, **options)
   else:
     raise ValueError(f'Unknown task name {name!r}; known: {sorted(LOADERS)} + '
-                     "['jsonl', 'countdown', 'arithmetic']")
+                     "['jsonl', 'hf', 'countdown', 'arithmetic']")
   max_examples = _get(cfg, 'max_examples')
   if max_examples is not None:
     recs = recs[:int(max_examples)]

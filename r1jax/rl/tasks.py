@@ -22,7 +22,8 @@ GENERAL_TASK = 'general'
 
 
 def load_general_task(cfg: dict) -> list[dict]:
-  """Records of a JSONL of general prompts (no gold answers; `task='general'`)."""
+  """Records of a JSONL (or, with `name='hf'`, a local HF dataset) of general prompts (no gold answers;
+  `task='general'`)."""
   path = cfg.get('path')
   if not path:
     raise ValueError(f"A general task needs a path (JSONL with a question field): {cfg}")
@@ -30,7 +31,12 @@ def load_general_task(cfg: dict) -> list[dict]:
   source = cfg.get('source') or pathlib.Path(path).stem
   id_field = cfg.get('id_field')
   out = []
-  for n, row in enumerate(read_jsonl(path)):
+  if cfg.get('name') == 'hf':
+    from r1jax.data.rows import read_rows  # pylint: disable=import-outside-toplevel
+    rows = read_rows(path, 'hf', cfg.get('split') or 'train')
+  else:
+    rows = read_jsonl(path)
+  for n, row in enumerate(rows):
     if qf not in row:
       raise KeyError(f'{path} row {n}: field {qf!r} missing; fields are {sorted(row)}. '
                      'Set question_field in the task config.')

@@ -26,7 +26,7 @@ import numpy as np
 
 from r1jax import experiment, sharding
 from r1jax.checkpoint import Checkpointer
-from r1jax.data.tasks import read_jsonl
+from r1jax.data.rows import check_loader, read_rows
 from r1jax.metrics import MetricsWriter
 from r1jax.rm import model as rm_model
 from r1jax.train_state import init_train_state, jit_train_step, make_optimizer, make_train_step, state_shardings
@@ -38,8 +38,11 @@ RM_FILE, EVAL_FILE = 'reward_model.json', 'rm_eval.json'
 @dataclasses.dataclass(frozen=True)
 class RewardModelOptions:
   """Everything the stage needs besides the model (`init_from` / `model_preset`) and the mesh."""
-  train_path: str = ''
+  train_path: str = ''                # JSONL, Parquet or a local HF dataset (`loader`, r1jax/data/rows.py)
   eval_path: str = ''                 # '' : hold out the last `eval_fraction` of train_path
+  loader: str = 'auto'                # auto | jsonl | parquet | hf
+  train_split: str = 'train'          # loader 'hf': the split of a saved DatasetDict
+  eval_split: str = 'test'
   eval_fraction: float = 0.1
   prompt_field: str = 'prompt'
   chosen_field: str = 'chosen'
@@ -63,16 +66,17 @@ class RewardModelOptions:
   def __post_init__(self):
     if not self.train_path:
       raise ValueError('reward_model.train_path is empty (a JSONL of prompt/chosen/rejected rows)')
+    check_loader(self.loader, 'reward_model.loader')
     if self.batch_size < 1 or self.max_len < 2:
       raise ValueError('batch_size must be >= 1 and max_len >= 2')
     if not 0.0 <= self.eval_fraction < 1.0:
       raise ValueError('eval_fraction must be in [0, 1)')
 
 
-def load_pairs(path: str, opts: RewardModelOptions) -> list[dict]:
+def load_pairs(path: str, opts: RewardModelOptions, split: str = 'train') -> list[dict]:
   """Rows as {prompt, chosen, rejected, margin}; rows missing a field or with chosen == rejected are dropped."""
   out = []
-  for row in read_jsonl(path):
+  for row in read_rows(path, opts.loader, split):
     p, c, r = row.get(opts.prompt_field), row.get(opts.chosen_field), row.get(opts.rejected_field)
     if not all(isinstance(x, str) for x in (p, c, r)) or c == r:
       continue
@@ -85,9 +89,9 @@ def load_pairs(path: str, opts: RewardModelOptions) -> list[dict]:
 
 
 def split_pairs(opts: RewardModelOptions) -> tuple[list[dict], list[dict]]:
-  train = load_pairs(opts.train_path, opts)
+  train = load_pairs(opts.train_path, opts, opts.train_split)
   if opts.eval_path:
-    return train, load_pairs(opts.eval_path, opts)
+    return train, load_pairs(opts.eval_path, opts, opts.eval_split)
   n_eval = int(round(len(train) * opts.eval_fraction))
   return (train[:len(train) - n_eval], train[len(train) - n_eval:]) if n_eval else (train, [])
 

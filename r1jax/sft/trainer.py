@@ -23,6 +23,7 @@ import numpy as np
 from r1jax import experiment, paths, sharding, stage_config
 from r1jax.checkpoint import Checkpointer
 from r1jax.data import epochs, pipeline, procedural
+from r1jax.data.rows import read_rows
 from r1jax.metrics import MetricsWriter, Progress, plot_curves, read_metrics, truncate_metrics
 from r1jax.models.factory import merge_params
 from r1jax.train_state import (init_train_state, jit_train_step, make_optimizer, make_train_step,
@@ -38,17 +39,18 @@ def load_sources(data: stage_config.DataConfig) -> tuple[list[list[dict]], list[
     if src.kind == "jsonl":
       if not src.path:
         raise ValueError(f"config.data.sources[{i}] (jsonl) needs a path")
-      rows = pipeline.load_sft_jsonl(src.path)
+      rows = read_rows(src.path, src.loader, src.split)   # JSONL, Parquet or a local HF dataset
       pf, cf = src.prompt_field, src.completion_field
       rows = [{"prompt": r[pf], "completion": r[cf]} for r in rows if pf in r and cf in r]
       if not rows:
         raise ValueError(f"config.data.sources[{i}]: no rows with fields {pf!r}/{cf!r} in "
                          f"{src.path}")
-    elif src.kind == "chat":   # `messages` conversations (JSONL / Parquet), r1jax/data/chat.py
+    elif src.kind == "chat":   # `messages` conversations (JSONL / Parquet / HF), r1jax/data/chat.py
       from r1jax.data import chat  # pylint: disable=import-outside-toplevel
       rows = chat.load_chat_source(dict(path=src.path, messages_field=src.messages_field,
                                         turns=src.turns, template=src.chat_template,
-                                        chat_template_from=src.chat_template_from))
+                                        chat_template_from=src.chat_template_from,
+                                        loader=src.loader, split=src.split))
     else:
       rows = procedural.make_sft_corpus(
           task=src.task, num_examples=src.num_examples, seed=src.seed, split=src.split,
