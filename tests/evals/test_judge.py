@@ -40,7 +40,7 @@ def test_verdict_parsing():
 
 
 @pytest.fixture(scope='module')
-def tiny_judge(tmp_path_factory):
+def tiny_judge_workdir(tmp_path_factory):
   d = tmp_path_factory.mktemp('judge')
   with open(d / 'verdicts.jsonl', 'w') as f:
     for q, ref, resp, ok in triples(1500, 0):
@@ -49,16 +49,26 @@ def tiny_judge(tmp_path_factory):
   c = config_lib.base_config()
   c.stage = 'sft'
   c.model.preset = 'tiny'
-  c.model.overrides.update(dict(num_layers=2, embed_dim=64, mlp_dim=128, num_heads=4, num_kv_heads=2))
+  # Llama (no q/k/v bias): the tiny preset's head_dim 32 != 64 / 4 heads, which Hugging Face's Qwen2 cannot express
+  # and Llama can, so the judge can also be exported (test_judge_from_a_hugging_face_checkpoint).
+  c.model.overrides.update(dict(num_layers=2, embed_dim=64, mlp_dim=128, num_heads=4, num_kv_heads=2,
+                                family='llama', qkv_bias=False))
   c.tokenizer.vocab_size = 320
   c.mesh.shape = (8, 1, 1)
   c.optim.update(learning_rate=3e-3, warmup_steps=10)
   c.train.update(num_steps=400, batch_size=32, seq_len=48, log_every=50, checkpoint_every=400)
   c.data = dict(sources=(dict(kind='jsonl', path=str(d / 'verdicts.jsonl')),))
   sft_trainer.train(c, d / 'work')
-  return judge_lib.Judge.from_checkpoint(str(d / 'work'), template='plain', mesh_shape=(8, 1, 1),
-                                         max_new_tokens=8, cache_dtype='float32', fmt={'prompt': COMPACT},
-                                         batch_size=32, max_prompt_len=64)
+  return d / 'work'
+
+
+JUDGE_KW = dict(template='plain', mesh_shape=(8, 1, 1), max_new_tokens=8, cache_dtype='float32',
+                fmt={'prompt': COMPACT}, batch_size=32, max_prompt_len=64)
+
+
+@pytest.fixture(scope='module')
+def tiny_judge(tiny_judge_workdir):
+  return judge_lib.Judge.from_checkpoint(str(tiny_judge_workdir), **JUDGE_KW)
 
 
 def test_tiny_judge_agrees_with_the_truth_on_held_out_triples(tiny_judge):
@@ -66,6 +76,23 @@ def test_tiny_judge_agrees_with_the_truth_on_held_out_triples(tiny_judge):
   verdicts = tiny_judge.verdicts(*zip(*[t[:3] for t in held_out]))
   assert None not in verdicts
   agree = np.mean([v == float(t[3]) for v, t in zip(verdicts, held_out)])
+  assert agree >= 0.9, agree
+
+
+def test_judge_from_a_hugging_face_checkpoint(tiny_judge, tiny_judge_workdir, tmp_path):
+  """The trained judge written as a Hugging Face directory (safetensors by `save_pretrained`, tokenizer.json),
+  loaded back by `Judge.from_checkpoint`: the same verdicts as the r1jax workdir."""
+  from r1jax.export import export
+  hf_dir = tmp_path / 'hf_judge'
+  export(tiny_judge_workdir, hf_dir, mesh_shape=(8, 1, 1))
+  assert (hf_dir / 'model.safetensors').exists() and (hf_dir / 'config.json').exists()
+  assert not (hf_dir / 'model_config.json').exists()          # nothing r1jax-specific to read
+  hf_judge = judge_lib.Judge.from_checkpoint(str(hf_dir), **JUDGE_KW)
+  assert type(hf_judge.tokenizer).__name__ != type(tiny_judge.tokenizer).__name__   # HF tokenizers, not sp
+  held_out = triples(32, 2)
+  args = list(zip(*[t[:3] for t in held_out]))
+  assert hf_judge.verdicts(*args) == tiny_judge.verdicts(*args)
+  agree = np.mean([v == float(t[3]) for v, t in zip(hf_judge.verdicts(*args), held_out)])
   assert agree >= 0.9, agree
 
 
