@@ -38,7 +38,10 @@ def scores(graphdef, params: Params, ids_BT: jax.Array, mask_BT: jax.Array) -> j
   h_BTD, _ = model(ids_BT, None, mask_BT, return_hidden=True)
   last_B = jnp.maximum(jnp.sum(mask_BT, axis=1) - 1, 0)
   h_BD = jnp.take_along_axis(h_BTD, last_B[:, None, None], axis=1)[:, 0].astype(jnp.float32)
-  return h_BD @ params['head']['w'] + params['head']['b']
+  # The bias gets no signal from the Bradley-Terry loss (it cancels in r_chosen - r_rejected), so its gradient is
+  # float noise around 0, which Adam would turn into steps of ~learning_rate (a random drift, different on every
+  # device layout). It is held at its initial 0; a checkpoint's value is still applied.
+  return h_BD @ params['head']['w'] + jax.lax.stop_gradient(params['head']['b'])
 
 
 def bradley_terry_loss(chosen_B: jax.Array, rejected_B: jax.Array, margin_B: jax.Array, valid_B: jax.Array,

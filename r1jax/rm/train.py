@@ -110,9 +110,20 @@ def _batch_indices(n: int, batch_size: int, step: int, seed: int) -> list[int]:
 
 
 def make_score_fn(graphdef, mesh, rules):
-  """Jitted `score(params, ids_BT, mask_BT) -> float32 [B]`, batch-sharded over the mesh."""
+  """Jitted `score(params, ids_BT, mask_BT) -> float32 [B]`: the batch is sharded over the mesh, the B scores come
+  back replicated (every process can read them, also in multi-host runs)."""
   del rules
-  return jax.jit(lambda params, ids, mask: rm_model.scores(graphdef, params, ids, mask))
+  return jax.jit(lambda params, ids, mask: rm_model.scores(graphdef, params, ids, mask),
+                 out_shardings=sharding.replicated(mesh))
+
+
+def _process_rows(x: np.ndarray) -> np.ndarray:
+  """This process's rows of a global host batch (rows [i*b, (i+1)*b) for process i, as `put_global_batch` wants)."""
+  pc, pi = jax.process_count(), jax.process_index()
+  if pc == 1:
+    return x
+  b = x.shape[0] // pc
+  return x[pi * b:(pi + 1) * b]
 
 
 def pair_accuracy(score_fn, params, pairs: list[dict], tokenizer, opts: RewardModelOptions, mesh, rules,
@@ -127,7 +138,8 @@ def pair_accuracy(score_fn, params, pairs: list[dict], tokenizer, opts: RewardMo
     b = rm_model.pair_batch(chunk, tokenizer, opts.max_len, bs, opts.template or None)
     ids = np.concatenate([b['chosen_ids'], b['rejected_ids']])
     mask = np.concatenate([b['chosen_mask'], b['rejected_mask']])
-    r = np.asarray(jax.device_get(score_fn(params, *sharding.put_global_batch((ids, mask), mesh, rules))))
+    local = (_process_rows(ids), _process_rows(mask))   # every process built the whole (small) eval batch
+    r = np.asarray(jax.device_get(score_fn(params, *sharding.put_global_batch(local, mesh, rules))))
     diff = (r[:bs] - r[bs:])[:len(chunk)]
     correct += (diff > 0).tolist()
     margins += diff.tolist()
@@ -138,9 +150,15 @@ def pair_accuracy(score_fn, params, pairs: list[dict], tokenizer, opts: RewardMo
 def train(config, workdir: str | os.PathLike, opts: RewardModelOptions,
           on_step: Optional[Callable[[int, dict], None]] = None) -> dict[str, Any]:
   """Trains (or resumes) a reward model into `workdir`. `config` supplies the model (`init_from`, `model`), the
-  tokenizer, the mesh and sharding rules, as for every stage. Returns the final metrics (+ `params`, `graphdef`)."""
-  if jax.process_count() > 1:
-    raise NotImplementedError('the reward_model stage runs on one host for now')
+  tokenizer, the mesh and sharding rules, as for every stage. Returns the final metrics (+ `params`, `graphdef`).
+
+  Multi-host: every process runs this with the same options; the pair order is a function of (seed, step), so each
+  process tokenises only its own rows of every global batch (`batch_size` must be a multiple of the process count)
+  and `put_global_batch` assembles them; process 0 writes the files, orbax checkpoints from all processes."""
+  pc, pi = jax.process_count(), jax.process_index()
+  if opts.batch_size % pc:
+    raise ValueError(f'reward_model.batch_size={opts.batch_size} must be a multiple of the process count {pc}')
+  local_bs = opts.batch_size // pc
   workdir = os.fspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   train_pairs, eval_pairs = split_pairs(opts)
@@ -181,8 +199,8 @@ def train(config, workdir: str | os.PathLike, opts: RewardModelOptions,
   pending = []
   try:
     for step in range(start, num_steps):
-      idx = _batch_indices(len(train_pairs), opts.batch_size, step, opts.seed)
-      batch = rm_model.pair_batch([train_pairs[i] for i in idx], tokenizer, opts.max_len, opts.batch_size,
+      idx = _batch_indices(len(train_pairs), opts.batch_size, step, opts.seed)[pi * local_bs:(pi + 1) * local_bs]
+      batch = rm_model.pair_batch([train_pairs[i] for i in idx], tokenizer, opts.max_len, local_bs,
                                   opts.template or None)
       state, metrics = jitted(state, sharding.put_global_batch(batch, mesh, rules))
       pending.append(metrics)

@@ -36,3 +36,18 @@ def rm_config():
   c.tokenizer.vocab_size = 320
   c.mesh.shape = (8, 1, 1)
   return c
+
+
+def multihost_setup(data_dir):
+  """(config, RewardModelOptions) of the multi-host test: the same in the 2-process run and its 1-process reference.
+  `data_dir` holds train.jsonl, eval.jsonl and a SentencePiece tokenizer (tokenizer.model), written by the test."""
+  import os
+  from r1jax.rm import train as rm_train
+  c = rm_config()
+  c.tokenizer.path = os.path.join(data_dir, 'tokenizer.model')
+  c.model.overrides.update(dict(num_layers=1, embed_dim=32, mlp_dim=64, num_heads=2, num_kv_heads=1, head_dim=16))
+  opts = rm_train.RewardModelOptions(
+      train_path=os.path.join(data_dir, 'train.jsonl'), eval_path=os.path.join(data_dir, 'eval.jsonl'),
+      max_len=32, batch_size=8, num_steps=4, learning_rate=3e-3, warmup_steps=1, log_every=2, eval_every=4,
+      checkpoint_every=4)
+  return c, opts
