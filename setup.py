@@ -41,6 +41,8 @@ EXTRAS = {
         "nbclient>=0.10,<0.12",
         "nbformat>=5.10,<6",
         "ipykernel>=6.29,<8",
+        # So the suite (and CI) also exercises the optional Parquet and HF datasets loaders.
+        "datasets>=5.2,<6",
     ],
     # Accelerator builds of the same jax: `pip install -e ".[tpu]"` on a TPU VM / Colab TPU,
     # `".[cuda12]"` (or `".[cuda13]"`) on an NVIDIA GPU. jax's own extras pin the matching
