@@ -23,8 +23,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import pathlib
 from typing import Any, Iterable, Mapping, Optional, Sequence
+
+from etils import epath
 
 from r1jax.data.tasks import read_jsonl
 from r1jax.data.templates import Template, get_template
@@ -34,13 +35,14 @@ ROLES = ('system', 'user', 'assistant')
 
 def read_rows(path: str | os.PathLike) -> list[dict]:
   """Rows of a `.jsonl` / `.json` (JSON Lines) or `.parquet` file."""
-  path = pathlib.Path(path)
+  path = epath.Path(path)
   if path.suffix == '.parquet':
     try:
       import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
     except ImportError as e:
       raise ImportError(f'reading {path} needs pyarrow: pip install "r1jax[data]"') from e
-    return pq.read_table(path).to_pylist()
+    with path.open('rb') as f:   # a file object: local or remote alike
+      return pq.read_table(f).to_pylist()
   return read_jsonl(path)
 
 
@@ -70,14 +72,14 @@ class ChatFormat:
   @classmethod
   def from_pretrained(cls, path: str | os.PathLike) -> 'ChatFormat':
     """The chat template of a Hugging Face model directory (`tokenizer_config.json`, or `chat_template.jinja`)."""
-    folder = pathlib.Path(path)
+    folder = epath.Path(path)
     cfg_path = folder / 'tokenizer_config.json'
-    cfg = json.loads(cfg_path.read_text(encoding='utf-8')) if cfg_path.exists() else {}
+    cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
     source = cfg.get('chat_template')
     if isinstance(source, list):   # named templates: the default one
       source = next((t['template'] for t in source if t.get('name') == 'default'), source[0]['template'])
     if not source and (folder / 'chat_template.jinja').exists():
-      source = (folder / 'chat_template.jinja').read_text(encoding='utf-8')
+      source = (folder / 'chat_template.jinja').read_text()
     if not source:
       raise ValueError(f'{folder} has no chat template (tokenizer_config.json chat_template or chat_template.jinja)')
     special = []
