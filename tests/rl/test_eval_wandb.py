@@ -34,8 +34,8 @@ def test_grpo_eval_logs_a_samples_table(base_workdir, tmp_path, monkeypatch):
   assert all(t["_type"] == "table-file" and t["nrows"] == 3 * 2 for t in tables.values())
   assert {h["_step"] for h in history if "eval/pass@1" in h} == {1, 2}
   # The table holds the samples themselves, as the eval stage writes them.
-  (table_file,) = [p for p in (run_dir / "files").rglob("*.table.json")
-                   if p.name.startswith("eval") and "_1_" in p.name] or \
-      sorted((run_dir / "files").rglob("*.table.json"))[:1]
-  columns = json.loads(table_file.read_text())["columns"]
-  assert {"question", "completion", "correct"} <= set(columns), columns
+  files = sorted((run_dir / "files" / "media" / "table" / "eval").glob("samples_*.table.json"))
+  assert [f.name.split("_")[1] for f in files] == ["1", "2"]
+  table = json.loads(files[0].read_text())
+  assert {"question", "completion", "extracted_answer", "correct"} <= set(table["columns"])
+  assert len(table["data"]) == 3 * 2
