@@ -9,9 +9,10 @@ from r1jax import metrics
 from r1jax.rl import trainer as rl_trainer
 from test_metrics_writer import _offline_run_dir, _wandb_records
 
+pytest.importorskip("wandb", reason="wandb not installed (pip install -e '.[wandb]')")
+
 
 def test_grpo_eval_logs_a_samples_table(base_workdir, tmp_path, monkeypatch):
-  pytest.importorskip("wandb", reason="wandb not installed (pip install -e '.[wandb]')")
   monkeypatch.setenv("WANDB_MODE", "offline")
   monkeypatch.setenv("WANDB_SILENT", "true")
   c = lib.grpo_config(base_workdir, num_steps=2)
