@@ -216,7 +216,6 @@ def _register_tensorboard_scheme(url: str) -> None:
   record_writer.register_writer_factory(url.split("://", 1)[0], _EpathRecordWriterFactory())
 
 
-
 class MetricsWriter:
   """Appends `{"step": s, **metrics}` to workdir/metrics.jsonl, TensorBoard events and W&B.
 

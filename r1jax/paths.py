@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import os
 import posixpath
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from etils import epath
 
@@ -166,10 +165,3 @@ def truncate(path: Any, nbytes: int) -> None:
   p = epath.Path(path)
   p.write_bytes(p.read_bytes()[:nbytes])
 
-
-def read_jsonl(path: Any) -> Iterator[dict]:
-  """The JSON objects of a JSONL file, one per non-empty line, streamed (local or remote)."""
-  with epath.Path(path).open("r") as f:
-    for line in f:
-      if line.strip():
-        yield json.loads(line)

@@ -20,7 +20,6 @@ import numpy as np
 from etils import epath
 
 from r1jax import paths
-
 from r1jax.data.templates import get_template
 
 _THINGS = {
