@@ -16,7 +16,6 @@ import dataclasses
 import json
 import logging
 import os
-import pathlib
 import signal
 from typing import Any, Callable, Iterable
 
@@ -25,7 +24,7 @@ import numpy as np
 from etils import epath
 from jax.sharding import Mesh
 
-from r1jax import sharding
+from r1jax import paths, sharding
 from r1jax.models import config as model_config_lib
 from r1jax.models.config import ModelConfig, RopeScaling
 from r1jax.models.factory import abstract_model, create_model, param_shardings, split_params
@@ -61,16 +60,15 @@ def is_r1jax_workdir(path: str | os.PathLike) -> bool:
 
 
 def is_hf_dir(path: str | os.PathLike) -> bool:
-  p = pathlib.Path(path)
+  p = epath.Path(path)
   return (p / "config.json").exists() and any(p.glob("*.safetensors"))
 
 
 def save_model_config(cfg: ModelConfig, workdir: str | os.PathLike) -> None:
   if jax.process_index() != 0:
     return
-  os.makedirs(workdir, exist_ok=True)
-  with open(pathlib.Path(workdir) / MODEL_CONFIG_FILE, "w") as f:
-    json.dump(dataclasses.asdict(cfg), f, indent=1)
+  (paths.makedirs(workdir) / MODEL_CONFIG_FILE).write_text(
+      json.dumps(dataclasses.asdict(cfg), indent=1))
 
 
 def load_model_config(workdir: str | os.PathLike) -> ModelConfig:
@@ -125,7 +123,7 @@ def get_tokenizer(config, workdir: str | os.PathLike,
     candidates += [tokenizer_dir(init_from), init_from]
   candidates.append(tokenizer_dir(workdir))
   for c in candidates:
-    if c and pathlib.Path(c).exists():
+    if c and epath.Path(c).exists():
       try:
         tok = load_tokenizer(c)
       except (FileNotFoundError, ValueError):
@@ -161,8 +159,8 @@ def model_config_from(config, tokenizer: Tokenizer | None = None) -> ModelConfig
     return load_model_config(init_from).replace(**overrides)
   if init_from and is_hf_dir(init_from) and not preset:
     from r1jax.models import hf
-    with open(pathlib.Path(init_from) / "config.json") as f:
-      return hf.config_from_hf(json.load(f), **overrides)
+    return hf.config_from_hf(json.loads((epath.Path(init_from) / "config.json").read_text()),
+                             **overrides)
   if not preset:
     raise ValueError("Set config.model.preset (e.g. 'tiny') or config.init_from.")
   cfg = model_config_lib.get_model_config(preset, **overrides)

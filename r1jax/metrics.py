@@ -31,6 +31,8 @@ import jax
 import numpy as np
 from etils import epath
 
+from r1jax import paths
+
 log = logging.getLogger(__name__)
 
 WANDB_ID_FILE = "wandb_run_id"
@@ -48,11 +50,7 @@ def to_float_dict(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 def _local(path: epath.Path) -> str | None:
   """The local file name of `path`, or None for a remote (gs://, ...) path."""
-  try:
-    name = os.fspath(path)
-  except TypeError:
-    return None
-  return None if "://" in name else name
+  return paths.local_name(path)
 
 
 # ----------------------------------------------------------------------------- W&B
@@ -180,6 +178,44 @@ def _cell(v: Any) -> Any:
 # ----------------------------------------------------------------------------- writer
 
 
+class _EpathRecordWriter:
+  """tensorboardX record writer for a remote event file, through epath.
+
+  Object stores cannot append: the events are buffered and the object is rewritten on each
+  flush (as tensorboardX's own gs:// writer does). Scalars only, so the file stays small.
+  """
+
+  def __init__(self, path: str):
+    self.path = epath.Path(path)
+    self.buffer = io.BytesIO()
+
+  def write(self, data: bytes) -> None:
+    self.buffer.write(data)
+
+  def flush(self) -> None:
+    self.path.write_bytes(self.buffer.getvalue())
+
+  def close(self) -> None:
+    self.flush()
+
+
+class _EpathRecordWriterFactory:
+
+  def open(self, path: str) -> _EpathRecordWriter:
+    return _EpathRecordWriter(path)
+
+  def directory_check(self, path: str) -> None:
+    epath.Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def _register_tensorboard_scheme(url: str) -> None:
+  """Routes tensorboardX's event files under `url`'s scheme (gs, s3, ...) through epath, the
+  same backend as every other file of the workdir (tensorboardX alone would need
+  google-cloud-storage or boto3, and writes unknown schemes to a local directory)."""
+  from tensorboardX import record_writer  # pylint: disable=import-outside-toplevel
+  record_writer.register_writer_factory(url.split("://", 1)[0], _EpathRecordWriterFactory())
+
+
 class MetricsWriter:
   """Appends `{"step": s, **metrics}` to workdir/metrics.jsonl, TensorBoard events and W&B.
 
@@ -213,7 +249,10 @@ class MetricsWriter:
         from tensorboardX import SummaryWriter
         # The suffix keeps two writers opened within one second (a quick resume) from
         # writing to the same event file name, which would truncate the first one's events.
-        self._tb = SummaryWriter(str(workdir / "tensorboard"), purge_step=purge_step,
+        tb_dir = str(workdir / "tensorboard")
+        if _local(workdir) is None:
+          _register_tensorboard_scheme(tb_dir)
+        self._tb = SummaryWriter(tb_dir, purge_step=purge_step,
                                  filename_suffix=f".{time.time_ns()}")
       except Exception:  # noqa: BLE001 - TensorBoard is a nicety, never fatal
         self._tb = None

@@ -29,6 +29,7 @@ from typing import Any
 
 import jax
 import ml_collections
+from etils import epath
 
 import dataclasses
 
@@ -89,10 +90,10 @@ def _stage_config(config, name: str, workdir: str) -> ml_collections.ConfigDict:
   pcfg = pipeline_config(config)
   parent = pcfg.init_from.get(name)
   if parent:
-    c.init_from = os.path.join(workdir, parent)
+    c.init_from = paths.join(workdir, parent)
   data_parent = pcfg.data_from.get(name)
   if data_parent:
-    path = os.path.join(workdir, data_parent, "sft_data.jsonl")
+    path = paths.join(workdir, data_parent, "sft_data.jsonl")
     sources = list(to_dict(c.data.sources))
     # The first jsonl source without a path takes the parent's curated data.
     for i, src in enumerate(sources):
@@ -177,25 +178,24 @@ def format_table(rows: list[dict[str, Any]], k: int) -> str:
 def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
   """Runs the stages in `config.order`; returns {"table": rows, "stages": results}."""
   from r1jax import run as run_lib
-  workdir = os.fspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = paths.as_str(workdir)
+  root = paths.makedirs(workdir)
   pcfg = pipeline_config(config)
   stage_config.announce(pcfg, workdir)
   eval_cfg = pcfg.eval
   eval_after = eval_cfg.after if eval_cfg is not None else ()
   k = eval_cfg.num_samples if eval_cfg is not None else 0
-  summary_path = os.path.join(workdir, "pipeline_summary.json")
+  summary_path = root / "pipeline_summary.json"
   rows = []
-  if os.path.exists(summary_path):
-    with open(summary_path) as f:
-      rows = json.load(f).get("table", [])
+  if summary_path.exists():
+    rows = json.loads(summary_path.read_text()).get("table", [])
   done_evals = {r["stage"] for r in rows}
   results = {}
   _prepare(config, workdir)
   for name in pcfg.order:
-    stage_dir = os.path.join(workdir, name)
-    marker = os.path.join(stage_dir, "DONE")
-    if not os.path.exists(marker):
+    stage_dir = paths.join(workdir, name)
+    marker = epath.Path(stage_dir) / "DONE"
+    if not marker.exists():
       c = _stage_config(config, name, workdir)
       t0 = time.time()
       print(f"\n=== stage {name} ({c.stage}) -> {stage_dir}", flush=True)
@@ -203,8 +203,7 @@ def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
       results[name] = {k2: v for k2, v in (out or {}).items()
                        if isinstance(v, (int, float, str))} if isinstance(out, dict) else {}
       if jax.process_index() == 0:
-        with open(marker, "w") as f:
-          f.write(f"{time.time() - t0:.1f}s\n")
+        marker.write_text(f"{time.time() - t0:.1f}s\n")
     if name in eval_after and name not in done_evals:
       summary = evaluate_workdir(config, stage_dir, eval_cfg,
                                  template=eval_cfg.templates.get(name))
@@ -215,14 +214,12 @@ def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
             f"{100 * summary.get(f'cons@{k}', 0):.1f}%, format {100 * summary['format_rate']:.1f}%",
             flush=True)
       if jax.process_index() == 0:
-        with open(summary_path, "w") as f:
-          json.dump({"table": rows}, f, indent=1)
+        paths.write_atomic(summary_path, json.dumps({"table": rows}, indent=1))
   table = format_table(rows, k) if rows else ""
   if jax.process_index() == 0:
     _plot_stages(config, workdir)
     if table:
-      with open(os.path.join(workdir, "pipeline_summary.md"), "w") as f:
-        f.write(table + "\n")
+      (root / "pipeline_summary.md").write_text(table + "\n")
   if table:
     print("\nHeld-out evaluation after each stage "
           f"({len(_eval_records_hint(eval_cfg))} problems, temperature "
@@ -238,11 +235,11 @@ def _eval_records_hint(eval_cfg: PipelineEvalConfig) -> range:
 
 def _plot_stages(config, workdir: str) -> None:
   for name in config.order:
-    stage_dir = os.path.join(workdir, name)
+    stage_dir = paths.join(workdir, name)
     recs = read_metrics(stage_dir)
     if not recs:
       continue
     kind = config.stages[name].stage
     keys = _CURVES.get(kind, ["loss"])
-    plot_curves(recs, keys, os.path.join(workdir, f"curves_{name}.png"), title=f"{name} ({kind})",
+    plot_curves(recs, keys, paths.join(workdir, f"curves_{name}.png"), title=f"{name} ({kind})",
                 smooth=5 if kind == "grpo" else 1)

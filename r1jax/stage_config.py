@@ -17,7 +17,6 @@ import dataclasses
 import json
 import logging
 import os
-import pathlib
 import types
 import typing
 from typing import Any, Mapping
@@ -25,6 +24,7 @@ from typing import Any, Mapping
 import ml_collections
 from ml_collections import config_dict
 
+from r1jax import paths
 from r1jax.metrics import WandbConfig
 from r1jax.rl import advantages as adv_lib
 from r1jax.rl import losses
@@ -566,6 +566,5 @@ def announce(cfg: Any, workdir: str | os.PathLike | None = None) -> dict:
   if workdir is not None:
     import jax
     if jax.process_index() == 0:
-      os.makedirs(workdir, exist_ok=True)
-      (pathlib.Path(workdir) / RESOLVED_CONFIG_FILE).write_text(text + "\n")
+      (paths.makedirs(workdir) / RESOLVED_CONFIG_FILE).write_text(text + "\n")
   return d

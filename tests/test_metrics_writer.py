@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from nolocal_path import NoLocalPath
+from nolocal_path import NoLocalPath, forbid_local_io, url
 from r1jax import metrics
 from r1jax.metrics import (MetricsWriter, WandbConfig, plot_curves, read_metrics,
                            truncate_metrics)
@@ -86,6 +86,23 @@ def test_remote_workdir_files(tmp_path):
   assert len(read_metrics(wd / "metrics.jsonl")) == 10
   out = plot_curves(recs, ["loss"], wd / "curves.png")
   assert out is not None and (tmp_path / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_remote_tensorboard_with_purge_on_resume(tmp_path, monkeypatch):
+  """TensorBoard on a remote workdir (epath record writer), resumed with a purge."""
+  local = tmp_path / "run"
+  forbid_local_io(monkeypatch)
+  w = MetricsWriter(url(local))
+  for s in range(1, 6):
+    w.write(s, {"loss": float(s)})
+  w.close()
+  truncate_metrics(url(local) + "/metrics.jsonl", 3)
+  w = MetricsWriter(url(local))
+  for s in range(4, 6):
+    w.write(s, {"loss": 10.0 * s})
+  w.close()
+  monkeypatch.undo()
+  assert _tb_scalars(local / "tensorboard", "loss") == {1: 1.0, 2: 2.0, 3: 3.0, 4: 40.0, 5: 50.0}
 
 
 def test_wandb_config_parsing():

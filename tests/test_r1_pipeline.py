@@ -283,6 +283,7 @@ def _check_chain(c, wd, capsys):
   return out
 
 
+@pytest.mark.slow   # the default suite runs the same chain on a remote workdir (tests/test_remote_workdir.py)
 def test_mini_pipeline_end_to_end(tmp_path, capsys):
   """pretrain -> R1-Zero -> rejection sampling -> SFT mix -> all-scenario RL -> distillation."""
   c = _short_chain(("pretrain", "r1_zero", "rejection", "sft_mix", "all_scenarios", "distill"))

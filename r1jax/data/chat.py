@@ -23,8 +23,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import pathlib
 from typing import Any, Iterable, Mapping, Optional, Sequence
+
+from etils import epath
 
 from r1jax.data.rows import read_rows
 from r1jax.data.templates import Template, get_template
@@ -59,14 +60,14 @@ class ChatFormat:
   @classmethod
   def from_pretrained(cls, path: str | os.PathLike) -> 'ChatFormat':
     """The chat template of a Hugging Face model directory (`tokenizer_config.json`, or `chat_template.jinja`)."""
-    folder = pathlib.Path(path)
+    folder = epath.Path(path)
     cfg_path = folder / 'tokenizer_config.json'
-    cfg = json.loads(cfg_path.read_text(encoding='utf-8')) if cfg_path.exists() else {}
+    cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
     source = cfg.get('chat_template')
     if isinstance(source, list):   # named templates: the default one
       source = next((t['template'] for t in source if t.get('name') == 'default'), source[0]['template'])
     if not source and (folder / 'chat_template.jinja').exists():
-      source = (folder / 'chat_template.jinja').read_text(encoding='utf-8')
+      source = (folder / 'chat_template.jinja').read_text()
     if not source:
       raise ValueError(f'{folder} has no chat template (tokenizer_config.json chat_template or chat_template.jinja)')
     special = []

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 
 import numpy as np
+from etils import epath
 
+from r1jax import paths
 from r1jax.data.templates import get_template
 
 _THINGS = {
@@ -78,24 +79,21 @@ def make_chitchat(num_examples: int, seed: int = 0, template: str = 'r1_cold_sta
   return rows
 
 
-def _write_jsonl(path: pathlib.Path, rows: list[dict]) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + '.tmp')
-  with open(tmp, 'w', encoding='utf-8') as f:
-    for r in rows:
-      f.write(json.dumps(r) + '\n')
-  os.replace(tmp, path)   # atomic: a crash never leaves half a file for a resumed pipeline
+def _write_jsonl(path: epath.Path, rows: list[dict]) -> None:
+  paths.makedirs(path.parent)
+  # Atomic: a crash never leaves half a file for a resumed pipeline.
+  paths.write_atomic(path, ''.join(json.dumps(r) + '\n' for r in rows))
 
 
 def write_chitchat(workdir: str | os.PathLike, subdir: str = 'data', num_sft: int = 400,
                    num_prompts: int = 200, seed: int = 0, template: str = 'r1_cold_start') -> dict:
   """Writes `<workdir>/<subdir>/chitchat_sft.jsonl` (prompt/completion, for SFT) and
   `chitchat_prompts.jsonl` (question only, for RL) unless they exist; returns their paths."""
-  out = pathlib.Path(workdir) / subdir
-  paths = {'sft': out / 'chitchat_sft.jsonl', 'prompts': out / 'chitchat_prompts.jsonl'}
-  if not paths['sft'].exists():
-    _write_jsonl(paths['sft'], make_chitchat(num_sft, seed, template))
-  if not paths['prompts'].exists():
+  out = epath.Path(workdir) / subdir
+  files = {'sft': out / 'chitchat_sft.jsonl', 'prompts': out / 'chitchat_prompts.jsonl'}
+  if not files['sft'].exists():
+    _write_jsonl(files['sft'], make_chitchat(num_sft, seed, template))
+  if not files['prompts'].exists():
     rows = make_chitchat(num_prompts, seed + 1, template)
-    _write_jsonl(paths['prompts'], [{'id': r['id'], 'question': r['question']} for r in rows])
-  return {k: str(v) for k, v in paths.items()}
+    _write_jsonl(files['prompts'], [{'id': r['id'], 'question': r['question']} for r in rows])
+  return {k: str(v) for k, v in files.items()}

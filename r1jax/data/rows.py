@@ -22,6 +22,8 @@ import os
 import pathlib
 from typing import Any
 
+from etils import epath
+
 from r1jax.data.tasks import read_jsonl
 
 LOADERS = ('auto', 'jsonl', 'parquet', 'hf')
@@ -75,17 +77,21 @@ def load_hf_dataset(path: str | os.PathLike, split: str = 'train') -> Any:
 
 
 def read_rows(path: str | os.PathLike, loader: str = 'auto', split: str = 'train') -> list[dict]:
-  """Rows of `path` as dicts, read by `loader` (see the module docstring); `split` is used by the hf loader."""
+  """Rows of `path` as dicts, read by `loader` (see the module docstring); `split` is used by the hf loader.
+
+  JSONL and Parquet are read through `etils.epath`, so they may sit on a remote filesystem (`gs://...`); the hf
+  loader reads local paths only (`datasets` itself)."""
   check_loader(loader)
-  p = pathlib.Path(path)
+  p = epath.Path(path)
   if loader == 'auto':
     loader = 'hf' if p.is_dir() else 'parquet' if p.suffix == '.parquet' else 'jsonl'
   if loader == 'hf':
-    return load_hf_dataset(p, split).to_list()
+    return load_hf_dataset(os.fspath(p), split).to_list()
   if loader == 'parquet':
     try:
       import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
     except ImportError as e:
       raise ImportError(f'reading {p} needs pyarrow: pip install "r1jax[data]"') from e
-    return pq.read_table(p).to_pylist()
+    with p.open('rb') as f:   # a file object: local or remote alike
+      return pq.read_table(f).to_pylist()
   return read_jsonl(p)

@@ -22,6 +22,8 @@ import pathlib
 import re
 from typing import Any, Callable, Mapping
 
+from etils import epath
+
 Record = dict[str, Any]
 TASK_TYPES = ('math', 'code', 'countdown', 'arithmetic')
 
@@ -29,23 +31,23 @@ HUMANEVAL_QUESTION = ('Complete the following Python function. Write the whole f
                       '```python code block.\n\n```python\n{prompt}```')
 
 
-def default_data_dir() -> pathlib.Path:
-  """`$R1JAX_DATA_DIR`, else `<repo>/../shared/data`."""
+def default_data_dir() -> epath.Path:
+  """`$R1JAX_DATA_DIR` (local or remote, e.g. gs://bucket/data), else `<repo>/../shared/data`."""
   env = os.environ.get('R1JAX_DATA_DIR')
   if env:
-    return pathlib.Path(env)
+    return epath.Path(env)
   repo = pathlib.Path(__file__).resolve().parents[2]
-  return repo.parent / 'shared' / 'data'
+  return epath.Path(repo.parent / 'shared' / 'data')
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
   """Reads JSON Lines; errors name the file and line."""
-  path = pathlib.Path(path)
+  path = epath.Path(path)   # local or remote (gs://, ...)
   if not path.exists():
     raise FileNotFoundError(
         f'Data file {path} does not exist. Set the config path / data_dir or R1JAX_DATA_DIR.')
   rows = []
-  with open(path, encoding='utf-8') as f:
+  with path.open('r') as f:
     for n, line in enumerate(f, 1):
       line = line.strip()
       if not line:
@@ -166,7 +168,7 @@ def load_jsonl_task(path: str | os.PathLike, *, source: str | None = None,
 
 
 def load_gsm8k(data_dir=None, split='train', path=None) -> list[Record]:
-  path = path or pathlib.Path(data_dir or default_data_dir()) / 'gsm8k' / f'{split}.jsonl'
+  path = path or epath.Path(data_dir or default_data_dir()) / 'gsm8k' / f'{split}.jsonl'
   rows = read_jsonl(path)
   recs = records_from_rows(rows, source=f'gsm8k/{split}', answer_field=None, keep_fields=False)
   for rec, row in zip(recs, rows):
@@ -176,13 +178,13 @@ def load_gsm8k(data_dir=None, split='train', path=None) -> list[Record]:
 
 
 def load_math500(data_dir=None, split='test', path=None) -> list[Record]:
-  path = path or pathlib.Path(data_dir or default_data_dir()) / 'math500' / f'{split}.jsonl'
+  path = path or epath.Path(data_dir or default_data_dir()) / 'math500' / f'{split}.jsonl'
   return load_jsonl_task(path, source='math500', question_field='problem',
                          id_field='unique_id')
 
 
 def load_aime24(data_dir=None, split='test', path=None) -> list[Record]:
-  path = path or pathlib.Path(data_dir or default_data_dir()) / 'aime24' / f'{split}.jsonl'
+  path = path or epath.Path(data_dir or default_data_dir()) / 'aime24' / f'{split}.jsonl'
   recs = load_jsonl_task(path, source='aime24', question_field='problem', id_field='id',
                          answer_parser='number')
   for rec in recs:
@@ -191,7 +193,7 @@ def load_aime24(data_dir=None, split='test', path=None) -> list[Record]:
 
 
 def load_amc23(data_dir=None, split='test', path=None) -> list[Record]:
-  path = path or pathlib.Path(data_dir or default_data_dir()) / 'amc23' / f'{split}.jsonl'
+  path = path or epath.Path(data_dir or default_data_dir()) / 'amc23' / f'{split}.jsonl'
   recs = load_jsonl_task(path, source='amc23', question_field='problem', id_field='id',
                          answer_parser='number')
   for rec in recs:
@@ -203,7 +205,7 @@ def load_humaneval(data_dir=None, split='test', path=None,
                    question_format: str = HUMANEVAL_QUESTION) -> list[Record]:
   """HumanEval: question = prompt wrapped in an instruction; answer = canonical solution;
   extras `prompt` (the raw code prompt), `tests` (defines `check(candidate)`), `entry_point`."""
-  path = path or pathlib.Path(data_dir or default_data_dir()) / 'humaneval' / f'{split}.jsonl'
+  path = path or epath.Path(data_dir or default_data_dir()) / 'humaneval' / f'{split}.jsonl'
   return load_jsonl_task(
       path, source='humaneval', question_field='prompt', answer_field='canonical_solution',
       id_field='task_id', task='code', keep_fields=False,

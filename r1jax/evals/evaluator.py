@@ -20,7 +20,9 @@ from typing import Any, Mapping, Optional, Sequence
 
 import jax
 import numpy as np
+from etils import epath
 
+from r1jax import paths
 from r1jax.data.pipeline import make_prompt_iterator
 from r1jax.data.templates import Template, for_tokenizer, get_template
 from r1jax.evals import curation
@@ -283,14 +285,10 @@ def evaluate(*, sampler: Sampler, params: Any, tokenizer: Tokenizer, template: T
 
 
 def write_samples(path: str | os.PathLike, samples: Sequence[Mapping[str, Any]]) -> None:
-  """Every sample as one JSON line (atomically: a temp file, then os.replace)."""
-  path = os.fspath(path)
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  tmp = path + '.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    for s in samples:
-      f.write(json.dumps(s, ensure_ascii=False, default=str) + '\n')
-  os.replace(tmp, path)
+  """Every sample as one JSON line, written atomically (`r1jax.paths.write_atomic`)."""
+  paths.makedirs(epath.Path(path).parent)
+  paths.write_atomic(path, ''.join(json.dumps(s, ensure_ascii=False, default=str) + '\n'
+                                   for s in samples))
 
 
 def is_truncated(finish_reason: int) -> bool:

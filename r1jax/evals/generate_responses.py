@@ -22,10 +22,10 @@ import dataclasses
 import json
 import logging
 import os
-import pathlib
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
+from etils import epath
 
 from r1jax.data.templates import Template, get_template
 from r1jax.evals import curation, evaluator
@@ -85,7 +85,7 @@ def generate_responses(*, sampler: Sampler, params: Any, tokenizer, template: Te
   opts = options
   template = get_template(template)
   out_t = get_template(opts.output_template)
-  out = pathlib.Path(out_dir)
+  out = epath.Path(out_dir)
   records = [dict(r) for r in records]
   for i, r in enumerate(records):
     r.setdefault('id', str(i))
@@ -93,7 +93,7 @@ def generate_responses(*, sampler: Sampler, params: Any, tokenizer, template: Te
     raise ValueError('record ids must be unique (resume is keyed by id)')
   fp = rs._fingerprint(records, opts, template, source_checkpoint)  # pylint: disable=protected-access
   write = jax.process_index() == 0
-  paths = {'sft': out / rs.SFT_FILE, 'responses': out / RESPONSES_FILE}
+  files = {'sft': out / rs.SFT_FILE, 'responses': out / RESPONSES_FILE}
   progress_path = out / rs.PROGRESS_FILE
   totals = {'num_prompts': len(records), 'prompts_done': 0, 'chunks_done': 0, 'num_examples': 0,
             'with_cot': 0, 'without_cot': 0, 'dropped': {}}
@@ -105,7 +105,7 @@ def generate_responses(*, sampler: Sampler, params: Any, tokenizer, template: Te
     totals, sizes = prog['totals'], prog['sizes']
   if write:
     out.mkdir(parents=True, exist_ok=True)
-    for key, path in paths.items():
+    for key, path in files.items():
       rs._cut_to(path, sizes[key])  # pylint: disable=protected-access
   cfg = evaluator.eval_sampler_config(
       sampler.config, tokenizer, num_samples=opts.num_samples, temperature=opts.temperature,
@@ -155,8 +155,8 @@ def generate_responses(*, sampler: Sampler, params: Any, tokenizer, template: Te
     totals['prompts_done'] += len(chunk)
     totals['chunks_done'] = c + 1
     if write:   # data first, then the marker that makes it count
-      sizes = {'sft': rs._append(paths['sft'], sft_rows),  # pylint: disable=protected-access
-               'responses': rs._append(paths['responses'], reports)}  # pylint: disable=protected-access
+      sizes = {'sft': rs._append(files['sft'], sft_rows),  # pylint: disable=protected-access
+               'responses': rs._append(files['responses'], reports)}  # pylint: disable=protected-access
       rs._write_json_atomic(progress_path, {'fingerprint': fp, 'totals': totals,  # pylint: disable=protected-access
                                             'sizes': sizes, 'source_checkpoint': source_checkpoint})
     ran += 1

@@ -28,11 +28,11 @@ import hashlib
 import json
 import logging
 import os
-import pathlib
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
 import numpy as np
+from etils import epath
 
 from r1jax import paths
 from r1jax.data.templates import Template, get_template
@@ -247,36 +247,28 @@ def _fingerprint(records: Sequence[Mapping], opts: RejectionOptions, template: T
   return h.hexdigest()[:16]
 
 
-def _append(path: pathlib.Path, rows: Sequence[Mapping]) -> int:
-  """Appends JSON lines durably; returns the file size after the append."""
-  with open(path, 'a', encoding='utf-8') as f:
-    for r in rows:
-      f.write(json.dumps(r, ensure_ascii=False, default=str) + '\n')
-    f.flush()
-    os.fsync(f.fileno())
-  return path.stat().st_size
+def _append(path: epath.Path, rows: Sequence[Mapping]) -> int:
+  """Appends JSON lines durably (remote: rewrites the object); returns the size afterwards."""
+  return paths.append(path, ''.join(json.dumps(r, ensure_ascii=False, default=str) + '\n'
+                                    for r in rows))
 
 
-def _write_json_atomic(path: pathlib.Path, obj: Any) -> None:
-  tmp = path.with_name(path.name + '.tmp')
-  with open(tmp, 'w', encoding='utf-8') as f:
-    json.dump(obj, f, indent=1, default=str)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+def _write_json_atomic(path: epath.Path, obj: Any) -> None:
+  paths.write_atomic(path, json.dumps(obj, indent=1, default=str))
 
 
-def _cut_to(path: pathlib.Path, size: int) -> None:
-  if path.exists() and path.stat().st_size != size:
-    if path.stat().st_size < size:
+def _cut_to(path: epath.Path, size: int) -> None:
+  if path.exists():
+    have = paths.size(path)
+    if have < size:
       raise RuntimeError(f'{path} is shorter than its progress marker says ({size} bytes): '
                          'the output was modified; use a new workdir')
-    with open(path, 'r+b') as f:
-      f.truncate(size)
-  elif not path.exists():
+    if have != size:
+      paths.truncate(path, size)
+  else:
     if size:
       raise RuntimeError(f'{path} is missing but progress.json says it has {size} bytes')
-    path.touch()
+    path.write_bytes(b'')
 
 
 def rejection_sample(*, sampler: Sampler, params: Any, tokenizer, template: Template | str,
@@ -297,7 +289,7 @@ def rejection_sample(*, sampler: Sampler, params: Any, tokenizer, template: Temp
   """
   opts = options
   template = get_template(template)
-  out = pathlib.Path(out_dir)
+  out = epath.Path(out_dir)
   records = [dict(r) for r in records]
   for i, r in enumerate(records):
     r.setdefault('id', str(i))
@@ -306,7 +298,7 @@ def rejection_sample(*, sampler: Sampler, params: Any, tokenizer, template: Temp
     raise ValueError('record ids must be unique (pass rates and resume are keyed by id)')
   fp = _fingerprint(records, opts, template, source_checkpoint)
   write = jax.process_index() == 0
-  paths = {k: out / name for k, name in (('sft', SFT_FILE), ('pass_rates', PASS_RATES_FILE))}
+  files = {k: out / name for k, name in (('sft', SFT_FILE), ('pass_rates', PASS_RATES_FILE))}
   progress_path = out / PROGRESS_FILE
   totals = {'num_prompts': len(records), 'prompts_done': 0, 'chunks_done': 0, 'num_examples': 0,
             'num_samples': 0, 'num_correct': 0, 'prompts_in_band': 0, 'prompts_with_example': 0,
@@ -322,7 +314,7 @@ def rejection_sample(*, sampler: Sampler, params: Any, tokenizer, template: Temp
              len(records))
   if write:
     out.mkdir(parents=True, exist_ok=True)
-    for key, path in paths.items():
+    for key, path in files.items():
       _cut_to(path, sizes[key])
 
   cfg = evaluator.eval_sampler_config(
@@ -371,8 +363,8 @@ def rejection_sample(*, sampler: Sampler, params: Any, tokenizer, template: Temp
       totals['prompts_done'] += len(chunk)
       totals['chunks_done'] = c + 1
       if write:   # data first, then the marker that makes it count
-        sizes = {'sft': _append(paths['sft'], sft_rows),
-                 'pass_rates': _append(paths['pass_rates'], reports)}
+        sizes = {'sft': _append(files['sft'], sft_rows),
+                 'pass_rates': _append(files['pass_rates'], reports)}
         _write_json_atomic(progress_path, {'fingerprint': fp, 'totals': totals, 'sizes': sizes,
                                            'source_checkpoint': source_checkpoint})
       ran += 1

@@ -22,6 +22,7 @@ import pathlib
 from typing import Any
 
 import jax
+from etils import epath
 
 import dataclasses
 
@@ -139,10 +140,8 @@ def markdown_table(summaries: dict[str, dict[str, float]]) -> str:
   return '\n'.join(lines)
 
 
-def _write_json(path: pathlib.Path, obj: Any) -> None:
-  tmp = path.with_suffix(path.suffix + '.tmp')
-  tmp.write_text(json.dumps(obj, indent=1, default=str))
-  os.replace(tmp, path)
+def _write_json(path: epath.Path, obj: Any) -> None:
+  paths.write_atomic(path, json.dumps(obj, indent=1, default=str))
 
 
 def load_policy(config, workdir: str | os.PathLike, corpus, max_new_tokens: int,
@@ -176,7 +175,7 @@ def load_policy(config, workdir: str | os.PathLike, corpus, max_new_tokens: int,
 @paths.resolves_paths
 def run(config, workdir: str | os.PathLike) -> dict[str, dict[str, float]]:
   """Evaluates `config.init_from` on `config.eval.benchmarks`; returns {benchmark: summary}."""
-  workdir = pathlib.Path(workdir)
+  workdir = epath.Path(workdir)
   cfg = eval_config(config)
   stage_config.announce(cfg, workdir)
   ecfg = cfg.eval

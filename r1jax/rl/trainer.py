@@ -246,8 +246,8 @@ def setup(config, workdir: str) -> GRPOSetup:
 def train(config, workdir: str | os.PathLike,
           on_step: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
   """Runs GRPO to `config.train.num_steps` (resuming from `workdir`); returns a summary."""
-  workdir = os.fspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = paths.as_str(workdir)
+  paths.makedirs(workdir)
   s = setup(config, workdir)
   cfg = s.cfg
   rl, tcfg = cfg.rl, cfg.train
@@ -258,7 +258,7 @@ def train(config, workdir: str | os.PathLike,
   seed = cfg.seed
   resolved = stage_config.resolved_dict(cfg)
 
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=tcfg.max_to_keep)
+  ckpt = Checkpointer(paths.join(workdir, "checkpoints"), max_to_keep=tcfg.max_to_keep)
   state, ref_params = s.state, s.ref_params
   target = {"train": state, **({"ref": ref_params} if ref_params is not None else {})}
   restored = ckpt.restore_latest(target)
@@ -271,7 +271,7 @@ def train(config, workdir: str | os.PathLike,
     skipped_total = int(meta.get("skipped_updates_total", 0))
     if data_state:
       s.prompt_iter.set_state(data_state)
-    truncate_metrics(os.path.join(workdir, "metrics.jsonl"), step0)
+    truncate_metrics(paths.join(workdir, "metrics.jsonl"), step0)
     log.info("Resumed GRPO from step %d", step0)
 
   update = _make_update(s.graphdef, s.loss_cfg, s.optimizer, s.schedule, s.mesh, s.rules, state,
@@ -292,7 +292,7 @@ def train(config, workdir: str | os.PathLike,
   last = {}
   try:
     if evaluator is not None and start == 0 and cfg.eval.at_start:
-      writer.write(0, evaluator(state.params), prefix="eval/")
+      _log_eval(writer, 0, evaluator(state.params))
     for step in range(start, num_steps):
       t_step = time.perf_counter()
       step_key = jax.random.fold_in(base_key, step)
@@ -383,7 +383,7 @@ def train(config, workdir: str | os.PathLike,
                                   ref_params, state.params)
       last = writer.write(done, m)
       if evaluator is not None and (done % cfg.eval.every == 0 or done == num_steps):
-        last.update(writer.write(done, evaluator(state.params), prefix="eval/"))
+        last.update(_log_eval(writer, done, evaluator(state.params)))
       bar.update(1, last)
       if on_step is not None:
         on_step(done, last)
@@ -400,12 +400,20 @@ def train(config, workdir: str | os.PathLike,
     s.reward_system.close()
   plot_curves(read_metrics(workdir), ["reward/mean", "accuracy_rate", "format_rate",
                                       "completion_len/mean", "kl", "eval/pass@1"],
-              os.path.join(workdir, "reward_curve.png"), title="GRPO", smooth=5)
+              paths.join(workdir, "reward_curve.png"), title="GRPO", smooth=5)
   return {"state": state, "setup": s, "last": last}
 
 
+def _log_eval(writer: MetricsWriter, step: int, res) -> dict[str, float]:
+  """The summary as `eval/` scalars; the samples (question, completion, extracted answer,
+  verdict, ...) as a W&B table `eval/samples` when W&B is on. Returns the logged scalars."""
+  scalars = writer.write(step, res.summary, prefix="eval/")
+  writer.log_table("eval/samples", res.samples, step=step)
+  return scalars
+
+
 def _make_evaluator(cfg: stage_config.GRPOConfig, s: GRPOSetup):
-  """Periodic held-out evaluation (pass@1 over k samples, cons@k), or None."""
+  """Periodic held-out evaluation (an `EvalResult`: pass@1 over k samples, cons@k), or None."""
   if not s.eval_records or not cfg.eval.every:
     return None
   from r1jax.evals.evaluator import evaluate
@@ -420,5 +428,5 @@ def _make_evaluator(cfg: stage_config.GRPOConfig, s: GRPOSetup):
                    seed=ecfg.seed,
                    # The same answer-extraction rules as the training reward.
                    rewards=s.reward_system)
-    return res.summary
+    return res
   return run

@@ -14,11 +14,12 @@ Bradley-Terry score to (0, 1), the scale of the rule-based rewards; `'raw'` retu
 from __future__ import annotations
 
 import json
-import pathlib
+import os
 from typing import Optional, Sequence
 
 import jax
 import numpy as np
+from etils import epath
 
 from r1jax import experiment, sharding
 from r1jax.checkpoint import restore_params
@@ -28,9 +29,9 @@ from r1jax.rm.train import RM_FILE
 from r1jax.tokenizer import load_tokenizer
 
 
-def load_reward_model(path: str | pathlib.Path, mesh_shape: Sequence[int] = (-1, 1, 1), sharding_rules=None):
+def load_reward_model(path: str | os.PathLike, mesh_shape: Sequence[int] = (-1, 1, 1), sharding_rules=None):
   """(graphdef, params {backbone, head}, tokenizer, info, mesh, rules) of a `reward_model` workdir."""
-  path = pathlib.Path(path)
+  path = epath.Path(path)
   if not (path / RM_FILE).exists():
     raise ValueError(f'{path} is not a reward_model workdir (no {RM_FILE})')
   info = json.loads((path / RM_FILE).read_text())

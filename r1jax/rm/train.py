@@ -17,14 +17,14 @@ import dataclasses
 import json
 import logging
 import os
-import pathlib
 from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
-from r1jax import experiment, sharding
+from r1jax import experiment, paths, sharding
 from r1jax.checkpoint import Checkpointer
 from r1jax.data.rows import check_loader, read_rows
 from r1jax.metrics import MetricsWriter
@@ -159,8 +159,8 @@ def train(config, workdir: str | os.PathLike, opts: RewardModelOptions,
   if opts.batch_size % pc:
     raise ValueError(f'reward_model.batch_size={opts.batch_size} must be a multiple of the process count {pc}')
   local_bs = opts.batch_size // pc
-  workdir = os.fspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = paths.as_str(workdir)
+  paths.makedirs(workdir)
   train_pairs, eval_pairs = split_pairs(opts)
   mesh, rules = experiment.mesh_and_rules(config)
   corpus = lambda: [p['prompt'] + p[k] for p in train_pairs for k in ('chosen', 'rejected')]
@@ -175,11 +175,11 @@ def train(config, workdir: str | os.PathLike, opts: RewardModelOptions,
   state = init_train_state(params, optimizer, opts.seed)
   del params
   if jax.process_index() == 0:
-    (pathlib.Path(workdir) / RM_FILE).write_text(json.dumps(
+    (epath.Path(workdir) / RM_FILE).write_text(json.dumps(
         {'template': opts.template, 'max_len': opts.max_len, 'embed_dim': model_cfg.embed_dim,
          'options': dataclasses.asdict(opts)}, indent=1))
 
-  ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), max_to_keep=2)
+  ckpt = Checkpointer(paths.join(workdir, 'checkpoints'), max_to_keep=2)
   restored = ckpt.restore_latest(state)
   if restored is not None:
     step0, state, _, _ = restored
@@ -224,7 +224,7 @@ def train(config, workdir: str | os.PathLike, opts: RewardModelOptions,
   if eval_pairs and 'eval_pair_accuracy' not in result:
     result.update(pair_accuracy(score_fn, state.params, eval_pairs, tokenizer, opts, mesh, rules))
   if jax.process_index() == 0:
-    (pathlib.Path(workdir) / EVAL_FILE).write_text(json.dumps(
+    (epath.Path(workdir) / EVAL_FILE).write_text(json.dumps(
         {'step': int(jax.device_get(state.step)), **{k: result[k] for k in result if k.startswith('eval_')},
          'train_pairs': len(train_pairs)}, indent=1))
   return {'step': int(jax.device_get(state.step)), **result, 'params': state.params, 'graphdef': graphdef,

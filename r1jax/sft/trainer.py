@@ -94,8 +94,8 @@ def train(config, workdir: str | os.PathLike,
 
   `on_step(step, metrics)` is called after every step (notebooks, tests).
   """
-  workdir = os.fspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = paths.as_str(workdir)
+  paths.makedirs(workdir)
   cfg = stage_config.sft_config(config)
   resolved = stage_config.announce(cfg, workdir)
   stage, tcfg, dcfg = cfg.stage, cfg.train, cfg.data
@@ -128,13 +128,13 @@ def train(config, workdir: str | os.PathLike,
       seed=cfg.seed, weights=weights if len(sources) > 1 else None,
       pack=dcfg.pack, overflow=dcfg.overflow, **epoch_kw)
 
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=tcfg.max_to_keep)
+  ckpt = Checkpointer(paths.join(workdir, "checkpoints"), max_to_keep=tcfg.max_to_keep)
   restored = ckpt.restore_latest(state)
   if restored is not None:
     step0, state, data_state, _ = restored
     if data_state:
       data_iter.set_state(data_state)
-    truncate_metrics(os.path.join(workdir, "metrics.jsonl"), step0)
+    truncate_metrics(paths.join(workdir, "metrics.jsonl"), step0)
     log.info("Resumed %s from step %d", stage, step0)
 
   loss_on_prompt = stage == "pretrain" or dcfg.loss_on_prompt
@@ -182,6 +182,6 @@ def train(config, workdir: str | os.PathLike,
     writer.close()
     guard.restore()
   plot_curves(read_metrics(workdir), ["loss", "token_accuracy", "learning_rate"],
-              os.path.join(workdir, "train_curves.png"), title=stage)
+              paths.join(workdir, "train_curves.png"), title=stage)
   return {"step": int(jax.device_get(state.step)), **last, "state": state,
           "graphdef": graphdef, "model_cfg": model_cfg, "tokenizer": tokenizer}

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from evals_testlib import load_config, question_of, r1, save_tiny_workdir
+from nolocal_path import forbid_local_io, url
 from r1jax import run as run_lib
 from r1jax.evals import rejection_sampling as rs
 from r1jax.evals.rejection_sampling import RejectionOptions
@@ -129,13 +130,20 @@ def _resume_kwargs(tok, recs, out):
               options=_opts(chunk_size=4, batch_size=2), source_checkpoint='ck')
 
 
-def test_resume_loses_nothing_and_repeats_nothing(tok, scripted, countdown_records, tmp_path):
+@pytest.mark.parametrize('remote', [False, True], ids=['local', 'remote'])
+def test_resume_loses_nothing_and_repeats_nothing(tok, scripted, countdown_records, tmp_path,
+                                                  monkeypatch, remote):
+  """`remote`: the output dir is a URL with no local file name (tests/nolocal_path.py), so the
+  appends, the cut back to the marker's sizes and the atomic marker go through epath."""
   recs = countdown_records[:10]   # chunks of 4, 4, 2 prompts
   responder = _make_responder(recs)
   ref = scripted(responder)
   rs.rejection_sample(sampler=ref, **_resume_kwargs(tok, recs, tmp_path / 'ref'))
 
   out = tmp_path / 'resumed'
+  out_dir = url(out) if remote else out   # the test itself reads and damages `out` locally
+  if remote:
+    forbid_local_io(monkeypatch)
   first = scripted(responder)
 
   def crash(chunk, totals):
@@ -143,17 +151,17 @@ def test_resume_loses_nothing_and_repeats_nothing(tok, scripted, countdown_recor
       raise KeyboardInterrupt('preempted')
 
   with pytest.raises(KeyboardInterrupt):
-    rs.rejection_sample(sampler=first, on_chunk_done=crash, **_resume_kwargs(tok, recs, out))
+    rs.rejection_sample(sampler=first, on_chunk_done=crash, **_resume_kwargs(tok, recs, out_dir))
   progress = json.loads((out / rs.PROGRESS_FILE).read_text())
   assert progress['totals']['prompts_done'] == 4
   # A crash while appending the next chunk leaves a partial line behind: it must be cut away.
   with open(out / rs.SFT_FILE, 'a') as f:
     f.write('{"prompt": "half a li')
   second = scripted(responder)
-  partial = rs.rejection_sample(sampler=second, max_chunks=1, **_resume_kwargs(tok, recs, out))
+  partial = rs.rejection_sample(sampler=second, max_chunks=1, **_resume_kwargs(tok, recs, out_dir))
   assert not partial['complete'] and partial['prompts_done'] == 8
   third = scripted(responder)
-  totals = rs.rejection_sample(sampler=third, **_resume_kwargs(tok, recs, out))
+  totals = rs.rejection_sample(sampler=third, **_resume_kwargs(tok, recs, out_dir))
   assert totals['complete'] and totals['prompts_done'] == 10
 
   seen = first.prompts_seen + second.prompts_seen + third.prompts_seen
@@ -163,10 +171,10 @@ def test_resume_loses_nothing_and_repeats_nothing(tok, scripted, countdown_recor
     assert (out / name).read_text() == (tmp_path / 'ref' / name).read_text(), name
   # Nothing left to do: a rerun samples nothing.
   again = scripted(responder)
-  rs.rejection_sample(sampler=again, **_resume_kwargs(tok, recs, out))
+  rs.rejection_sample(sampler=again, **_resume_kwargs(tok, recs, out_dir))
   assert again.prompts_seen == []
   # Another configuration must not append to this output.
-  kw = _resume_kwargs(tok, recs, out)
+  kw = _resume_kwargs(tok, recs, out_dir)
   kw['options'] = dataclasses.replace(kw['options'], temperature=1.0)
   with pytest.raises(ValueError, match='different configuration'):
     rs.rejection_sample(sampler=again, **kw)
