@@ -14,6 +14,8 @@ One forward covers both uses:
   * incremental decoding: pass a KV `cache` and `cache_index`; the new keys and
     values are written at slots [cache_index, cache_index + T) and the query at
     slot cache_index + t attends to every valid slot s <= cache_index + t.
+    `cache_index` is a scalar (all rows at the same slot: the static sampler) or
+    [B] (each row at its own slot: the continuous-batching engine).
 Left-padded prompts work in both because positions are explicit and padding is
 masked out of the keys.
 """
@@ -131,12 +133,20 @@ class Attention(_Sharded):
     k_BKHS = k.transpose(0, 2, 3, 1)
     v_BKSH = v.transpose(0, 2, 1, 3)
     new_cache = None
-    if cache is not None:
+    if cache is not None and jnp.ndim(cache_index) == 0:
       # All rows write at the same slot: prompts are left-padded to a common length.
       k_BKHS = jax.lax.dynamic_update_slice(cache["k"], k_BKHS.astype(cache["k"].dtype),
                                             (0, 0, 0, cache_index))
       v_BKSH = jax.lax.dynamic_update_slice(cache["v"], v_BKSH.astype(cache["v"].dtype),
                                             (0, 0, cache_index, 0))
+    elif cache is not None:
+      # One write slot per row (the continuous-batching engine: each row is at its own
+      # step). A batched dynamic_update_slice is a scatter that updates in place.
+      put = jax.vmap(lambda c, x, i, axis: jax.lax.dynamic_update_slice_in_dim(c, x, i, axis),
+                     in_axes=(0, 0, 0, None))
+      k_BKHS = put(cache["k"], k_BKHS.astype(cache["k"].dtype), cache_index, 2)
+      v_BKSH = put(cache["v"], v_BKSH.astype(cache["v"].dtype), cache_index, 1)
+    if cache is not None:
       new_cache = {"k": k_BKHS, "v": v_BKSH}
       k_BKHS, v_BKSH = k_BKHS.astype(dt), v_BKSH.astype(dt)
     seq = "cache_seq" if cache is not None else "seq"
@@ -206,13 +216,18 @@ def make_attention_mask(kv_mask_BS, t: int, cache_index=None, segment_ids_BT=Non
   """[B, T, S] boolean: causal over slots, valid keys only, same packing segment.
 
   The query at position t occupies slot `cache_index + t` (cache_index = 0
-  without a cache, where S = T).
+  without a cache, where S = T). `cache_index` is a scalar (every row writes at
+  the same slot) or [B] (one write slot per row).
   """
   s = kv_mask_BS.shape[1]
-  offset = 0 if cache_index is None else cache_index
-  q_slot = offset + jnp.arange(t)[:, None]
-  causal = jnp.arange(s)[None, :] <= q_slot                                   # [T, S]
-  mask = causal[None] & kv_mask_BS[:, None, :].astype(bool)                    # [B, T, S]
+  offset = jnp.zeros((), jnp.int32) if cache_index is None else jnp.asarray(cache_index)
+  if offset.ndim == 0:
+    q_slot = offset + jnp.arange(t)[:, None]
+    causal = (jnp.arange(s)[None, :] <= q_slot)[None]                         # [1, T, S]
+  else:
+    q_slot = offset[:, None, None] + jnp.arange(t)[None, :, None]             # [B, T, 1]
+    causal = jnp.arange(s)[None, None, :] <= q_slot                           # [B, T, S]
+  mask = causal & kv_mask_BS[:, None, :].astype(bool)                          # [B, T, S]
   if segment_ids_BT is not None:
     mask = mask & (segment_ids_BT[:, :, None] == segment_ids_BT[:, None, :])
   return mask
@@ -257,7 +272,8 @@ class Transformer(_Sharded):
       kv_mask_BS: 1 for valid key slots. Without a cache S = T (the input mask);
         with a cache S = cache length and the mask must already mark this
         call's slots [cache_index, cache_index + T) as valid.
-      cache / cache_index: KV cache (see `r1jax.models.kv_cache`) and write slot.
+      cache / cache_index: KV cache (see `r1jax.models.kv_cache`) and write slot,
+        a scalar or one per row ([B] int32).
       segment_ids_BT: packing segments (no cache); attention stays within one.
     """
     b, t = tokens_BT.shape
