@@ -48,6 +48,7 @@ from r1jax.rollout.sampler import (FINISH_LENGTH, FINISH_STOP, Rollout, SamplerC
 from r1jax.sharding import ShardingRules, batch_sharding
 
 REFILL_MODES = ("device", "host")
+ENGINES = ("static", "continuous")   # the stage configs' `engine` switch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,3 +340,24 @@ class Engine:
                       out_shardings=(state_s, cache_s), donate_argnums=(3, 4))
     return _Programs(prefill_jit, jax.jit(init, out_shardings=cache_s), run_jit,
                      jax.jit(finish, in_shardings=(state_s,), out_shardings=rollout_s), n)
+
+
+def make_sampler(graphdef: nnx.GraphDef, model_cfg: ModelConfig, config: SamplerConfig,
+                 mesh: Mesh | None = None, rules: ShardingRules | None = None, *,
+                 section: Any = None):
+  """The rollout sampler a stage config asks for: `section` (an `RLConfig` or a
+  `SamplerSection`) has `engine` ('static' -> `Sampler`, 'continuous' -> `Engine`) and
+  `engine_slots`, `engine_refill_every`, `engine_refill`; None = static."""
+  from r1jax.rollout.sampler import Sampler
+  kind = getattr(section, "engine", "static") if section is not None else "static"
+  if kind == "static":
+    return Sampler(graphdef, model_cfg, config, mesh, rules)
+  if kind != "continuous":
+    raise ValueError(f"engine={kind!r} is not one of {ENGINES}")
+  return Engine(graphdef, model_cfg, config, mesh, rules, engine_config(section))
+
+
+def engine_config(section: Any) -> EngineConfig:
+  """`EngineConfig` from a config section's `engine_*` fields."""
+  return EngineConfig(num_slots=section.engine_slots, refill_every=section.engine_refill_every,
+                      refill=section.engine_refill)
