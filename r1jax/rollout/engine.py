@@ -17,11 +17,11 @@ Flow of `Engine.generate` (same arguments and `Rollout` as `Sampler.generate`):
      for the whole call; a row's prompt KV is copied from it into a slot when the
      row is admitted, so the G rows of a prompt share one prefill) and token 0 of
      every row drawn from its prompt's last logits, exactly as the sampler does.
-  3. Decode: single-token steps over the N slots. Every `refill_every` steps (and
-     whenever no slot is live) free slots take the next waiting rows in request
-     order. `refill="device"`: one jitted `lax.while_loop` runs to the end;
-     `refill="host"`: a jitted chunk (refill, then up to `refill_every` steps) is
-     called from a host loop that reads one scalar per chunk.
+  3. Decode in chunks: a refill (free slots take the next waiting rows, in request
+     order), then up to `refill_every` single-token steps over the N slots (fewer
+     when no slot is live any more). `refill="device"`: one jitted `lax.while_loop`
+     over chunks runs to the end; `refill="host"`: a jitted chunk is called from a
+     host loop that reads one scalar per chunk.
 Each drawn token is written at [row, step of that row] of [R, L] buffers, so results
 come back in request order. Row r's key at its step s is fold_in(fold_in(rng, s), r),
 the sampler's, so a row's tokens do not depend on which slot or when it ran.
@@ -287,20 +287,16 @@ class Engine:
     def run(params, pcache, pmask_BP, cache, st: _State):
       self.num_traces += 1
       model = merge_params(graphdef, params)
-      if mode == "device":
-        def body(carry):
-          st, cache = carry
-          due = (st.iters % every == 0) | jnp.all(st.slot_done)
-          st, cache = jax.lax.cond(due, refill, lambda st, pc, pm, c: (st, c),
-                                   st, pcache, pmask_BP, cache)
-          return step(model, st, cache)
-        return jax.lax.while_loop(lambda c: pending(c[0]), body, (st, cache))
-      st, cache = refill(st, pcache, pmask_BP, cache)
-      stop_at = st.iters + every
-      def body(carry):
-        return step(model, *carry)
-      return jax.lax.while_loop(lambda c: (c[0].iters < stop_at) & jnp.any(~c[0].slot_done),
-                                body, (st, cache))
+
+      def chunk(carry):
+        """Refill, then up to `every` steps (fewer when no slot is live any more)."""
+        st, cache = refill(carry[0], pcache, pmask_BP, carry[1])
+        stop_at = st.iters + every
+        return jax.lax.while_loop(lambda c: (c[0].iters < stop_at) & jnp.any(~c[0].slot_done),
+                                  lambda c: step(model, *c), (st, cache))
+      if mode == "device":   # nested loops, not a cond per step: no branch copies the cache
+        return jax.lax.while_loop(lambda c: pending(c[0]), chunk, (st, cache))
+      return chunk((st, cache))
 
     def finish(st: _State) -> Rollout:
       self.num_traces += 1
