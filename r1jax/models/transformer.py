@@ -30,12 +30,12 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+from r1jax.models import attention
 from r1jax.models.config import ModelConfig, RopeScaling
 from r1jax.sharding import ShardingRules, shard_activation
 
 Cache = list[dict[str, jax.Array]]  # per layer {"k": [B,S,K,H], "v": [B,S,K,H]}
 
-_MASK_VALUE = -1e30  # finite, so fully masked rows (left padding) give no NaN
 _init = nnx.initializers.normal(stddev=0.02)
 
 
@@ -156,14 +156,17 @@ class Attention(_Sharded):
     b, t, n, h = q.shape
     kv = cfg.num_kv_heads
     q = q.reshape(b, t, kv, n // kv, h)
-    if dt != jnp.float32 and jax.default_backend() == "cpu":
-      # XLA:CPU has no bf16 x bf16 -> f32 kernel for this (transpose-free) dot.
-      q, k_BKHS = q.astype(jnp.float32), k_BKHS.astype(jnp.float32)
-    scores = jnp.einsum("btkgh,bkhs->bkgts", q, k_BKHS, preferred_element_type=jnp.float32)
-    scores = scores * (h ** -0.5)
-    scores = jnp.where(mask_BTS[:, None, None, :, :], scores, _MASK_VALUE)
-    probs = jax.nn.softmax(scores, axis=-1).astype(dt)
-    out = jnp.einsum("bkgts,bksh->btkgh", probs, v_BKSH).reshape(b, t, n, h)
+    if cfg.attention == "blocked":   # mask_BTS is then the MaskSpec it is built from
+      out = attention.blocked(q, k_BKHS, v_BKSH, mask_BTS, cfg.attention_block,
+                              cache is not None, dt)
+    elif cfg.attention in ("xla", "cudnn"):
+      out = attention.dot_product(q, k_BKHS, v_BKSH, mask_BTS, cfg.attention, dt)
+    else:
+      if dt != jnp.float32 and jax.default_backend() == "cpu":
+        # XLA:CPU has no bf16 x bf16 -> f32 kernel for this (transpose-free) dot.
+        q, k_BKHS = q.astype(jnp.float32), k_BKHS.astype(jnp.float32)
+      out = attention.reference(q, k_BKHS, v_BKSH, mask_BTS, dt)
+    out = out.reshape(b, t, n, h)
     out = self.shard(out, ("batch", "seq", "act_heads", "head_dim"))
     y = jnp.einsum("btnh,nhd->btd", out, self.o_proj[...].astype(dt))
     return y, new_cache
@@ -219,18 +222,12 @@ def make_attention_mask(kv_mask_BS, t: int, cache_index=None, segment_ids_BT=Non
   without a cache, where S = T). `cache_index` is a scalar (every row writes at
   the same slot) or [B] (one write slot per row).
   """
-  s = kv_mask_BS.shape[1]
+  return _mask_spec(kv_mask_BS, cache_index, segment_ids_BT).full(t)
+
+
+def _mask_spec(kv_mask_BS, cache_index, segment_ids_BT) -> attention.MaskSpec:
   offset = jnp.zeros((), jnp.int32) if cache_index is None else jnp.asarray(cache_index)
-  if offset.ndim == 0:
-    q_slot = offset + jnp.arange(t)[:, None]
-    causal = (jnp.arange(s)[None, :] <= q_slot)[None]                         # [1, T, S]
-  else:
-    q_slot = offset[:, None, None] + jnp.arange(t)[None, :, None]             # [B, T, 1]
-    causal = jnp.arange(s)[None, None, :] <= q_slot                           # [B, T, S]
-  mask = causal & kv_mask_BS[:, None, :].astype(bool)                          # [B, T, S]
-  if segment_ids_BT is not None:
-    mask = mask & (segment_ids_BT[:, :, None] == segment_ids_BT[:, None, :])
-  return mask
+  return attention.MaskSpec(kv_mask_BS, offset, segment_ids_BT, segment_ids_BT)
 
 
 class Transformer(_Sharded):
@@ -287,8 +284,9 @@ class Transformer(_Sharded):
         raise ValueError("Cached decoding needs positions_BT, kv_mask_BS and cache_index")
       if len(cache) != self.cfg.num_layers:
         raise ValueError(f"Cache has {len(cache)} layers, model has {self.cfg.num_layers}")
-    mask = make_attention_mask(kv_mask_BS, t, cache_index if cache is not None else None,
-                               segment_ids_BT)
+    spec = _mask_spec(kv_mask_BS, cache_index if cache is not None else None, segment_ids_BT)
+    # The blocked attention builds the mask per key block; the others take it whole.
+    mask = spec if self.cfg.attention == "blocked" else spec.full(t)
     x = jnp.take(self.embedding[...], tokens_BT, axis=0).astype(self.cfg.jnp_dtype)
     x = self.shard(x, ("batch", "seq", "act_embed"))
     forward = _remat_block_forward if (self.cfg.remat and cache is None) else _block_forward
