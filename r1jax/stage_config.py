@@ -28,6 +28,7 @@ from r1jax import paths
 from r1jax.metrics import WandbConfig
 from r1jax.rl import advantages as adv_lib
 from r1jax.rl import losses
+from r1jax.rollout.engine import ENGINES, EngineConfig
 from r1jax.rollout.sampler import SamplerConfig
 
 log = logging.getLogger(__name__)
@@ -278,6 +279,23 @@ class SamplerSection:
   cache_dtype: str = "bfloat16"
   prompt_len_buckets: tuple[int, ...] = ()
   batch_buckets: tuple[int, ...] = ()
+  # Rollout engine (docs/sampler.md): 'static' (`Sampler`: each batch decodes until its
+  # longest row ends) or 'continuous' (`r1jax.rollout.engine.Engine`: engine_slots decode
+  # slots, each refilled with the next row when its row ends).
+  engine: str = "static"
+  engine_slots: int = EngineConfig.num_slots
+  engine_refill_every: int = EngineConfig.refill_every
+  engine_refill: str = EngineConfig.refill
+
+  def __post_init__(self):
+    _check_engine(self)
+
+
+def _check_engine(section) -> None:
+  if section.engine not in ENGINES:
+    raise ValueError(f"engine={section.engine!r} is not one of {ENGINES}")
+  EngineConfig(num_slots=section.engine_slots, refill_every=section.engine_refill_every,
+               refill=section.engine_refill)
 
 
 # ---------------------------------------------------------------------------- SFT sections
@@ -433,6 +451,11 @@ class RLConfig:
   auto_prompt_buckets: bool = False
   stop_strings: tuple[str, ...] = ("</answer>",)
   ignore_eos: bool = False       # as vLLM's ignore_eos: every completion runs to max_new_tokens
+  # Rollout engine, as in `SamplerSection` (docs/sampler.md): 'static' or 'continuous'.
+  engine: str = "static"
+  engine_slots: int = EngineConfig.num_slots
+  engine_refill_every: int = EngineConfig.refill_every
+  engine_refill: str = EngineConfig.refill
 
   @staticmethod
   def _configdict_field(name):
@@ -447,6 +470,7 @@ class RLConfig:
                        f"num_prompts*group_size={rows}")
     if self.num_iterations < 1:
       raise ValueError(f"num_iterations={self.num_iterations} must be >= 1")
+    _check_engine(self)
 
   @property
   def rows(self) -> int:

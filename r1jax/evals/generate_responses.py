@@ -186,7 +186,8 @@ def run(config, workdir: str | os.PathLike, *, max_chunks: Optional[int] = None)
                     else tasks_lib.load_task(t))
   records = [r for t in task_cfgs for r in load(dict(to_dict(t)))]
   template = section.pop('template', 'r1_cold_start')
-  sampler_keys = ('stop_strings', 'cache_dtype', 'prompt_len_buckets', 'batch_buckets')
+  sampler_keys = ('stop_strings', 'cache_dtype', 'prompt_len_buckets', 'batch_buckets', 'engine',
+                  'engine_slots', 'engine_refill_every', 'engine_refill')
   sampler_cfg = {k: section.pop(k) for k in sampler_keys if k in section}
   filters = curation.CurationFilters(**dict(section.pop('filters', {}) or {}))
   fields = {f.name for f in dataclasses.fields(ResponseOptions)}

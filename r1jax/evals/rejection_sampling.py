@@ -111,6 +111,7 @@ class RejectionSection(RejectionOptions, stage_config.SamplerSection):
 
   def __post_init__(self):
     super().__post_init__()
+    stage_config.SamplerSection.__post_init__(self)  # RejectionOptions' does not chain to it
     if self.mode not in ('rejection', 'cold_start'):
       raise ValueError(f"mode must be 'rejection' or 'cold_start', got {self.mode!r}")
 

@@ -33,6 +33,7 @@ from r1jax.evals import evaluator
 from r1jax.metrics import WandbConfig, WandbLogger
 from r1jax.rewards.registry import build_reward_system
 from r1jax.rollout import Sampler, SamplerConfig
+from r1jax.rollout.engine import make_sampler
 from r1jax.rollout.stops import stop_token_sequences
 from r1jax.stage_config import to_dict
 
@@ -151,7 +152,7 @@ def load_policy(config, workdir: str | os.PathLike, corpus, max_new_tokens: int,
   Without init_from, a random `config.model.preset` model and (unless `config.tokenizer.path`) a
   tokenizer trained on `corpus()`: smoke tests only. `sampler_cfg` (a `SamplerSection` or a
   mapping of its fields) supplies stop_strings, cache_dtype and the prompt-length / batch
-  buckets of the `SamplerConfig`.
+  buckets of the `SamplerConfig`, and the rollout engine (`engine`, `engine_*`).
   """
   common = stage_config.common_config(config)
   if not isinstance(sampler_cfg, stage_config.SamplerSection):
@@ -169,7 +170,8 @@ def load_policy(config, workdir: str | os.PathLike, corpus, max_new_tokens: int,
       pad_id=int(tokenizer.pad_id), stop_sequences=stops, cache_dtype=sampler_cfg.cache_dtype,
       prompt_len_buckets=sampler_cfg.prompt_len_buckets,
       batch_buckets=sampler_cfg.batch_buckets)
-  return Sampler(graphdef, model_cfg, base, mesh, rules), params, tokenizer
+  # sampler_cfg.engine picks the static `Sampler` or the continuous-batching `Engine`.
+  return make_sampler(graphdef, model_cfg, base, mesh, rules, section=sampler_cfg), params, tokenizer
 
 
 @paths.resolves_paths

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 
 FAMILIES = ("qwen2", "llama", "qwen3")
+ATTENTION_IMPLS = ("reference", "blocked", "xla", "cudnn")  # see r1jax/models/attention.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +51,11 @@ class ModelConfig:
   param_dtype: str = "float32"
   dtype: str = "float32"
   remat: bool = False           # rematerialise each layer in the backward pass
+  # Attention implementation (r1jax/models/attention.py): "reference" ([T, S] fp32 scores),
+  # "blocked" (flash-style over key blocks of attention_block slots; decode reads only the
+  # filled blocks), "xla" / "cudnn" (jax.nn.dot_product_attention).
+  attention: str = "reference"
+  attention_block: int = 512
 
   def __post_init__(self):
     if self.family not in FAMILIES:
@@ -57,6 +63,9 @@ class ModelConfig:
     if self.num_heads % self.num_kv_heads:
       raise ValueError(f"num_heads={self.num_heads} must be a multiple of "
                        f"num_kv_heads={self.num_kv_heads}")
+    if self.attention not in ATTENTION_IMPLS or self.attention_block < 1:
+      raise ValueError(f"attention={self.attention!r} must be one of {ATTENTION_IMPLS} and "
+                       f"attention_block={self.attention_block} >= 1")
     for name in ("param_dtype", "dtype"):
       if getattr(self, name) not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"{name} must be float32, bfloat16 or float16, got {getattr(self, name)!r}")

@@ -14,6 +14,8 @@ One forward covers both uses:
   * incremental decoding: pass a KV `cache` and `cache_index`; the new keys and
     values are written at slots [cache_index, cache_index + T) and the query at
     slot cache_index + t attends to every valid slot s <= cache_index + t.
+    `cache_index` is a scalar (all rows at the same slot: the static sampler) or
+    [B] (each row at its own slot: the continuous-batching engine).
 Left-padded prompts work in both because positions are explicit and padding is
 masked out of the keys.
 """
@@ -28,12 +30,12 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+from r1jax.models import attention
 from r1jax.models.config import ModelConfig, RopeScaling
 from r1jax.sharding import ShardingRules, shard_activation
 
 Cache = list[dict[str, jax.Array]]  # per layer {"k": [B,S,K,H], "v": [B,S,K,H]}
 
-_MASK_VALUE = -1e30  # finite, so fully masked rows (left padding) give no NaN
 _init = nnx.initializers.normal(stddev=0.02)
 
 
@@ -131,12 +133,20 @@ class Attention(_Sharded):
     k_BKHS = k.transpose(0, 2, 3, 1)
     v_BKSH = v.transpose(0, 2, 1, 3)
     new_cache = None
-    if cache is not None:
+    if cache is not None and jnp.ndim(cache_index) == 0:
       # All rows write at the same slot: prompts are left-padded to a common length.
       k_BKHS = jax.lax.dynamic_update_slice(cache["k"], k_BKHS.astype(cache["k"].dtype),
                                             (0, 0, 0, cache_index))
       v_BKSH = jax.lax.dynamic_update_slice(cache["v"], v_BKSH.astype(cache["v"].dtype),
                                             (0, 0, cache_index, 0))
+    elif cache is not None:
+      # One write slot per row (the continuous-batching engine: each row is at its own
+      # step). A batched dynamic_update_slice is a scatter that updates in place.
+      put = jax.vmap(lambda c, x, i, axis: jax.lax.dynamic_update_slice_in_dim(c, x, i, axis),
+                     in_axes=(0, 0, 0, None))
+      k_BKHS = put(cache["k"], k_BKHS.astype(cache["k"].dtype), cache_index, 2)
+      v_BKSH = put(cache["v"], v_BKSH.astype(cache["v"].dtype), cache_index, 1)
+    if cache is not None:
       new_cache = {"k": k_BKHS, "v": v_BKSH}
       k_BKHS, v_BKSH = k_BKHS.astype(dt), v_BKSH.astype(dt)
     seq = "cache_seq" if cache is not None else "seq"
@@ -146,14 +156,17 @@ class Attention(_Sharded):
     b, t, n, h = q.shape
     kv = cfg.num_kv_heads
     q = q.reshape(b, t, kv, n // kv, h)
-    if dt != jnp.float32 and jax.default_backend() == "cpu":
-      # XLA:CPU has no bf16 x bf16 -> f32 kernel for this (transpose-free) dot.
-      q, k_BKHS = q.astype(jnp.float32), k_BKHS.astype(jnp.float32)
-    scores = jnp.einsum("btkgh,bkhs->bkgts", q, k_BKHS, preferred_element_type=jnp.float32)
-    scores = scores * (h ** -0.5)
-    scores = jnp.where(mask_BTS[:, None, None, :, :], scores, _MASK_VALUE)
-    probs = jax.nn.softmax(scores, axis=-1).astype(dt)
-    out = jnp.einsum("bkgts,bksh->btkgh", probs, v_BKSH).reshape(b, t, n, h)
+    if cfg.attention == "blocked":   # mask_BTS is then the MaskSpec it is built from
+      out = attention.blocked(q, k_BKHS, v_BKSH, mask_BTS, cfg.attention_block,
+                              cache is not None, dt)
+    elif cfg.attention in ("xla", "cudnn"):
+      out = attention.dot_product(q, k_BKHS, v_BKSH, mask_BTS, cfg.attention, dt)
+    else:
+      if dt != jnp.float32 and jax.default_backend() == "cpu":
+        # XLA:CPU has no bf16 x bf16 -> f32 kernel for this (transpose-free) dot.
+        q, k_BKHS = q.astype(jnp.float32), k_BKHS.astype(jnp.float32)
+      out = attention.reference(q, k_BKHS, v_BKSH, mask_BTS, dt)
+    out = out.reshape(b, t, n, h)
     out = self.shard(out, ("batch", "seq", "act_heads", "head_dim"))
     y = jnp.einsum("btnh,nhd->btd", out, self.o_proj[...].astype(dt))
     return y, new_cache
@@ -206,16 +219,15 @@ def make_attention_mask(kv_mask_BS, t: int, cache_index=None, segment_ids_BT=Non
   """[B, T, S] boolean: causal over slots, valid keys only, same packing segment.
 
   The query at position t occupies slot `cache_index + t` (cache_index = 0
-  without a cache, where S = T).
+  without a cache, where S = T). `cache_index` is a scalar (every row writes at
+  the same slot) or [B] (one write slot per row).
   """
-  s = kv_mask_BS.shape[1]
-  offset = 0 if cache_index is None else cache_index
-  q_slot = offset + jnp.arange(t)[:, None]
-  causal = jnp.arange(s)[None, :] <= q_slot                                   # [T, S]
-  mask = causal[None] & kv_mask_BS[:, None, :].astype(bool)                    # [B, T, S]
-  if segment_ids_BT is not None:
-    mask = mask & (segment_ids_BT[:, :, None] == segment_ids_BT[:, None, :])
-  return mask
+  return _mask_spec(kv_mask_BS, cache_index, segment_ids_BT).full(t)
+
+
+def _mask_spec(kv_mask_BS, cache_index, segment_ids_BT) -> attention.MaskSpec:
+  offset = jnp.zeros((), jnp.int32) if cache_index is None else jnp.asarray(cache_index)
+  return attention.MaskSpec(kv_mask_BS, offset, segment_ids_BT, segment_ids_BT)
 
 
 class Transformer(_Sharded):
@@ -257,7 +269,8 @@ class Transformer(_Sharded):
       kv_mask_BS: 1 for valid key slots. Without a cache S = T (the input mask);
         with a cache S = cache length and the mask must already mark this
         call's slots [cache_index, cache_index + T) as valid.
-      cache / cache_index: KV cache (see `r1jax.models.kv_cache`) and write slot.
+      cache / cache_index: KV cache (see `r1jax.models.kv_cache`) and write slot,
+        a scalar or one per row ([B] int32).
       segment_ids_BT: packing segments (no cache); attention stays within one.
     """
     b, t = tokens_BT.shape
@@ -271,8 +284,9 @@ class Transformer(_Sharded):
         raise ValueError("Cached decoding needs positions_BT, kv_mask_BS and cache_index")
       if len(cache) != self.cfg.num_layers:
         raise ValueError(f"Cache has {len(cache)} layers, model has {self.cfg.num_layers}")
-    mask = make_attention_mask(kv_mask_BS, t, cache_index if cache is not None else None,
-                               segment_ids_BT)
+    spec = _mask_spec(kv_mask_BS, cache_index if cache is not None else None, segment_ids_BT)
+    # The blocked attention builds the mask per key block; the others take it whole.
+    mask = spec if self.cfg.attention == "blocked" else spec.full(t)
     x = jnp.take(self.embedding[...], tokens_BT, axis=0).astype(self.cfg.jnp_dtype)
     x = self.shard(x, ("batch", "seq", "act_embed"))
     forward = _remat_block_forward if (self.cfg.remat and cache is None) else _block_forward

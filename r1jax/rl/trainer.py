@@ -42,6 +42,7 @@ from r1jax.rl.experience import host_fetch as experience_host_fetch
 from r1jax.rl.logprobs import completion_logprobs
 from r1jax.rl.tasks import load_rl_records
 from r1jax.rollout import buckets
+from r1jax.rollout.engine import make_sampler
 from r1jax.rollout.sampler import Sampler, SamplerConfig
 from r1jax.rollout.stops import stop_token_sequences
 from r1jax.train_state import (init_train_state, make_optimizer, make_train_step,
@@ -220,7 +221,7 @@ def setup(config, workdir: str) -> GRPOSetup:
     scfg = dataclasses.replace(scfg, prompt_len_buckets=buckets.buckets_from_lengths(
         lengths, rl.max_prompt_len, rl.num_prompts))
     log.info("Prompt-width buckets from the data: %s", scfg.prompt_len_buckets)
-  sampler = Sampler(graphdef, model_cfg, scfg, mesh, rules)
+  sampler = make_sampler(graphdef, model_cfg, scfg, mesh, rules, section=rl)  # rl.engine
   oversample = rl.dynamic_sampling_factor if rl.dynamic_sampling else 1
   mixed = isinstance(train_records, list) and train_records and isinstance(train_records[0], list)
   prompt_iter = pipeline.make_prompt_iterator(

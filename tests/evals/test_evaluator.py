@@ -88,6 +88,22 @@ def test_real_sampler_on_mesh_is_deterministic(tok, tiny_policy, countdown_recor
   assert 'cons@2' in a.summary and a.summary['mean_length'] > 0
 
 
+def test_continuous_engine_evaluates_like_the_sampler(tok, tiny_policy, countdown_records):
+  """The evaluator on the continuous-batching engine (2 slots for 6 rows, on the mesh): the
+  same completions and summary as with the static sampler."""
+  from r1jax.rollout.engine import Engine, EngineConfig
+  cfg, graphdef, params, mesh, rules = tiny_policy
+  scfg = SamplerConfig(max_new_tokens=8, cache_dtype='float32')
+  kw = dict(params=params, tokenizer=tok, template='r1_zero', records=countdown_records[:3],
+            num_samples=2, batch_size=3, max_prompt_len=160, seed=0)
+  a = evaluator.evaluate(sampler=Sampler(graphdef, cfg, scfg, mesh, rules), **kw)
+  engine = Engine(graphdef, cfg, scfg, mesh, rules, EngineConfig(num_slots=2, refill_every=1))
+  b = evaluator.evaluate(sampler=engine, **kw)
+  assert [x['completion'] for x in a.samples] == [x['completion'] for x in b.samples]
+  timeless = lambda r: {k: v for k, v in r.summary.items() if not k.endswith('time_s')}
+  assert timeless(a) == timeless(b)
+
+
 def test_runner_from_workdir(tok, tiny_policy, tmp_path):
   """Stage `eval` (configs/eval.py:tiny) on a saved tiny workdir; outputs and summary table."""
   cfg, _, params, _, _ = tiny_policy
@@ -119,5 +135,9 @@ def test_runner_from_workdir(tok, tiny_policy, tmp_path):
   # The workdir's checkpoint restores the very params that were saved, onto the mesh.
   _, restored, _ = runner.load_policy(config, tmp_path / 'reload', corpus=None, max_new_tokens=8,
                                       sampler_cfg={})
+  from r1jax.rollout.engine import Engine
+  engine, _, _ = runner.load_policy(config, tmp_path / 'reload', corpus=None, max_new_tokens=8,
+                                    sampler_cfg={'engine': 'continuous', 'engine_slots': 4})
+  assert isinstance(engine, Engine) and engine.engine.num_slots == 4
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(restored)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

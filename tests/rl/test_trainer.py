@@ -317,3 +317,20 @@ def test_kl_in_reward_and_tis_step(base_workdir, tmp_path):
   assert out["setup"].recompute_old and probe.logprob_calls == 2   # pi_old + reference
   assert "kl_in_reward/seq_mean" in rec and rec["kl"] == 0.0
   assert 0.0 < rec["is_weight_mean"] <= 2.0
+
+
+def test_continuous_engine_reproduces_static_rollouts(base_workdir, tmp_path, straight):
+  """rl.engine='continuous' (4 slots for 8 rows per chunk): the first step's rollouts and
+  rewards equal the static sampler's, and nothing recompiles from step to step."""
+  from r1jax.rollout.engine import Engine
+  config = lib.grpo_config(base_workdir, **{**RESUME_KW, "num_steps": 2}, engine="continuous",
+                           engine_slots=4, engine_refill_every=2)
+  _, probe = _train(config, tmp_path)
+  assert isinstance(probe.setup.sampler, Engine)
+  ours, ref = probe.experiences[0], straight[2].experiences[0]
+  np.testing.assert_array_equal(np.asarray(ours.rollout.completion_ids),
+                                np.asarray(ref.rollout.completion_ids))
+  np.testing.assert_allclose(np.asarray(ours.rollout.logprobs), np.asarray(ref.rollout.logprobs),
+                             atol=1e-5)
+  np.testing.assert_array_equal(ours.rewards, ref.rewards)
+  assert probe.compiles[0][0] == 3 and probe.compiles[-1] == probe.compiles[0], probe.compiles
