@@ -49,8 +49,10 @@ def test_interpreter_and_bwrap_under_a_private_tmp_directory(tmp_path_factory):
     venv = os.path.join(d, "venv")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=120)
     shutil.copy(os.path.realpath(bwrap), os.path.join(venv, "bin", "bwrap"))   # found first on PATH below
+    import r1jax
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(r1jax.__file__)))  # an editable install's finder
     env = dict(os.environ, PATH=os.path.join(venv, "bin") + os.pathsep + os.environ.get("PATH", ""),
-               PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+               PYTHONPATH=os.pathsep.join([repo] + [p for p in sys.path if p]))   # is not on sys.path
     prog = ("from r1jax.rewards import code, sandbox\n"
             "s = sandbox.probe(); assert s.bwrap.startswith(%r) and s.userns, s\n"
             "r = code.run_tests('def f(x):\\n  return x + 1\\n', 'assert f(1) == 2\\n', sandbox='strict')\n"
