@@ -104,6 +104,13 @@ def makedirs(path: Any) -> epath.Path:
   return p
 
 
+def _write_synced(local: str, raw: bytes, mode: str) -> None:
+  with open(local, mode) as f:
+    f.write(raw)
+    f.flush()
+    os.fsync(f.fileno())
+
+
 def write_atomic(path: Any, data: str | bytes) -> None:
   """Writes `path` so that a reader (or a resumed run) never sees half a file.
 
@@ -118,10 +125,7 @@ def write_atomic(path: Any, data: str | bytes) -> None:
   raw = data.encode("utf-8") if isinstance(data, str) else data
   local = local_name(tmp)
   if local is not None:
-    with open(local, "wb") as f:
-      f.write(raw)
-      f.flush()
-      os.fsync(f.fileno())
+    _write_synced(local, raw, "wb")
     os.replace(local, local_name(p))
     return
   tmp.write_bytes(raw)
@@ -139,10 +143,7 @@ def append(path: Any, data: str | bytes) -> int:
   p = epath.Path(path)
   local = local_name(p)
   if local is not None:
-    with open(local, "ab") as f:
-      f.write(raw)
-      f.flush()
-      os.fsync(f.fileno())
+    _write_synced(local, raw, "ab")
     return os.path.getsize(local)
   old = p.read_bytes() if p.exists() else b""
   p.write_bytes(old + raw)

@@ -44,7 +44,7 @@ from r1jax.models.config import ModelConfig
 from r1jax.models.factory import merge_params
 from r1jax.rollout import sampling
 from r1jax.rollout.sampler import (FINISH_LENGTH, FINISH_STOP, Rollout, SamplerConfig,
-                                   _replicate_key, bucket_prompts)
+                                   _replicate_key, bucket_prompts, stop_hits)
 from r1jax.sharding import ShardingRules, batch_sharding
 
 REFILL_MODES = ("device", "host")
@@ -87,19 +87,6 @@ class _State:
   completion_mask: jax.Array     # [R, L]
   logprobs: jax.Array            # [R, L]
   sampling_logprobs: jax.Array   # [R, L]
-
-
-def _stop_hits(tokens_N, recent_NW, config: SamplerConfig):
-  """(EOS or stop sequence ends the row [N] bool, updated recent window)."""
-  hit = jnp.zeros(tokens_N.shape, bool)
-  for eos in config.eos_ids:
-    hit |= tokens_N == eos
-  if config.stop_sequences:
-    recent_NW = jnp.concatenate([recent_NW[:, 1:], tokens_N[:, None]], axis=1)
-    w = recent_NW.shape[1]
-    for seq in config.stop_sequences:
-      hit |= jnp.all(recent_NW[:, w - len(seq):] == jnp.asarray(seq, jnp.int32), axis=1)
-  return hit, recent_NW
 
 
 def _keys(rng, steps_N, rows_N):
@@ -207,7 +194,7 @@ class Engine:
           logits_RV, keys, temperature=config.temperature, top_p=config.top_p,
           top_k=config.top_k, greedy=config.greedy, top_p_candidates=config.top_p_candidates)
       real_R = jnp.sum(mask_RP, axis=1) > 0   # batch-bucket padding rows draw nothing
-      hit_R, _ = _stop_hits(tok_R, jnp.full((r, w), -1, jnp.int32), config)
+      hit_R, _ = stop_hits(tok_R, jnp.full((r, w), -1, jnp.int32), config)
       col0 = lambda x, fill, dtype: jnp.full((r, length), fill, dtype).at[:, 0].set(
           jnp.where(real_R, x, fill).astype(dtype))
       budgets_R = jnp.where(real_R, budgets_R, 1)
@@ -265,7 +252,7 @@ class Engine:
       tok_N, lp_N, slp_N = sampling.sample(
           logits_N1V[:, 0], keys, temperature=config.temperature, top_p=config.top_p,
           top_k=config.top_k, greedy=config.greedy, top_p_candidates=config.top_p_candidates)
-      hit_N, recent = _stop_hits(tok_N, st.recent, config)
+      hit_N, recent = stop_hits(tok_N, st.recent, config)
       row_N = jnp.where(live_N, st.slot_row, r)            # r: out of bounds, dropped
       col_N = jnp.minimum(st.slot_step, length - 1)
       put = lambda buf, x: buf.at[row_N, col_N].set(x.astype(buf.dtype), mode="drop")

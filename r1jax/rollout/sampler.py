@@ -168,16 +168,7 @@ def _record(state: _State, col, tokens_R, logprobs_R, sampling_logprobs_R,
   def put(buf_RL, x_R):
     return jax.lax.dynamic_update_slice(buf_RL, x_R[:, None].astype(buf_RL.dtype), (0, col))
 
-  recent = state.recent
-  stopped_R = jnp.zeros_like(live_R)
-  for eos in config.eos_ids:
-    stopped_R |= tokens_R == eos
-  if config.stop_sequences:
-    recent = jnp.concatenate([recent[:, 1:], tokens_R[:, None]], axis=1)
-    w = recent.shape[1]
-    for seq in config.stop_sequences:
-      n = len(seq)
-      stopped_R |= jnp.all(recent[:, w - n:] == jnp.asarray(seq, jnp.int32), axis=1)
+  stopped_R, recent = stop_hits(tokens_R, state.recent, config)
   return dataclasses.replace(
       state,
       tokens=tokens_R,
@@ -194,6 +185,19 @@ def _draw(logits_RV, rng, step, config: SamplerConfig):
   return sampling.sample(logits_RV, keys, temperature=config.temperature, top_p=config.top_p,
                          top_k=config.top_k, greedy=config.greedy,
                          top_p_candidates=config.top_p_candidates)
+
+
+def stop_hits(tokens_N, recent_NW, config: SamplerConfig):
+  """(EOS or stop sequence ends the row [N] bool, updated recent window)."""
+  hit = jnp.zeros(tokens_N.shape, bool)
+  for eos in config.eos_ids:
+    hit |= tokens_N == eos
+  if config.stop_sequences:
+    recent_NW = jnp.concatenate([recent_NW[:, 1:], tokens_N[:, None]], axis=1)
+    w = recent_NW.shape[1]
+    for seq in config.stop_sequences:
+      hit |= jnp.all(recent_NW[:, w - len(seq):] == jnp.asarray(seq, jnp.int32), axis=1)
+  return hit, recent_NW
 
 
 def _replicate_key(rng: jax.Array, sharding: NamedSharding) -> jax.Array:

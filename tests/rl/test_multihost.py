@@ -8,56 +8,27 @@ rows, rewards are all-gathered, and host arrays are assembled into global arrays
 with `sharding.put_replicated_value`; orbax writes one checkpoint from both.
 """
 import json
-import os
 import pathlib
-import socket
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
 import grpo_testlib as lib
+from multiprocess_testlib import run_processes
 from r1jax.metrics import read_metrics
 from r1jax.rl import trainer as rl_trainer
 
 SCRIPT = pathlib.Path(__file__).with_name("multihost_grpo_step.py")
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
-
-
 @pytest.mark.multiprocess
 def test_two_processes_match_one_process(base_workdir, tmp_path):
-  port, out = _free_port(), tmp_path / "out"
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env["JAX_PLATFORMS"] = "cpu"
-  procs, logs = [], []
-  for i in range(2):
-    logs.append(open(tmp_path / f"process{i}.log", "w"))
-    procs.append(subprocess.Popen(
-        [sys.executable, str(SCRIPT), f"--process_id={i}", "--num_processes=2", f"--port={port}",
-         "--local_devices=4", f"--base={base_workdir}", f"--workdir={tmp_path / 'multi'}",
-         f"--out={out}"], stdout=logs[-1], stderr=subprocess.STDOUT, env=env))
-  try:
-    # The single-process reference runs meanwhile (8 devices from tests/conftest.py).
-    single = rl_trainer.train(lib.grpo_config(base_workdir, **lib.MULTIHOST_KW),
-                              tmp_path / "single")
-    codes = [p.wait(timeout=300) for p in procs]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-        p.wait()
-    for f in logs:
-      f.close()
-  tails = "\n".join(f"--- process {i}:\n" + (tmp_path / f"process{i}.log").read_text()[-3000:]
-                    for i in range(2))
-  assert codes == [0, 0], tails
+  out = tmp_path / "out"
+  # The single-process reference runs meanwhile (8 devices from tests/conftest.py).
+  single = run_processes(
+      SCRIPT, [f"--base={base_workdir}", f"--workdir={tmp_path / 'multi'}", f"--out={out}"], tmp_path,
+      lambda: rl_trainer.train(lib.grpo_config(base_workdir, **lib.MULTIHOST_KW), tmp_path / "single"))
 
   want = lib.deterministic(single["last"])
   for i in range(2):  # both processes computed the same (global) metrics

@@ -1,10 +1,6 @@
 """Multi-host reward-model training: 4 steps with 2 JAX processes x 4 CPU devices (loopback, gloo) equal the same
 steps in one process with 8 devices (each process tokenises its own rows of every global batch)."""
 import json
-import os
-import socket
-import subprocess
-import sys
 import pathlib
 
 import jax
@@ -12,16 +8,11 @@ import numpy as np
 import pytest
 
 import rm_testlib as lib
+from multiprocess_testlib import run_processes
 from r1jax.rm import train as rm_train
 from r1jax.tokenizer import train_sentencepiece
 
 SCRIPT = pathlib.Path(__file__).with_name('multihost_rm.py')
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
 
 
 @pytest.mark.multiprocess
@@ -32,29 +23,14 @@ def test_two_processes_match_one_process(tmp_path):
   lib.write_pairs(data / 'eval.jsonl', 16, 1)
   texts = [p['prompt'] + p[k] for p in lib.make_pairs(200, 3) for k in ('chosen', 'rejected')]
   train_sentencepiece(texts, data / 'tokenizer', vocab_size=320)
-  port, out = _free_port(), tmp_path / 'out'
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  env['JAX_PLATFORMS'] = 'cpu'
-  procs, logs = [], []
-  for i in range(2):
-    logs.append(open(tmp_path / f'process{i}.log', 'w'))
-    procs.append(subprocess.Popen(
-        [sys.executable, str(SCRIPT), f'--process_id={i}', '--num_processes=2', f'--port={port}',
-         '--local_devices=4', f'--data={data}', f'--workdir={tmp_path / "multi"}', f'--out={out}'],
-        stdout=logs[-1], stderr=subprocess.STDOUT, env=env))
-  try:
+  out = tmp_path / 'out'
+
+  def reference():
     config, opts = lib.multihost_setup(str(data))
-    single = rm_train.train(config, tmp_path / 'single', opts)   # 8 devices, one process (tests/conftest.py)
-    codes = [p.wait(timeout=300) for p in procs]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-        p.wait()
-    for f in logs:
-      f.close()
-  tails = '\n'.join(f'--- process {i}:\n' + (tmp_path / f'process{i}.log').read_text()[-3000:] for i in range(2))
-  assert codes == [0, 0], tails
+    return rm_train.train(config, tmp_path / 'single', opts)   # 8 devices, one process (tests/conftest.py)
+
+  single = run_processes(SCRIPT, [f'--data={data}', f'--workdir={tmp_path / "multi"}', f'--out={out}'], tmp_path,
+                         reference)
   want = {k: v for k, v in single.items() if isinstance(v, (int, float))}
   assert want['step'] == 4 and 'eval_pair_accuracy' in want and 'loss' in want
   for i in range(2):   # both processes computed the same global metrics

@@ -12,17 +12,12 @@ from r1jax.rollout import FINISH_LENGTH, FINISH_STOP, Sampler, SamplerConfig
 from r1jax.rollout.engine import Engine, EngineConfig
 from r1jax.sharding import ShardingRules, make_mesh
 
+from test_sampler import _prompts  # noqa: E402 (left-padded random prompts)
+
 L = 8
 GREEDY = SamplerConfig(num_samples=2, max_new_tokens=L, greedy=True, cache_dtype="float32")
 SAMPLED = SamplerConfig(num_samples=2, max_new_tokens=L, temperature=0.9, top_k=64,
                         cache_dtype="float32")
-
-
-def _prompts(lengths, width, vocab, seed=0):
-  rng = np.random.default_rng(seed)
-  ids = rng.integers(1, vocab, size=(len(lengths), width)).astype(np.int32)
-  mask = (np.arange(width)[None] >= width - np.asarray(lengths)[:, None]).astype(np.int32)
-  return ids * mask, mask
 
 
 @pytest.fixture(scope="module")
