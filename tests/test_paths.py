@@ -89,3 +89,14 @@ def test_cli_quickstart_with_relative_workdir_and_resume(tmp_path):
   assert _steps(wd / "r1_zero") == [1, 2]
   summary = json.loads((wd / "pipeline_summary.json").read_text())
   assert summary  # written by the finished pipeline
+
+
+def test_every_stage_entry_point_resolves_relative_paths():
+  """A notebook may call a stage's entry point directly, without `run.run`: each one resolves
+  `workdir` and `init_from` itself (orbax refuses relative paths)."""
+  import importlib
+  from r1jax import config as config_lib
+  for stage, entry in config_lib.STAGE_ENTRY.items():
+    module, fn = entry.split(":")
+    f = getattr(importlib.import_module(module), fn)
+    assert getattr(f, "__wrapped__", None) is not None, f"{stage}: {entry} is not @paths.resolves_paths"

@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import jax
 from etils import epath
 
+from r1jax import paths
 from r1jax.data.templates import Template, get_template
 from r1jax.evals import curation, evaluator
 from r1jax.evals import rejection_sampling as rs
@@ -172,6 +173,7 @@ def generate_responses(*, sampler: Sampler, params: Any, tokenizer, template: Te
   return totals
 
 
+@paths.resolves_paths
 def run(config, workdir: str | os.PathLike, *, max_chunks: Optional[int] = None) -> dict:
   """Stage entry point: `config.responses` (ResponseOptions fields, `tasks` or `path` of prompts, `template`)."""
   from r1jax.data import tasks as tasks_lib  # pylint: disable=import-outside-toplevel

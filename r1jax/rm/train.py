@@ -231,6 +231,7 @@ def train(config, workdir: str | os.PathLike, opts: RewardModelOptions,
           'tokenizer': tokenizer}
 
 
+@paths.resolves_paths
 def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
   """Stage entry point: `config.reward_model` holds `RewardModelOptions` fields."""
   section = dict(experiment.to_dict(config.get('reward_model', None) if hasattr(config, 'get') else None) or {})
