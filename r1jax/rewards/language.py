@@ -296,6 +296,9 @@ def resolve_targets(n: int, target_language=None, question: Optional[Sequence] =
   """Per-row target language: an explicit code wins; `None`/''/'auto' detects it from `question`, else `default`."""
   targets = list(target_language) if isinstance(target_language, (list, tuple, np.ndarray)) else [target_language] * n
   qs = list(question) if isinstance(question, (list, tuple, np.ndarray)) else [question] * n
+  if len(targets) != n or len(qs) != n:
+    # zip would silently drop rows: those would score 0 instead of failing loudly.
+    raise ValueError(f'{n} completions but {len(targets)} target languages and {len(qs)} questions')
   out = []
   for t, q in zip(targets, qs):
     if t and t != 'auto':
@@ -321,7 +324,7 @@ def language_reward(completions: list[str], target_language=None, question=None,
   targets = resolve_targets(n, target_language, question, default_language)
   opts = LanguageOptions(int(min_clause_words), float(min_confidence))
   out = np.zeros(n, dtype=np.float32)
-  for i, (c, t) in enumerate(zip(completions, targets)):
+  for i, (c, t) in enumerate(zip(completions, targets, strict=True)):
     if t not in LANGUAGE_SCRIPTS:
       continue
     text = think_text(c, prompt_opens_think) if scope == 'think' else c
@@ -331,5 +334,5 @@ def language_reward(completions: list[str], target_language=None, question=None,
 
 def mixing_rate(cots: Sequence[str], targets: Sequence[str], min_share: float = 0.95) -> float:
   """Share of chains of thought that mix languages (`is_mixed`); CoTs without words count as not mixed."""
-  flags = [is_mixed(c, t, min_share) if t in LANGUAGE_SCRIPTS else False for c, t in zip(cots, targets)]
+  flags = [is_mixed(c, t, min_share) if t in LANGUAGE_SCRIPTS else False for c, t in zip(cots, targets, strict=True)]
   return float(np.mean(flags)) if flags else 0.0

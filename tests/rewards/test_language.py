@@ -90,6 +90,9 @@ def test_reward_targets_from_field_or_question():
   assert rlang.language_reward(comps[:1], target_language='klingon').tolist() == [0.0]
   with pytest.raises(ValueError):
     rlang.language_share('x', 'klingon')
+  # a per-row field shorter than the batch is a bug upstream, not rows that silently score 0
+  with pytest.raises(ValueError, match='4 completions but 3 target languages'):
+    rlang.language_reward(comps, target_language=['en', 'zh', 'en'])
 
 
 def test_mixing_rate():
