@@ -2,6 +2,7 @@
 
     python benchmarks/profile_ops.py                       # decode, reference and update
     python benchmarks/profile_ops.py --programs decode --top 30
+    python benchmarks/profile_ops.py --ab_decode_attention   # the decode-attention change, A/B
 
 Builds the peers "table" model (random Qwen2: hidden 256, 4 layers, vocab 1024, tied) and
 the step's three programs at R = 64 rows, prompt width 12, 64 new tokens:
@@ -91,12 +92,46 @@ def op_times(trace_dir: str) -> collections.Counter:
   return out
 
 
+def ab_decode_attention(repeats: int = 8) -> None:
+  """Sampler generate with the decode attention as batched dots (attention.SMALL_QUERY_ROWS
+  = 0, the code before the change) and as multiply-reduce (the default), compiled side by
+  side and timed interleaved, in process CPU time (less sensitive to other jobs than wall)."""
+  from r1jax.models import attention
+  model = create_model(CFG, jax.random.key(0))
+  gd, params = split_params(model)
+  ids = np.random.default_rng(0).integers(2, CFG.vocab_size, (B, 9))
+  default = attention.SMALL_QUERY_ROWS
+  runs = {}
+  for name, rows in (("batched dots", 0), ("multiply-reduce", default)):
+    attention.SMALL_QUERY_ROWS = rows   # read at trace time: compile now
+    smp = Sampler(gd, CFG, SamplerConfig(num_samples=G, max_new_tokens=L, cache_dtype="float32",
+                                         prompt_len_buckets=(P,)))
+    fn = lambda smp=smp: jax.block_until_ready(
+        smp.generate(params, ids, np.ones_like(ids), jax.random.key(0)))
+    fn()
+    runs[name] = (fn, [])
+  attention.SMALL_QUERY_ROWS = default
+  for _ in range(repeats):
+    for fn, times in runs.values():
+      c0, t0 = time.process_time(), time.perf_counter()
+      fn()
+      times.append((time.process_time() - c0, time.perf_counter() - t0))
+  for name, (_, times) in runs.items():
+    t = np.asarray(times)
+    print(f"{name}: CPU s min {t[:, 0].min():.3f} median {np.median(t[:, 0]):.3f}; wall s min "
+          f"{t[:, 1].min():.3f} median {np.median(t[:, 1]):.3f}; load {os.getloadavg()[0]:.2f}")
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   ap.add_argument("--programs", default="decode,reference,update")
   ap.add_argument("--top", type=int, default=12, help="op instances listed per program")
   ap.add_argument("--hlo", default="", help="write each program's compiled HLO here")
+  ap.add_argument("--ab_decode_attention", action="store_true")
   args = ap.parse_args()
+  if args.ab_decode_attention:
+    ab_decode_attention()
+    return
   progs, lowerings = programs()
   for name in args.programs.split(","):
     fn = progs[name]
