@@ -56,13 +56,40 @@ class MaskSpec:
     return self.block(t, 0, self.kv_mask_BS.shape[1])
 
 
+# Decode-sized queries (G * T at most this many per kv head) on CPU take the
+# multiply-reduce path of `reference`: see there.
+SMALL_QUERY_ROWS = 8
+
+
 def reference(q_BTKGH, k_BKHS, v_BKSH, mask_BTS, dtype):
-  h = q_BTKGH.shape[-1]
+  b, t, k, g, h = q_BTKGH.shape
+  if g * t <= SMALL_QUERY_ROWS and jax.default_backend() == "cpu":
+    return _reference_small_query(q_BTKGH, k_BKHS, v_BKSH, mask_BTS, dtype)
   scores = jnp.einsum("btkgh,bkhs->bkgts", q_BTKGH, k_BKHS, preferred_element_type=jnp.float32)
   scores = scores * (h ** -0.5)
   scores = jnp.where(mask_BTS[:, None, None, :, :], scores, MASK_VALUE)
   probs = jax.nn.softmax(scores, axis=-1).astype(dtype)
   return jnp.einsum("bkgts,bksh->btkgh", probs, v_BKSH)
+
+
+def _reference_small_query(q_BTKGH, k_BKHS, v_BKSH, mask_BTS, dtype):
+  """`reference` for decode steps on CPU, as broadcast-multiply-reduce instead of dots.
+
+  In decode the two attention matmuls are B*K tiny products ([G*T, H] @ [H, S]): XLA:CPU
+  runs them as a batched dot that cost as much as all the model's weight matmuls
+  together (docs/performance.md). As fused multiply-reduces they are one pass over the
+  cache (k reduced over H, v over S; the cache layouts keep the reduced axis outer and
+  the kept one contiguous). Same math, float32 accumulation; summation order differs.
+  """
+  f32 = jnp.float32
+  h = q_BTKGH.shape[-1]
+  q_BKGTH = q_BTKGH.transpose(0, 2, 3, 1, 4).astype(f32)
+  scores = jnp.sum(q_BKGTH[..., None] * k_BKHS[:, :, None, None].astype(f32), axis=-2)
+  scores = scores * (h ** -0.5)                                        # [B, K, G, T, S]
+  scores = jnp.where(mask_BTS[:, None, None, :, :], scores, MASK_VALUE)
+  probs = jax.nn.softmax(scores, axis=-1).astype(dtype).astype(f32)
+  out = jnp.sum(probs[..., None] * v_BKSH[:, :, None, None].astype(f32), axis=-2)  # [B,K,G,T,H]
+  return out.transpose(0, 3, 1, 2, 4).astype(dtype)
 
 
 def blocked(q_BTKGH, k_BKHS, v_BKSH, spec: MaskSpec, block: int, cached: bool, dtype):
