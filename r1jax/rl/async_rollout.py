@@ -73,15 +73,23 @@ def loss_config(rl):
 
 
 def split_mesh(shape, sampler_devices: int, devices=None):
-  """(trainer mesh on the first D - n devices, sampler mesh on the last n), both of
-  `shape` (one -1 fills each part)."""
+  """(trainer mesh, sampler mesh), both of `shape` (one -1 fills each part). The sampler
+  takes the last n / P devices of each of the P processes, so both meshes span every
+  process (each process keeps driving both programs, as SPMD needs)."""
   devices = list(devices if devices is not None else jax.devices())
   n = sampler_devices
-  if not 0 < n < len(devices):
+  procs = sorted({d.process_index for d in devices})
+  if not 0 < n < len(devices) or n % len(procs):
     raise ValueError(f"async_sampler_devices={n} must leave devices for the trainer "
-                     f"({len(devices)} in all)")
-  return (sharding.make_mesh(tuple(shape), devices=devices[:len(devices) - n]),
-          sharding.make_mesh(tuple(shape), devices=devices[len(devices) - n:]))
+                     f"({len(devices)} in all) and divide over the {len(procs)} processes")
+  trainer, sampler = [], []
+  for p in procs:
+    local = [d for d in devices if d.process_index == p]
+    cut = len(local) - n // len(procs)
+    trainer += local[:cut]
+    sampler += local[cut:]
+  return (sharding.make_mesh(tuple(shape), devices=trainer),
+          sharding.make_mesh(tuple(shape), devices=sampler))
 
 
 @dataclasses.dataclass

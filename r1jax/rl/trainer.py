@@ -1,7 +1,9 @@
 """The GRPO loop (stage `grpo`): R1-Zero, reasoning RL and all-scenario RL.
 
-One step, all on the same mesh and the same params (no weight sync):
-  1. take B prompts and sample G completions each with the policy's own params;
+One step, by default all on the same mesh and the same params (no weight sync):
+  1. take B prompts and sample G completions each with the policy's own params (or, with
+     `rl.async_staleness = k > 0`, take the rollouts launched k steps earlier with the
+     params of then, possibly on a sampler sub-mesh: `r1jax.rl.async_rollout`);
   2. decode them on the host, cut each at its first stop string (mask, lengths and
      `truncated` follow the text) and score them (overlapping the next chunk's sampling);
   3. group advantages (GRPO / Dr. GRPO / RLOO), optional DAPO dynamic sampling;
@@ -277,10 +279,12 @@ def train(config, workdir: str | os.PathLike,
   state, ref_params = s.state, s.ref_params
   target = {"train": state, **({"ref": ref_params} if ref_params is not None else {})}
   inflight = versions = None
-  if s.placement is not None and ckpt.latest_step() is not None:
-    # In-flight params of an asynchronous run (their number is in the metadata).
+  if ckpt.latest_step() is not None:
+    # In-flight params of an asynchronous run (their number is in the metadata); restored
+    # (so the tree matches) even when this run does not use them.
     n = len(ckpt.restore_meta().get("async_inflight_versions", []))
-    sh = s.placement.shardings or jax.tree.map(lambda x: x.sharding, state.params)
+    sh = ((s.placement and s.placement.shardings)
+          or jax.tree.map(lambda x: x.sharding, state.params))
     like = jax.tree.map(lambda x, h: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=h),
                         state.params, sh)
     target.update({"inflight": [like] * n} if n else {})
@@ -289,7 +293,8 @@ def train(config, workdir: str | os.PathLike,
   if restored is not None:
     step0, tree, data_state, meta = restored
     state, ref_params = tree["train"], tree.get("ref")
-    if "inflight" in tree and meta.get("async_staleness") == rl.async_staleness:
+    if ("inflight" in tree and s.placement is not None
+        and meta.get("async_staleness") == rl.async_staleness):
       inflight, versions = tree["inflight"], meta["async_inflight_versions"]
     # The running count of skipped (non-finite) updates is a logged metric: it is
     # checkpointed so that a resumed run logs the same values as an unbroken one.
