@@ -115,16 +115,36 @@ def placement(model_cfg, graphdef, params, mesh, rules, sampler_mesh=None) -> Sa
   abstract = abstract_model(model_cfg, sampler_mesh, rules)
   s_graphdef, _ = split_params(abstract)
   shard = param_shardings(abstract, sampler_mesh, rules)
+  if jax.process_count() > 1 and sampler_mesh.devices.shape != mesh.devices.shape:
+    raise ValueError(f"async_sampler_devices with several processes needs sampler and trainer "
+                     f"meshes of one shape, got {sampler_mesh.devices.shape} and "
+                     f"{mesh.devices.shape}")
   return SamplerPlacement(s_graphdef, sampler_mesh, shard,
-                          lambda p: jax.device_put(p, shard))
+                          lambda p: jax.tree.map(lambda x, h: transfer(x, mesh, h), p, shard))
 
 
-def to_mesh(rollout, mesh, rules):
-  """A Rollout's arrays resharded onto `mesh` (batch-major), device to device."""
+def transfer(x: jax.Array, src_mesh, target) -> jax.Array:
+  """`x` (on `src_mesh`) onto the `NamedSharding` `target`, device to device.
+
+  One process: `jax.device_put`. Several: JAX cannot reshard across hosts between different
+  device sets (except on TPU's TFRT runtime), so `x` is laid out with target's spec on its
+  own mesh and each local shard is copied to the device at the same mesh position of
+  target's mesh, which `split_mesh` puts in the same process.
+  """
+  if jax.process_count() == 1:
+    return jax.device_put(x, target)
+  x = jax.device_put(x, jax.sharding.NamedSharding(src_mesh, target.spec))
+  peer = dict(zip(src_mesh.devices.flat, target.mesh.devices.flat))
+  shards = [jax.device_put(s.data, peer[s.device]) for s in x.addressable_shards]
+  return jax.make_array_from_single_device_arrays(x.shape, target, shards)
+
+
+def to_mesh(rollout, src_mesh, mesh, rules):
+  """A Rollout's arrays (on `src_mesh`) resharded onto `mesh` (batch-major)."""
   def put(x):
-    if x.ndim == 0:
-      return jax.device_put(x, sharding.replicated(mesh))
-    return jax.device_put(x, sharding.batch_sharding(mesh, rules, x.shape))
+    target = (sharding.replicated(mesh) if x.ndim == 0
+              else sharding.batch_sharding(mesh, rules, x.shape))
+    return transfer(x, src_mesh, target)
   return jax.tree.map(put, rollout)
 
 

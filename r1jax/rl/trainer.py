@@ -341,7 +341,7 @@ def train(config, workdir: str | os.PathLike,
         exp, version = source.get(step, state.params)
         t_wait = time.perf_counter() - t_wait
         ro = (exp.rollout if s.placement.shardings is None
-              else async_rollout.to_mesh(exp.rollout, s.mesh, s.rules))
+              else async_rollout.to_mesh(exp.rollout, s.placement.mesh, s.mesh, s.rules))
       device_batch = {"prompt_ids": ro.prompt_ids, "prompt_mask": ro.prompt_mask,
                       "completion_ids": ro.completion_ids, "completion_mask": ro.completion_mask,
                       "old_logprobs": ro.logprobs,

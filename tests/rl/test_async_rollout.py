@@ -23,7 +23,7 @@ def _leaves(tree):
 def _train(config, workdir, on_step=None, force_async=False):
   """`train` with the setup and per-step traces recorded; `force_async` sends k = 0 through
   `AsyncRollouts` (same mesh) instead of the inline path."""
-  rec = {"setup": None, "records": [], "traces": []}
+  rec = {"setup": None, "records": [], "traces": [], "jits": {}}
   with pytest.MonkeyPatch.context() as mp:
     orig = rl_trainer.setup
 
@@ -31,12 +31,18 @@ def _train(config, workdir, on_step=None, force_async=False):
       rec["setup"] = orig(c, w)
       return rec["setup"]
     mp.setattr(rl_trainer, "setup", setup)
+    for name in ("_make_update", "_make_logprob_fn"):   # keep the jitted functions
+      def make(*a, _orig=getattr(rl_trainer, name), _name=name, **kw):
+        rec["jits"][_name] = _orig(*a, **kw)
+        return rec["jits"][_name]
+      mp.setattr(rl_trainer, name, make)
     if force_async:
       mp.setattr(async_rollout, "enabled", lambda rl: True)
 
     def hook(step, m):
       rec["records"].append(dict(m))
-      rec["traces"].append(rec["setup"].sampler.num_traces)
+      rec["traces"].append((rec["setup"].sampler.num_traces,
+                            *(f._cache_size() for f in rec["jits"].values())))
       if on_step is not None:
         on_step(step, m)
     out = rl_trainer.train(config, workdir, on_step=hook)
@@ -93,8 +99,9 @@ def test_k1_rows_are_at_most_one_version_old_and_corrected(k1_run, sync_run):
   # (and step 1's prompts with version 0, which the sync run never sampled).
   sync = read_metrics(sync_run[0])
   assert recs[0]["reward/mean"] == sync[0]["reward/mean"]
-  # No recompiles after warm-up (step 0 compiles; 2 sample chunks: prefill + decode).
-  assert rec["traces"][0] == 2 and rec["traces"][-1] == rec["traces"][0], rec["traces"]
+  # No recompiles after warm-up (step 0 compiles: the sampler's prefill + decode, one update,
+  # one log-prob program for pi_old and the reference).
+  assert rec["traces"][0] == (2, 1, 1) and rec["traces"][-1] == rec["traces"][0], rec["traces"]
 
 
 def test_k1_resume_after_sigterm_is_exact(base_workdir, tmp_path, k1_run):
