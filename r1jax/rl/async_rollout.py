@@ -15,15 +15,15 @@ futures; `finish` (k steps later) fetches ids, decodes and scores on the host.
     What is hidden is the host work (fetch, detokenise, rewards, advantages) of step t,
     which runs while the devices sample step t+k.
   * Disjoint sub-meshes (`async_sampler_devices = n`): the last n devices sample, the
-    others train; the params are pushed to the sampler after each update with
-    `jax.device_put` onto the sampler's shardings (device to device, never the host).
+    others train; the params are pushed to the sampler after each update onto the
+    sampler's shardings (`transfer`: device to device, never through the host).
     Sampling of step t+k then runs on its devices while the trainer's devices run
     step t's log-prob passes and update: device time overlaps too.
 One thread keeps the order of collectives identical on every process and avoids two
 threads enqueueing programs onto the same devices in different orders.
 
-Memory: each in-flight step holds its own copy of the params it was launched with (at
-most k copies on the sampler's devices). They are what makes resume exact: a checkpoint
+Memory: each in-flight step holds its own copy of the params it was launched with (up to
+k + 1 copies on the sampler's devices while a step is being launched). They are what makes resume exact: a checkpoint
 at step c stores the params of the in-flight steps c .. c+k-1 (`inflight` in the
 checkpoint tree, their versions in the metadata) and the prompt iterator's state before
 step c's prompts were drawn; a resume re-launches those steps from the stored params with
