@@ -28,6 +28,8 @@ from r1jax import paths
 from r1jax.metrics import WandbConfig
 from r1jax.rl import advantages as adv_lib
 from r1jax.rl import losses
+from r1jax.rl.async_rollout import AsyncConfig
+from r1jax.rl.async_rollout import check as check_async
 from r1jax.rollout.engine import ENGINES, EngineConfig
 from r1jax.rollout.sampler import SamplerConfig
 
@@ -456,6 +458,10 @@ class RLConfig:
   engine_slots: int = EngineConfig.num_slots
   engine_refill_every: int = EngineConfig.refill_every
   engine_refill: str = EngineConfig.refill
+  # Asynchronous off-policy rollouts (r1jax/rl/async_rollout.py): step t trains on rollouts
+  # up to k versions old; n > 0 samples on the last n devices, the others train.
+  async_staleness: int = AsyncConfig.staleness
+  async_sampler_devices: int = AsyncConfig.sampler_devices
 
   @staticmethod
   def _configdict_field(name):
@@ -471,6 +477,7 @@ class RLConfig:
     if self.num_iterations < 1:
       raise ValueError(f"num_iterations={self.num_iterations} must be >= 1")
     _check_engine(self)
+    check_async(self.async_staleness, self.async_sampler_devices)
 
   @property
   def rows(self) -> int:

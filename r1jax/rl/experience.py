@@ -30,6 +30,15 @@ from r1jax.rollout.stops import apply_stops
 
 
 @dataclasses.dataclass
+class PendingExperience:
+  """A launched step: the prompt batch and each chunk's (Rollout futures, host fields)."""
+  batch: Mapping[str, Any]
+  launched: list
+  t0: float
+  dispatch_s: float
+
+
+@dataclasses.dataclass
 class Experience:
   """One step's rollouts. Device arrays in `rollout`; host numpy elsewhere. R = B*G rows."""
   rollout: Rollout
@@ -134,24 +143,40 @@ class ExperienceMaker:
 
   def make(self, params, batch: Mapping[str, Any], rng: jax.Array) -> Experience:
     """`batch`: the global prompt batch (prompt_ids/prompt_mask [B, P] numpy + host fields)."""
+    return self.finish(self.launch(params, batch, rng))
+
+  def launch(self, params, batch: Mapping[str, Any], rng: jax.Array) -> "PendingExperience":
+    """Dispatches the sampling of every chunk and returns at once (JAX async dispatch: the
+    device arrays are futures). `finish` fetches, scores and computes advantages; the
+    device samples chunk k+1 while the host scores chunk k, and the asynchronous trainer
+    (`r1jax.rl.async_rollout`) runs other work between the two calls."""
     g = self.scfg.num_samples
     b = batch["prompt_ids"].shape[0]
     chunks = self.num_chunks if b % self.num_chunks == 0 else 1
     per = b // chunks
     fields = expand_fields(batch, g)
     t0 = time.perf_counter()
-    pending, rollouts, sample_time, wait_time = [], [], 0.0, 0.0
+    launched = []
     for c in range(chunks):
       sl = slice(c * per, (c + 1) * per)
-      ts = time.perf_counter()
       ro = self.sampler.generate(params, batch["prompt_ids"][sl], batch["prompt_mask"][sl],
                                  jax.random.fold_in(rng, c), self.scfg)
       chunk_fields = {k: v[c * per * g:(c + 1) * per * g] for k, v in fields.items()}
-      # Fetching ids waits for this chunk only; the next chunk's sampling is then
-      # dispatched while the workers score this one.
-      pending.append(self._score_async(ro, chunk_fields))
-      sample_time += time.perf_counter() - ts
-      rollouts.append(pending[-1][4])
+      launched.append((ro, chunk_fields))
+    return PendingExperience(batch, launched, t0, time.perf_counter() - t0)
+
+  def finish(self, pending: "PendingExperience") -> Experience:
+    """Fetches the ids chunk by chunk (each fetch waits for that chunk only), decodes,
+    scores (overlapping the later chunks' sampling) and computes the advantages."""
+    g = self.scfg.num_samples
+    batch, t0 = pending.batch, pending.t0
+    ts = time.perf_counter()
+    pending_scores, rollouts = [], []
+    for ro, chunk_fields in pending.launched:
+      pending_scores.append(self._score_async(ro, chunk_fields))
+      rollouts.append(pending_scores[-1][4])
+    sample_time = pending.dispatch_s + time.perf_counter() - ts
+    pending = pending_scores
     tw = time.perf_counter()
     results = [p[0].result() for p in pending]
     wait_time = time.perf_counter() - tw
@@ -165,7 +190,7 @@ class ExperienceMaker:
     total = np.concatenate([_allgather_rows(r.total.astype(np.float32)) for r in results])
     comps = {k: np.concatenate([_allgather_rows(r.components[k].astype(np.float32))
                                 for r in results]) for k in results[0].components}
-    rollout = rollouts[0] if chunks == 1 else _concat_rollouts(rollouts)
+    rollout = rollouts[0] if len(rollouts) == 1 else _concat_rollouts(rollouts)
     advantages = np.asarray(adv_lib.compute_advantages(total, g, self.advantage, self.adv_ddof,
                                                        self.adv_eps), np.float32)
     zero_var = np.asarray(adv_lib.zero_variance_groups(total, g), bool)

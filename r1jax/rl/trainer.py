@@ -1,7 +1,9 @@
 """The GRPO loop (stage `grpo`): R1-Zero, reasoning RL and all-scenario RL.
 
-One step, all on the same mesh and the same params (no weight sync):
-  1. take B prompts and sample G completions each with the policy's own params;
+One step, by default all on the same mesh and the same params (no weight sync):
+  1. take B prompts and sample G completions each with the policy's own params (or, with
+     `rl.async_staleness = k > 0`, take the rollouts launched k steps earlier with the
+     params of then, possibly on a sampler sub-mesh: `r1jax.rl.async_rollout`);
   2. decode them on the host, cut each at its first stop string (mask, lengths and
      `truncated` follow the text) and score them (overlapping the next chunk's sampling);
   3. group advantages (GRPO / Dr. GRPO / RLOO), optional DAPO dynamic sampling;
@@ -35,7 +37,7 @@ from r1jax.data import pipeline
 from r1jax.data.templates import for_tokenizer
 from r1jax.metrics import MetricsWriter, Progress, plot_curves, read_metrics, truncate_metrics
 from r1jax.rewards import build_reward_system
-from r1jax.rl import losses
+from r1jax.rl import async_rollout, losses
 from r1jax.rl import advantages as adv_lib
 from r1jax.rl.experience import ExperienceMaker, select_groups
 from r1jax.rl.experience import host_fetch as experience_host_fetch
@@ -147,6 +149,8 @@ def needs_recompute(rl: stage_config.RLConfig, model_cfg) -> tuple[bool, str]:
     reasons.append("several updates per batch")
   if rl.loss.is_correction != "none":
     reasons.append(f"importance-sampling correction {rl.loss.is_correction}")
+  if rl.async_staleness > 0:
+    reasons.append(f"stale rollouts (async_staleness={rl.async_staleness})")
   return bool(reasons), ", ".join(reasons) or "sampler log-probs match the trainer's path"
 
 
@@ -197,6 +201,8 @@ class GRPOSetup:
   eval_records: list
   reward_system: Any
   recompute_old: bool = False
+  # Where the sampler's params live (`async_rollout.placement`); None = the trainer's own.
+  placement: Any = None
 
 
 @paths.resolves_paths
@@ -206,6 +212,9 @@ def setup(config, workdir: str) -> GRPOSetup:
   stage_config.announce(cfg, workdir)
   rl = cfg.rl
   mesh, rules = experiment.mesh_and_rules(cfg)
+  sampler_mesh = None
+  if rl.async_sampler_devices:  # disjoint sub-meshes: trainer first, sampler last
+    mesh, sampler_mesh = async_rollout.split_mesh(cfg.mesh.shape, rl.async_sampler_devices)
   tokenizer = experiment.get_tokenizer(cfg, workdir)
   model_cfg, graphdef, params = experiment.init_model(cfg, mesh, rules, tokenizer, workdir)
   template = for_tokenizer(cfg.template, tokenizer)
@@ -221,7 +230,10 @@ def setup(config, workdir: str) -> GRPOSetup:
     scfg = dataclasses.replace(scfg, prompt_len_buckets=buckets.buckets_from_lengths(
         lengths, rl.max_prompt_len, rl.num_prompts))
     log.info("Prompt-width buckets from the data: %s", scfg.prompt_len_buckets)
-  sampler = make_sampler(graphdef, model_cfg, scfg, mesh, rules, section=rl)  # rl.engine
+  place = (async_rollout.placement(model_cfg, graphdef, params, mesh, rules, sampler_mesh)
+           if async_rollout.enabled(rl) else None)
+  sampler = make_sampler(place.graphdef if place else graphdef, model_cfg, scfg,
+                         place.mesh if place else mesh, rules, section=rl)  # rl.engine
   oversample = rl.dynamic_sampling_factor if rl.dynamic_sampling else 1
   mixed = isinstance(train_records, list) and train_records and isinstance(train_records[0], list)
   prompt_iter = pipeline.make_prompt_iterator(
@@ -230,6 +242,10 @@ def setup(config, workdir: str) -> GRPOSetup:
       weights=cfg.task.get("weights") if mixed else None)
   reward_system = build_reward_system(dataclasses.asdict(cfg.rewards))
   recompute, why = needs_recompute(rl, model_cfg)
+  loss_cfg = async_rollout.loss_config(rl)
+  if loss_cfg is not rl.loss:
+    log.warning("async_staleness=%d: truncated importance sampling on (is_cap=%s)",
+                rl.async_staleness, loss_cfg.is_cap)
   log.warning("pi_old: %s (%s)", "recomputed by the trainer" if recompute
               else "the sampler's log-probs", why)
   if rl.top_p < 1.0 or rl.top_k > 0:
@@ -239,8 +255,8 @@ def setup(config, workdir: str) -> GRPOSetup:
                 "tokens by pi_old / the truncated distribution)", rl.top_p, rl.top_k,
                 rl.temperature)
   return GRPOSetup(cfg, mesh, rules, tokenizer, template, model_cfg, graphdef, state, ref_params,
-                   sampler, scfg, rl.loss, optimizer, schedule, prompt_iter, eval_records,
-                   reward_system, recompute)
+                   sampler, scfg, loss_cfg, optimizer, schedule, prompt_iter, eval_records,
+                   reward_system, recompute, place)
 
 
 @paths.resolves_paths
@@ -262,11 +278,24 @@ def train(config, workdir: str | os.PathLike,
   ckpt = Checkpointer(paths.join(workdir, "checkpoints"), max_to_keep=tcfg.max_to_keep)
   state, ref_params = s.state, s.ref_params
   target = {"train": state, **({"ref": ref_params} if ref_params is not None else {})}
+  inflight = versions = None
+  if ckpt.latest_step() is not None:
+    # In-flight params of an asynchronous run (their number is in the metadata); restored
+    # (so the tree matches) even when this run does not use them.
+    n = len(ckpt.restore_meta().get("async_inflight_versions", []))
+    sh = ((s.placement and s.placement.shardings)
+          or jax.tree.map(lambda x: x.sharding, state.params))
+    like = jax.tree.map(lambda x, h: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=h),
+                        state.params, sh)
+    target.update({"inflight": [like] * n} if n else {})
   restored = ckpt.restore_latest(target)
   skipped_total = 0
   if restored is not None:
     step0, tree, data_state, meta = restored
     state, ref_params = tree["train"], tree.get("ref")
+    if ("inflight" in tree and s.placement is not None
+        and meta.get("async_staleness") == rl.async_staleness):
+      inflight, versions = tree["inflight"], meta["async_inflight_versions"]
     # The running count of skipped (non-finite) updates is a logged metric: it is
     # checkpointed so that a resumed run logs the same values as an unbroken one.
     skipped_total = int(meta.get("skipped_updates_total", 0))
@@ -291,15 +320,28 @@ def train(config, workdir: str | os.PathLike,
   base_key = jax.random.key(seed)
   lo_hi = jnp.asarray([1.0 - s.loss_cfg.clip_eps_low, 1.0 + s.loss_cfg.clip_eps_high], jnp.float32)
   last = {}
+  source = None
+  if s.placement is not None:
+    source = async_rollout.AsyncRollouts(maker, s.prompt_iter, base_key, rl.async_staleness,
+                                         num_steps, s.placement.push)
+  # The evaluator samples with the sampler, on its devices.
+  sampler_params = s.placement.push if s.placement is not None else (lambda p: p)
   try:
     if evaluator is not None and start == 0 and cfg.eval.at_start:
-      _log_eval(writer, 0, evaluator(state.params))
+      _log_eval(writer, 0, evaluator(sampler_params(state.params)))
+    if source is not None:
+      source.start(start, state.params, inflight, versions)
     for step in range(start, num_steps):
       t_step = time.perf_counter()
-      step_key = jax.random.fold_in(base_key, step)
-      batch = next(s.prompt_iter)
-      exp = maker.make(state.params, batch, step_key)
-      ro = exp.rollout
+      if source is None:
+        exp = maker.make(state.params, next(s.prompt_iter), jax.random.fold_in(base_key, step))
+        ro = exp.rollout
+      else:
+        t_wait = time.perf_counter()
+        exp, version = source.get(step, state.params)
+        t_wait = time.perf_counter() - t_wait
+        ro = (exp.rollout if s.placement.shardings is None
+              else async_rollout.to_mesh(exp.rollout, s.placement.mesh, s.mesh, s.rules))
       device_batch = {"prompt_ids": ro.prompt_ids, "prompt_mask": ro.prompt_mask,
                       "completion_ids": ro.completion_ids, "completion_mask": ro.completion_mask,
                       "old_logprobs": ro.logprobs,
@@ -376,6 +418,10 @@ def train(config, workdir: str | os.PathLike,
                 "skipped_updates_total": skipped_total})
       if num_informative is not None:
         m["dynamic_sampling/informative_groups"] = num_informative
+      if source is not None:
+        m.update(async_rollout.staleness_metrics(step, np.full(len(rewards_rows), version),
+                                                 rl.async_staleness))
+        m.update({"time/async_get_s": t_wait, "time/async_push_s": source.push_s})
       done = step + 1
       if ref_params is not None and rl.ref_reset_every and done % rl.ref_reset_every == 0:
         ref_params = jax.tree.map(jnp.copy, state.params)
@@ -384,16 +430,24 @@ def train(config, workdir: str | os.PathLike,
                                   ref_params, state.params)
       last = writer.write(done, m)
       if evaluator is not None and (done % cfg.eval.every == 0 or done == num_steps):
-        last.update(_log_eval(writer, done, evaluator(state.params)))
+        last.update(_log_eval(writer, done, evaluator(sampler_params(state.params))))
       bar.update(1, last)
       if on_step is not None:
         on_step(done, last)
       tree = {"train": state, **({"ref": ref_params} if ref_params is not None else {})}
+      meta = {"stage": "grpo", "config": resolved, "skipped_updates_total": skipped_total}
+      data_state = s.prompt_iter.get_state
+      if source is not None:  # the in-flight steps' params, for an exact resume
+        data_state = lambda: source.data_state(done)  # noqa: E731
+        flight, flight_versions = source.inflight(done)
+        tree.update({"inflight": flight} if flight else {})
+        meta.update(async_staleness=rl.async_staleness, async_inflight_versions=flight_versions)
       if guard.end_of_step(done, num_steps, tcfg.checkpoint_every, lambda: ckpt.save(
-          done, tree, s.prompt_iter.get_state(),
-          {"stage": "grpo", "config": resolved, "skipped_updates_total": skipped_total})):
+          done, tree, data_state(), meta)):
         break
   finally:
+    if source is not None:
+      source.close()
     bar.close()
     ckpt.close()
     writer.close()
