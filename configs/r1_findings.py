@@ -38,7 +38,7 @@ def _sizes(preset: str) -> dict:
     return dict(pretrain=600, examples=8000, shipped_steps=100, steps=150, eval=200)
   if preset == "small":
     # The slow test: a shorter base and RL, fewer held-out problems (larger standard error).
-    return dict(pretrain=300, examples=4000, shipped_steps=30, steps=40, eval=60)
+    return dict(pretrain=300, examples=4000, shipped_steps=30, steps=40, eval=64)
   raise ValueError(f"Unknown preset {preset!r} for configs/r1_findings.py (tiny, small)")
 
 
