@@ -93,19 +93,28 @@ def rl_diagnostics(records: list[dict], window: int = 10) -> dict[str, Any]:
 
 
 def collect_seed(workdir: str | os.PathLike) -> dict[str, Any]:
-  """Held-out rows, stage wall times and RL diagnostics of a (partly) finished seed run."""
+  """Held-out rows, stage wall times and RL diagnostics of a (partly) finished seed run.
+
+  Branches run separately (e.g. at the same time as the main run) in sibling workdirs
+  `<workdir>_<name>`, whose `pretrain` links to this one's, are merged in; the base's row is
+  this workdir's.
+  """
   from r1jax.metrics import read_metrics  # pylint: disable=import-outside-toplevel
   wd = pathlib.Path(workdir)
-  summary = wd / "pipeline_summary.json"
-  table = json.loads(summary.read_text())["table"] if summary.exists() else []
-  evals = {r["stage"]: r["summary"] for r in table}
-  stages, diags = {}, {}
-  for d in sorted(p for p in wd.iterdir() if p.is_dir()) if wd.exists() else []:
-    if (d / "DONE").exists():
-      stages[d.name] = float((d / "DONE").read_text().strip().rstrip("s"))
-    if d.name in RL_BRANCHES:
-      diags[d.name] = rl_diagnostics(read_metrics(d))
-  return {"workdir": str(wd), "evals": evals, "wall_s": stages, "rl": diags}
+  evals, stages, diags, dirs = {}, {}, {}, {}
+  for run_dir in [wd] + sorted(wd.parent.glob(wd.name + "_*")):
+    if not run_dir.is_dir():
+      continue
+    summary = run_dir / "pipeline_summary.json"
+    for r in json.loads(summary.read_text())["table"] if summary.exists() else []:
+      evals.setdefault(r["stage"], r["summary"])
+    for d in sorted(p for p in run_dir.iterdir() if p.is_dir() and not p.is_symlink()):
+      if (d / "DONE").exists():
+        stages.setdefault(d.name, float((d / "DONE").read_text().strip().rstrip("s")))
+      if d.name in RL_BRANCHES and d.name not in diags:
+        diags[d.name] = rl_diagnostics(read_metrics(d))
+        dirs[d.name] = str(d)
+  return {"workdir": str(wd), "evals": evals, "wall_s": stages, "rl": diags, "dirs": dirs}
 
 
 def mean_se(xs: list[float]) -> tuple[float | None, float | None]:
@@ -235,7 +244,8 @@ def write_curves(results: dict[int, dict], out_base: pathlib.Path) -> str:
   series = {}
   for s, res in sorted(results.items()):
     for branch in res["rl"]:
-      recs = [r for r in read_metrics(pathlib.Path(res["workdir"]) / branch)
+      stage_dir = res.get("dirs", {}).get(branch) or pathlib.Path(res["workdir"]) / branch
+      recs = [r for r in read_metrics(stage_dir)
               if "accuracy_rate" in r]
       series[(s, branch)] = recs
   try:
