@@ -63,7 +63,7 @@ def get_config(arg: str = "tiny"):
   def rl(steps: int, lr: float | None = None, group_size: int | None = None,
          num_prompts: int | None = None):
     c = q.stages.r1_zero.copy_and_resolve_references()
-    c.train.update(num_steps=steps, checkpoint_every=steps)
+    c.train.update(num_steps=steps, checkpoint_every=min(25, steps))   # a cut-short run keeps its last checkpoint
     c.eval.every = 0                  # the pipeline evaluates after the stage
     c.eval_task = ml_collections.ConfigDict(dict(name=""))
     if lr is not None:

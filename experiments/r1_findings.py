@@ -108,6 +108,10 @@ def collect_seed(workdir: str | os.PathLike) -> dict[str, Any]:
     summary = run_dir / "pipeline_summary.json"
     for r in json.loads(summary.read_text())["table"] if summary.exists() else []:
       evals.setdefault(r["stage"], r["summary"])
+    partial = run_dir / PARTIAL
+    for r in json.loads(partial.read_text()) if partial.exists() else []:
+      if r["stage"] not in evals:   # a finished stage's own evaluation wins
+        evals[r["stage"]] = dict(r["summary"], cut_at_step=r["step"], num_steps=r["num_steps"])
     for d in sorted(p for p in run_dir.iterdir() if p.is_dir() and not p.is_symlink()):
       if (d / "DONE").exists():
         stages.setdefault(d.name, float((d / "DONE").read_text().strip().rstrip("s")))
@@ -115,6 +119,37 @@ def collect_seed(workdir: str | os.PathLike) -> dict[str, Any]:
         diags[d.name] = rl_diagnostics(read_metrics(d))
         dirs[d.name] = str(d)
   return {"workdir": str(wd), "evals": evals, "wall_s": stages, "rl": diags, "dirs": dirs}
+
+
+PARTIAL = "partial_evals.json"
+
+
+def evaluate_partial(root: str | os.PathLike, seed: int, branch: str, preset: str = "tiny"
+                     ) -> dict[str, Any]:
+  """Held-out evaluation of a cut-short RL branch's latest checkpoint (same protocol).
+
+  For runs stopped before their last step (a deadline): the row is kept apart from the
+  pipeline's own table (`partial_evals.json` in the run's workdir) and the report marks it
+  with the step it reached, so a resumed, finished run replaces it.
+  """
+  from r1jax import pipeline  # pylint: disable=import-outside-toplevel
+  wd = pathlib.Path(root) / f"seed{seed}"
+  for run_dir in [wd] + sorted(wd.parent.glob(wd.name + "_*")):
+    stage_dir = run_dir / branch
+    if (stage_dir / "checkpoints").is_dir():
+      break
+  else:
+    raise FileNotFoundError(f"no checkpoints of {branch!r} under {wd}[_*]")
+  steps = sorted(int(p.name) for p in (stage_dir / "checkpoints").iterdir() if p.name.isdigit())
+  config = load_config(preset, seed)
+  eval_cfg = pipeline.pipeline_config(config).eval
+  summary = pipeline.evaluate_workdir(config, str(stage_dir), eval_cfg)
+  row = {"stage": branch, "summary": summary, "step": steps[-1],
+         "num_steps": int(config.stages[branch].train.num_steps)}
+  path = run_dir / PARTIAL
+  rows = [r for r in (json.loads(path.read_text()) if path.exists() else []) if r["stage"] != branch]
+  path.write_text(json.dumps(rows + [row], indent=1))
+  return row
 
 
 def mean_se(xs: list[float]) -> tuple[float | None, float | None]:
@@ -162,6 +197,10 @@ def findings_rows(results: dict[int, dict]) -> list[dict[str, Any]]:
     if all(v is None for v in gains.values()):
       continue
     holds = _all(gains, lambda v: v >= FINDING0_MIN_GAIN)
+    cut = sorted({results[s]["evals"][branch]["cut_at_step"] for s in seeds
+                  if "cut_at_step" in results[s]["evals"].get(branch, {})})
+    if cut:
+      label += f"; **cut short at step {'/'.join(map(str, cut))}**"
     add("0", f"RL improves correctness ({label})", "held-out pass@1 gain, points", gains,
         holds=holds)
   gains = {s: _gain(results[s], "r1_zero") for s in seeds}
@@ -228,7 +267,9 @@ def format_seed_details(results: dict[int, dict]) -> str:
         return f"{_f(a * scale, nd)}{unit} → {_f(b * scale, nd)}{unit}"
 
       wall = res["wall_s"].get(stage)
-      lines.append(f"| {s} | {stage} | {_f(_pct(summ, 'pass@1'))} | {_f(_pct(summ, 'pass@1_se'))} "
+      name = stage if "cut_at_step" not in summ else (
+          f"{stage} (cut short: step {summ['cut_at_step']} of {summ['num_steps']})")
+      lines.append(f"| {s} | {name} | {_f(_pct(summ, 'pass@1'))} | {_f(_pct(summ, 'pass@1_se'))} "
                    f"| {_f(_pct(summ, f'cons@{k}'))} | {_f(_pct(summ, 'format_rate'))} "
                    f"| {fl('kl')} | {fl('zero_variance_groups', 100, 0, '%')} | {fl('entropy')} "
                    f"| {'—' if wall is None else f'{wall:.0f} s'} |")
@@ -352,6 +393,9 @@ def main(argv=None) -> int:
   p.add_argument("--out", default=str(RESULTS / "r1_findings.md"))
   p.add_argument("--report-only", action="store_true", help="collect finished runs, run nothing")
   p.add_argument("--notes", default="", help="a file whose text goes under 'Notes'")
+  p.add_argument("--evaluate-partial", default="",
+                 help="'+'-separated RL branches: evaluate their latest checkpoints (cut-short "
+                      "runs), then write the report")
   args = p.parse_args(argv)
   seeds = [int(s) for s in args.seeds.split(",") if s]
   branches = tuple(args.branches.split("+")) if args.branches else None
@@ -359,11 +403,14 @@ def main(argv=None) -> int:
   t0 = time.time()
   results = {}
   for s in seeds:
-    if args.report_only:
+    if args.evaluate_partial:
+      for b in args.evaluate_partial.split("+"):
+        print(evaluate_partial(args.root, s, b, args.preset))
+    if args.report_only or args.evaluate_partial:
       results[s] = collect_seed(pathlib.Path(args.root) / f"seed{s}")
     else:
       results[s] = run_seed(s, args.root, args.preset, branches)
-  total = None if args.report_only else time.time() - t0
+  total = None if (args.report_only or args.evaluate_partial) else time.time() - t0
   load1 = tuple(round(x, 2) for x in os.getloadavg())
   notes = pathlib.Path(args.notes).read_text() if args.notes else ""
   out = write_report(results, args.preset, pathlib.Path(args.out), (load0, load1), total, notes)
