@@ -362,7 +362,10 @@ def write_report(results: dict[int, dict], preset: str, path: pathlib.Path,
       f"--preset {preset}`", "",
       f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, shared with other jobs"
       + ("" if loadavg is None else
-         f"; load average (1/5/15 min) at start {loadavg[0]}, at end {loadavg[1]}")
+         (f"; load average (1/5/15 min) at start {loadavg[0]}, at end {loadavg[1]}"
+          if total_s is not None else
+          f"; load average (1/5/15 min) when this report was collected {loadavg[1]} (the runs' "
+          "load is in the notes)"))
       + ("" if total_s is None else f"; wall clock of the recorded call {total_s / 60:.1f} min")
       + ".", "",
       "## Findings", "",
