@@ -1,0 +1,425 @@
+"""R1's findings in miniature (issue 16): runs the branches, writes the table with seeds.
+
+  python experiments/r1_findings.py --seeds 0,1 [--preset tiny] [--root runs/r1_findings]
+
+Each seed is one pipeline (`configs/r1_findings.py`, run by `r1jax.run.run` in this process)
+whose stages are shared between findings: one base, several RL branches from it. A re-run
+resumes (stages with a DONE marker are not re-run), so the report can be rewritten from
+finished runs with `--report-only`. The report, `experiments/results/r1_findings.md`, has the
+findings table (mean ± standard error over seeds), the per-seed figures with the RL
+diagnostics (KL, zero-variance groups, entropy), the configs, wall times and the load average,
+and `r1_findings_curves.png` (or `.csv` without matplotlib).
+
+Library use (a notebook):
+
+  from experiments import r1_findings as f
+  res = {s: f.run_seed(s, "runs/r1_findings") for s in (0, 1)}
+  rows = f.findings_rows(res)
+  print(f.format_findings(rows))
+
+Experiments are scripts; the package never imports them.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import pathlib
+import platform
+import sys
+import time
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "r1_findings.py"
+RESULTS = ROOT / "experiments" / "results"
+RL_BRANCHES = ("r1_zero_shipped", "r1_zero", "r1_zero_lr")
+# Margin of finding 0: held-out pass@1 must rise by at least this many points (the issue's bar).
+FINDING0_MIN_GAIN = 10.0
+NOT_RUN = [
+    (2, "Cold start makes RL start higher and converge faster, with readable output"),
+    (3, "Language consistency costs little accuracy and removes mixing"),
+    (4, "Rejection sampling + SFT >= its RL checkpoint; all-scenario RL keeps reasoning"),
+    (5, "Distillation beats RL for the small model"),
+    (6, "Response length and reflection under RL"),
+]
+
+
+def load_config(preset: str = "tiny", seed: int = 0, branches: tuple[str, ...] | None = None,
+                **options):
+  """`configs/r1_findings.py:<preset>,seed=N[,branches=a+b]` as a ConfigDict."""
+  spec = importlib.util.spec_from_file_location("r1jax_configs_r1_findings", CONFIG)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  arg = f"{preset},seed={seed}"
+  if branches is not None:
+    arg += ",branches=" + "+".join(branches)
+  for k, v in options.items():
+    arg += f",{k}={v}"
+  return mod.get_config(arg)
+
+
+def run_seed(seed: int, root: str | os.PathLike, preset: str = "tiny",
+             branches: tuple[str, ...] | None = None, **options) -> dict[str, Any]:
+  """Runs (or resumes) one seed's pipeline in `root/seed<N>`; returns `collect_seed`'s dict."""
+  from r1jax import run as run_lib  # pylint: disable=import-outside-toplevel
+  workdir = pathlib.Path(root) / f"seed{seed}"
+  config = load_config(preset, seed, branches, **options)
+  t0 = time.time()
+  run_lib.run(config, str(workdir))
+  out = collect_seed(workdir)
+  out["wall_s_this_call"] = time.time() - t0
+  return out
+
+
+def _mean(xs):
+  xs = [x for x in xs if x is not None]
+  return sum(xs) / len(xs) if xs else None
+
+
+def rl_diagnostics(records: list[dict], window: int = 10) -> dict[str, Any]:
+  """First / last `window` steps' means of the GRPO diagnostics of one RL stage."""
+  keys = ("kl", "zero_variance_groups", "entropy", "accuracy_rate", "format_rate",
+          "completion_len/mean", "time/step_s")
+  recs = [r for r in records if "accuracy_rate" in r]
+  out: dict[str, Any] = {"steps": len(recs)}
+  for k in keys:
+    vals = [r[k] for r in recs if k in r]
+    if vals:
+      out[k] = (_mean(vals[:window]), _mean(vals[-window:]))
+  return out
+
+
+def collect_seed(workdir: str | os.PathLike) -> dict[str, Any]:
+  """Held-out rows, stage wall times and RL diagnostics of a (partly) finished seed run.
+
+  Branches run separately (e.g. at the same time as the main run) in sibling workdirs
+  `<workdir>_<name>`, whose `pretrain` links to this one's, are merged in; the base's row is
+  this workdir's.
+  """
+  from r1jax.metrics import read_metrics  # pylint: disable=import-outside-toplevel
+  wd = pathlib.Path(workdir)
+  evals, stages, diags, dirs = {}, {}, {}, {}
+  for run_dir in [wd] + sorted(wd.parent.glob(wd.name + "_*")):
+    if not run_dir.is_dir():
+      continue
+    summary = run_dir / "pipeline_summary.json"
+    for r in json.loads(summary.read_text())["table"] if summary.exists() else []:
+      evals.setdefault(r["stage"], r["summary"])
+    partial = run_dir / PARTIAL
+    for r in json.loads(partial.read_text()) if partial.exists() else []:
+      if r["stage"] not in evals:   # a finished stage's own evaluation wins
+        evals[r["stage"]] = dict(r["summary"], cut_at_step=r["step"], num_steps=r["num_steps"])
+    for d in sorted(p for p in run_dir.iterdir() if p.is_dir() and not p.is_symlink()):
+      if (d / "DONE").exists():
+        stages.setdefault(d.name, float((d / "DONE").read_text().strip().rstrip("s")))
+      if d.name in RL_BRANCHES and d.name not in diags:
+        diags[d.name] = rl_diagnostics(read_metrics(d))
+        dirs[d.name] = str(d)
+  return {"workdir": str(wd), "evals": evals, "wall_s": stages, "rl": diags, "dirs": dirs}
+
+
+PARTIAL = "partial_evals.json"
+
+
+def evaluate_partial(root: str | os.PathLike, seed: int, branch: str, preset: str = "tiny"
+                     ) -> dict[str, Any]:
+  """Held-out evaluation of a cut-short RL branch's latest checkpoint (same protocol).
+
+  For runs stopped before their last step (a deadline): the row is kept apart from the
+  pipeline's own table (`partial_evals.json` in the run's workdir) and the report marks it
+  with the step it reached, so a resumed, finished run replaces it.
+  """
+  from r1jax import pipeline  # pylint: disable=import-outside-toplevel
+  wd = pathlib.Path(root) / f"seed{seed}"
+  for run_dir in [wd] + sorted(wd.parent.glob(wd.name + "_*")):
+    stage_dir = run_dir / branch
+    if (stage_dir / "checkpoints").is_dir():
+      break
+  else:
+    raise FileNotFoundError(f"no checkpoints of {branch!r} under {wd}[_*]")
+  steps = sorted(int(p.name) for p in (stage_dir / "checkpoints").iterdir() if p.name.isdigit())
+  config = load_config(preset, seed)
+  eval_cfg = pipeline.pipeline_config(config).eval
+  summary = pipeline.evaluate_workdir(config, str(stage_dir), eval_cfg)
+  row = {"stage": branch, "summary": summary, "step": steps[-1],
+         "num_steps": int(config.stages[branch].train.num_steps)}
+  path = run_dir / PARTIAL
+  rows = [r for r in (json.loads(path.read_text()) if path.exists() else []) if r["stage"] != branch]
+  path.write_text(json.dumps(rows + [row], indent=1))
+  return row
+
+
+def mean_se(xs: list[float]) -> tuple[float | None, float | None]:
+  """Mean and standard error (sample std / sqrt(n)); se is None for one value."""
+  xs = [x for x in xs if x is not None]
+  if not xs:
+    return None, None
+  m = sum(xs) / len(xs)
+  if len(xs) < 2:
+    return m, None
+  var = sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
+  return m, math.sqrt(var / len(xs))
+
+
+def _pct(summary: dict | None, key: str) -> float | None:
+  if not summary or key not in summary:
+    return None
+  return 100.0 * summary[key]
+
+
+def _gain(res: dict, branch: str, key: str = "pass@1") -> float | None:
+  ev = res["evals"]
+  if "pretrain" not in ev or branch not in ev:
+    return None
+  return _pct(ev[branch], key) - _pct(ev["pretrain"], key)
+
+
+def findings_rows(results: dict[int, dict]) -> list[dict[str, Any]]:
+  """One row per measured quantity: {finding, claim, measure, values (per seed), mean, se, holds}."""
+  seeds = sorted(results)
+  rows = []
+
+  def add(finding, claim, measure, values, holds=None):
+    m, se = mean_se(list(values.values()))
+    rows.append(dict(finding=finding, claim=claim, measure=measure, values=values, mean=m,
+                     se=se, holds=holds))
+
+  base_fmt = {s: _pct(results[s]["evals"].get("pretrain"), "format_rate") for s in seeds}
+  add("0", "base already writes the R1 format", "base format rate %", base_fmt,
+      holds=_all(base_fmt, lambda v: v >= 95.0))
+  for branch, label in (("r1_zero", "findings recipe: lr 5e-5, G=16, 150 steps"),
+                        ("r1_zero_shipped", "quickstart recipe: lr 2e-4, G=8, 100 steps"),
+                        ("r1_zero_lr", "ablation: quickstart recipe with lr 5e-5")):
+    gains = {s: _gain(results[s], branch) for s in seeds}
+    if all(v is None for v in gains.values()):
+      continue
+    holds = _all(gains, lambda v: v >= FINDING0_MIN_GAIN)
+    cut = sorted({results[s]["evals"][branch]["cut_at_step"] for s in seeds
+                  if "cut_at_step" in results[s]["evals"].get(branch, {})})
+    if cut:
+      label += f"; **cut short at step {'/'.join(map(str, cut))}**"
+    add("0", f"RL improves correctness ({label})", "held-out pass@1 gain, points", gains,
+        holds=holds)
+  gains = {s: _gain(results[s], "r1_zero") for s in seeds}
+  add("1", "R1-Zero: held-out pass@1 rises (no SFT)", "pass@1 gain, points", gains,
+      holds=_all(gains, lambda v: v > 0))
+  k = _k(results)
+  cons = {s: (None if "r1_zero" not in results[s]["evals"] else
+              _pct(results[s]["evals"]["r1_zero"], f"cons@{k}")
+              - _pct(results[s]["evals"]["r1_zero"], "pass@1")) for s in seeds}
+  add("1", f"R1-Zero: cons@{k} > pass@1", f"cons@{k} - pass@1 after R1-Zero, points", cons,
+      holds=_all(cons, lambda v: v > 0))
+  return rows
+
+
+def _k(results) -> int:
+  for res in results.values():
+    for summ in res["evals"].values():
+      for key in summ:
+        if key.startswith("cons@"):
+          return int(key[5:])
+  return 4
+
+
+def _all(values: dict, pred) -> bool | None:
+  vals = [v for v in values.values() if v is not None]
+  if not vals:
+    return None
+  return all(pred(v) for v in vals)
+
+
+def _f(x, nd=1) -> str:
+  return "—" if x is None else f"{x:.{nd}f}"
+
+
+def format_findings(rows: list[dict], seeds: list[int]) -> str:
+  head = ("| finding | claim | measure | " + " | ".join(f"seed {s}" for s in seeds)
+          + " | mean ± se | holds |")
+  lines = [head, "|" + "---|" * (5 + len(seeds))]
+  for r in rows:
+    vals = " | ".join(_f(r["values"].get(s)) for s in seeds)
+    ms = _f(r["mean"]) + ("" if r["se"] is None else f" ± {_f(r['se'])}")
+    holds = {True: "yes", False: "**no**", None: "—"}[r["holds"]]
+    lines.append(f"| {r['finding']} | {r['claim']} | {r['measure']} | {vals} | {ms} | {holds} |")
+  blanks = " | ".join("not run" for _ in seeds)
+  for n, claim in NOT_RUN:
+    lines.append(f"| {n} | {claim} | — | {blanks} | not run | not run |")
+  return "\n".join(lines)
+
+
+def format_seed_details(results: dict[int, dict]) -> str:
+  k = _k(results)
+  lines = [f"| seed | stage | pass@1 (k={k}) | ± se (problems) | cons@{k} | format rate | "
+           "KL first→last 10 steps | zero-variance groups first→last | entropy first→last | "
+           "wall time |", "|" + "---|" * 10]
+  for s in sorted(results):
+    res = results[s]
+    for stage, summ in res["evals"].items():
+      d = res["rl"].get(stage, {})
+
+      def fl(key, scale=1.0, nd=3, unit=""):
+        if key not in d:
+          return "—"
+        a, b = d[key]
+        return f"{_f(a * scale, nd)}{unit} → {_f(b * scale, nd)}{unit}"
+
+      wall = res["wall_s"].get(stage)
+      name = stage if "cut_at_step" not in summ else (
+          f"{stage} (cut short: step {summ['cut_at_step']} of {summ['num_steps']})")
+      lines.append(f"| {s} | {name} | {_f(_pct(summ, 'pass@1'))} | {_f(_pct(summ, 'pass@1_se'))} "
+                   f"| {_f(_pct(summ, f'cons@{k}'))} | {_f(_pct(summ, 'format_rate'))} "
+                   f"| {fl('kl')} | {fl('zero_variance_groups', 100, 0, '%')} | {fl('entropy')} "
+                   f"| {'—' if wall is None else f'{wall:.0f} s'} |")
+  return "\n".join(lines)
+
+
+CURVE_KEYS = ("accuracy_rate", "kl", "zero_variance_groups", "entropy", "completion_len/mean")
+
+
+def write_curves(results: dict[int, dict], out_base: pathlib.Path) -> str:
+  """Training curves of every RL branch and seed: a PNG, or a CSV without matplotlib."""
+  from r1jax.metrics import read_metrics  # pylint: disable=import-outside-toplevel
+  series = {}
+  for s, res in sorted(results.items()):
+    for branch in res["rl"]:
+      stage_dir = res.get("dirs", {}).get(branch) or pathlib.Path(res["workdir"]) / branch
+      recs = [r for r in read_metrics(stage_dir)
+              if "accuracy_rate" in r]
+      series[(s, branch)] = recs
+  try:
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    path = out_base.with_suffix(".csv")
+    with open(path, "w") as f:
+      f.write("seed,branch,step," + ",".join(CURVE_KEYS) + "\n")
+      for (s, b), recs in series.items():
+        for r in recs:
+          f.write(f"{s},{b},{r.get('step')}," + ",".join(str(r.get(k, "")) for k in CURVE_KEYS)
+                  + "\n")
+    return path.name
+  fig, axes = plt.subplots(1, len(CURVE_KEYS), figsize=(4.0 * len(CURVE_KEYS), 3.2))
+  for (s, b), recs in series.items():
+    steps = [r["step"] for r in recs]
+    for ax, key in zip(axes, CURVE_KEYS):
+      ys = [r.get(key, float("nan")) for r in recs]
+      w = 9    # centred moving average: per-step values of 128 samples are noisy
+      sm = [sum(ys[max(0, i - w // 2):i + w // 2 + 1]) / len(ys[max(0, i - w // 2):i + w // 2 + 1])
+            for i in range(len(ys))]
+      ax.plot(steps, sm, label=f"{b} s{s}", lw=1.2,
+              ls="-" if b == "r1_zero" else ("--" if b == "r1_zero_shipped" else ":"))
+      ax.set_title(key, fontsize=9)
+      ax.set_xlabel("RL step", fontsize=8)
+  axes[0].legend(fontsize=6)
+  fig.tight_layout()
+  path = out_base.with_suffix(".png")
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+  return path.name
+
+
+def config_summary(preset: str, seed: int = 0) -> str:
+  c = load_config(preset, seed)
+  lines = []
+  for name in c.order:
+    st = c.stages[name]
+    if st.stage == "pretrain":
+      src = st.data.sources[0]
+      lines.append(f"- `{name}`: pretrain, preset `{st.model.preset}`, {st.train.num_steps} steps "
+                   f"x {st.train.batch_size}, {src['num_examples']} examples, error_rate "
+                   f"{src['error_rate']} (left to right), untagged_rate "
+                   f"{src['options']['untagged_rate']}, task {dict(src['options'])}")
+    else:
+      lines.append(f"- `{name}`: GRPO from `pretrain`, lr {st.optim.learning_rate} "
+                   f"({st.optim.schedule}, warmup {st.optim.warmup_steps}), G={st.rl.group_size}, "
+                   f"{st.rl.num_prompts} prompts/step, {st.train.num_steps} steps, loss preset "
+                   f"`{st.rl.loss.preset}` (beta 0.001, k3, eps 0.2), sampling temperature "
+                   f"{st.rl.temperature}, "
+                   f"rewards {dict(st.rewards.weights)}")
+  ev = c.eval
+  lines.append(f"- held-out eval after every stage: {ev.task.num_examples} `{ev.task.split}` "
+               f"problems (hash-disjoint from training), pass@1 over k={ev.num_samples} at "
+               f"temperature {ev.temperature}, top-p {ev.top_p}; cons@{ev.num_samples}; strict "
+               "`<answer>` rule")
+  return "\n".join(lines)
+
+
+def write_report(results: dict[int, dict], preset: str, path: pathlib.Path,
+                 loadavg: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+                 total_s: float | None = None, notes: str = "") -> pathlib.Path:
+  seeds = sorted(results)
+  rows = findings_rows(results)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  curves = write_curves(results, path.with_name(path.stem + "_curves"))
+  lines = [
+      f"# R1's findings in miniature (`configs/r1_findings.py:{preset}`), seeds "
+      f"{', '.join(map(str, seeds))}", "",
+      f"Command: `python experiments/r1_findings.py --seeds {','.join(map(str, seeds))} "
+      f"--preset {preset}`", "",
+      f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, shared with other jobs"
+      + ("" if loadavg is None else
+         (f"; load average (1/5/15 min) at start {loadavg[0]}, at end {loadavg[1]}"
+          if total_s is not None else
+          f"; load average (1/5/15 min) when this report was collected {loadavg[1]} (the runs' "
+          "load is in the notes)"))
+      + ("" if total_s is None else f"; wall clock of the recorded call {total_s / 60:.1f} min")
+      + ".", "",
+      "## Findings", "",
+      "Mean ± standard error over seeds (no ± with one seed). `holds` is the issue's criterion "
+      f"for every seed: base format ≥ 95%, a pass@1 gain ≥ {FINDING0_MIN_GAIN:.0f} points "
+      "(finding 0), a positive gain and cons@k > pass@1 (finding 1).", "",
+      format_findings(rows, seeds), "",
+      "## Per seed and stage", "",
+      "Held-out pass@1 / cons@k / format rate in %; the ± is the standard error over the "
+      "problems. KL, zero-variance-group rate and entropy are the GRPO training metrics, means of "
+      "the first and of the last 10 RL steps.", "",
+      format_seed_details(results), "",
+      f"Curves (moving average over 9 steps): `{curves}`.", "",
+      "## Configs", "", config_summary(preset), "",
+  ]
+  if notes:
+    lines += ["## Notes", "", notes, ""]
+  path.write_text("\n".join(lines))
+  return path
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--seeds", default="0,1")
+  p.add_argument("--preset", default="tiny")
+  p.add_argument("--root", default=str(ROOT / "runs" / "r1_findings"))
+  p.add_argument("--branches", default="", help="RL branches, '+'-separated (default: all)")
+  p.add_argument("--out", default=str(RESULTS / "r1_findings.md"))
+  p.add_argument("--report-only", action="store_true", help="collect finished runs, run nothing")
+  p.add_argument("--notes", default="", help="a file whose text goes under 'Notes'")
+  p.add_argument("--evaluate-partial", default="",
+                 help="'+'-separated RL branches: evaluate their latest checkpoints (cut-short "
+                      "runs), then write the report")
+  args = p.parse_args(argv)
+  seeds = [int(s) for s in args.seeds.split(",") if s]
+  branches = tuple(args.branches.split("+")) if args.branches else None
+  load0 = tuple(round(x, 2) for x in os.getloadavg())
+  t0 = time.time()
+  results = {}
+  for s in seeds:
+    if args.evaluate_partial:
+      for b in args.evaluate_partial.split("+"):
+        print(evaluate_partial(args.root, s, b, args.preset))
+    if args.report_only or args.evaluate_partial:
+      results[s] = collect_seed(pathlib.Path(args.root) / f"seed{s}")
+    else:
+      results[s] = run_seed(s, args.root, args.preset, branches)
+  total = None if (args.report_only or args.evaluate_partial) else time.time() - t0
+  load1 = tuple(round(x, 2) for x in os.getloadavg())
+  notes = pathlib.Path(args.notes).read_text() if args.notes else ""
+  out = write_report(results, args.preset, pathlib.Path(args.out), (load0, load1), total, notes)
+  print(out.read_text())
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,85 @@
+"""experiments/r1_findings.py: the findings config, the table arithmetic, and (slow) one seed."""
+from __future__ import annotations
+
+import importlib.util
+import math
+import pathlib
+
+import pytest
+
+from r1jax import config as config_lib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _findings():
+  spec = importlib.util.spec_from_file_location("r1_findings_exp",
+                                                ROOT / "experiments" / "r1_findings.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
+
+
+def test_config_branches_share_the_base():
+  f = _findings()
+  c = f.load_config("tiny", seed=1)
+  config_lib.validate(c)
+  assert c.order[0] == "pretrain" and set(c.order[1:]) == set(f.RL_BRANCHES)
+  assert all(c.init_from[b] == "pretrain" for b in f.RL_BRANCHES)
+  # The base writes the R1 format on every sample: no untagged solutions in its corpus.
+  assert c.stages.pretrain.data.sources[0]["options"]["untagged_rate"] == 0.0
+  shipped, quick = c.stages.r1_zero_shipped, f.load_config("tiny").stages.r1_zero_shipped
+  assert (shipped.optim.learning_rate, shipped.rl.group_size) == (2e-4, 8)
+  assert quick.train.num_steps == 100
+  r1 = c.stages.r1_zero
+  assert (r1.optim.learning_rate, r1.rl.group_size, r1.train.num_steps) == (5e-5, 16, 150)
+  # Same samples per step as the shipped recipe, and the quickstart's held-out protocol.
+  assert r1.rl.num_prompts * r1.rl.group_size == shipped.rl.num_prompts * shipped.rl.group_size
+  assert (c.eval.temperature, c.eval.top_p, c.eval.task["split"]) == (0.6, 0.95, "test")
+  only = f.load_config("small", seed=0, branches=("r1_zero",))
+  assert tuple(only.order) == ("pretrain", "r1_zero")
+  with pytest.raises(ValueError, match="Unknown branches"):
+    f.load_config("tiny", branches=("nope",))
+
+
+def _seed(base, r1, cons, fmt=1.0):
+  return {"workdir": "/nonexistent", "wall_s": {}, "rl": {},
+          "evals": {"pretrain": {"pass@1": base, "pass@1_se": 0.02, "cons@4": base,
+                                 "format_rate": fmt},
+                    "r1_zero": {"pass@1": r1, "pass@1_se": 0.03, "cons@4": cons,
+                                "format_rate": 1.0}}}
+
+
+def test_findings_rows_mean_se_and_criteria():
+  f = _findings()
+  rows = f.findings_rows({0: _seed(0.30, 0.45, 0.50), 1: _seed(0.30, 0.55, 0.52)})
+  gain = next(r for r in rows if r["finding"] == "0" and "findings recipe" in r["claim"])
+  assert gain["values"] == pytest.approx({0: 15.0, 1: 25.0})
+  assert gain["mean"] == pytest.approx(20.0) and gain["se"] == pytest.approx(5.0)
+  assert gain["holds"] is True
+  cons = next(r for r in rows if "cons@4 >" in r["claim"])
+  assert cons["values"] == pytest.approx({0: 5.0, 1: -3.0}) and cons["holds"] is False
+  # A gain below the margin fails finding 0, not finding 1; a base without format fails row 0.
+  rows = f.findings_rows({0: _seed(0.30, 0.35, 0.40, fmt=0.5)})
+  assert [r["holds"] for r in rows] == [False, False, True, True]
+  assert rows[1]["se"] is None
+  table = f.format_findings(rows, [0])
+  assert table.count("not run") >= 3 * len(f.NOT_RUN)   # rows 2-6 say so; no numbers
+  assert f.mean_se([1.0, 3.0]) == (2.0, 1.0) and f.mean_se([]) == (None, None)
+  assert math.isclose(f.mean_se([2.0, 2.0])[1], 0.0)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason=(
+    "finding 0 does not hold yet at this size: the one run (2026-12-01, loaded 2-core CPU, "
+    "607 s) gave base 7.0% (format 100%) -> 9.0% after 40 steps, a gain of 2.0 < 2 se (6.2); "
+    "see experiments/results/r1_findings.md"))
+def test_one_seed_small_findings_0_and_1(tmp_path):
+  """One seed of finding 0 / 1 at a reduced size (~10-20 min on a loaded 2-core CPU)."""
+  f = _findings()
+  res = f.run_seed(0, tmp_path, preset="small", branches=("r1_zero",))
+  base, r1 = res["evals"]["pretrain"], res["evals"]["r1_zero"]
+  assert base["format_rate"] >= 0.9            # the gain below is not format
+  se = math.hypot(base["pass@1_se"], r1["pass@1_se"])
+  assert r1["pass@1"] - base["pass@1"] > 2 * se, (base, r1)
+  assert r1["cons@4"] >= r1["pass@1"] - r1["pass@1_se"], r1
