@@ -5,8 +5,9 @@
 
 The chain (each stage runs in `<workdir>/<name>`; see docs/pipeline.md):
 
-  pretrain         base model + tokenizer from scratch on worked arithmetic (70% left-to-right
-                   mistakes: weak but non-zero ability), R1-Zero format
+  pretrain         base model + tokenizer from scratch on worked arithmetic (`tiny`: half of the
+                   solutions read left to right, 60% answer in prose: weak but non-zero
+                   ability), R1-Zero format
   r1_zero          GRPO on the base (accuracy + format), R1-Zero
   cold_start_data  R1-Zero's verified outputs, filtered and rewritten in the readable format
                    (reasoning, then a summary): rejection sampling, mode 'cold_start'
