@@ -35,9 +35,10 @@ if pytest is not None and __name__ != "__main__":
   from r1jax.rl import trainer as rl_trainer
 
   @pytest.mark.multiprocess
-  # The shared-mesh variant is slow (2 min on 2 cores); the default suite runs the sub-mesh one,
-  # which covers the cross-process push as well.
-  @pytest.mark.parametrize("sampler_devices", [pytest.param(0, marks=pytest.mark.slow), 4])
+  # Slow (1-2 min each on 2 cores): `pytest -m slow`. The default suite keeps the single-process
+  # async tests (k=0 bitwise, k=1, exact resume).
+  @pytest.mark.slow
+  @pytest.mark.parametrize("sampler_devices", [0, 4])
   def test_two_processes_match_one_process(base_workdir, tmp_path, sampler_devices):
     out = tmp_path / "out"
     single = run_processes(

@@ -120,6 +120,7 @@ def test_k1_resume_after_sigterm_is_exact(base_workdir, tmp_path, k1_run):
   _same_run(k1_run[0], k1_run[1], tmp_path, out, ignore=("time/",))
 
 
+@pytest.mark.slow
 def test_disjoint_sub_meshes_push_params_device_to_device(base_workdir, tmp_path):
   config = lib.grpo_config(base_workdir, num_steps=2, mesh=(-1, 1, 1), async_staleness=1,
                            async_sampler_devices=4)
