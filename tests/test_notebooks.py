@@ -36,6 +36,7 @@ def kernel_env(tmp_path, monkeypatch):
   return tmp_path
 
 
+@pytest.mark.slow  # minutes each on 2 cores: `pytest -m slow` (README, Tests)
 @pytest.mark.parametrize("name", ["quickstart.ipynb", "evaluation.ipynb"])
 def test_notebook_runs_top_to_bottom(name, kernel_env):
   nb = nbformat.read(NOTEBOOKS / name, as_version=4)

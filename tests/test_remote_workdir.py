@@ -49,6 +49,7 @@ def test_the_guard_catches_local_io(tmp_path, no_local_io):
   assert not (tmp_path / "wd" / "a" / "b.json.tmp").exists()
 
 
+@pytest.mark.slow  # the whole miniature chain, minutes on 2 cores: `pytest -m slow`
 def test_pipeline_and_eval_on_a_remote_workdir(tmp_path, no_local_io, capsys):
   # The whole miniature chain (this test is also the default suite's end-to-end pipeline run; the local-path
   # twin, test_r1_pipeline.py::test_mini_pipeline_end_to_end, is marked slow).
