@@ -108,3 +108,28 @@ def deterministic(record: dict) -> dict:
 # The multi-host test's GRPO step (2 processes x 4 devices vs 1 process x 8): beta > 0
 # (reference forward), two sample chunks and two minibatch updates.
 MULTIHOST_KW = dict(num_steps=1, beta=0.05, minibatch_size=8)
+
+
+def dump_process_results(out: dict, prefix: str, process_id: int) -> None:
+  """A multi-host worker's results: its last metrics as `<prefix>.<id>.json`, and (process 0)
+  the gathered params as `<prefix>.npz`."""
+  import json
+  import jax
+  from jax.experimental import multihost_utils
+  leaves = [np.asarray(multihost_utils.process_allgather(x, tiled=True))
+            for x in jax.tree.leaves(out["state"].params)]
+  with open(f"{prefix}.{process_id}.json", "w") as f:
+    json.dump(deterministic(out["last"]), f)
+  if process_id == 0:
+    np.savez(f"{prefix}.npz", *leaves)
+
+
+def assert_params_match(npz_path: str, params) -> None:
+  """The params a multi-host run saved (`dump_process_results`) equal `params` to 1e-5."""
+  import jax
+  with np.load(npz_path) as z:
+    multi = [z[f"arr_{i}"] for i in range(len(z.files))]
+  ref = [np.asarray(x) for x in jax.tree.leaves(params)]
+  assert len(multi) == len(ref)
+  for a, b in zip(multi, ref):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -9,7 +9,6 @@ OUT_PREFIX.<process_id>.json (the last logged metrics) and, from process 0,
 OUT_PREFIX.npz (the updated parameters, gathered to the host).
 """
 import argparse
-import json
 import os
 import sys
 
@@ -36,21 +35,13 @@ def main():
   assert jax.process_count() == args.num_processes
   assert jax.device_count() == args.num_processes * args.local_devices
 
-  import numpy as np
-  from jax.experimental import multihost_utils
-
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import grpo_testlib as lib
   from r1jax.rl import trainer as rl_trainer
 
   config = lib.grpo_config(args.base, **lib.MULTIHOST_KW)
   out = rl_trainer.train(config, args.workdir)
-  leaves = [np.asarray(multihost_utils.process_allgather(x, tiled=True))
-            for x in jax.tree.leaves(out["state"].params)]
-  with open(f"{args.out}.{args.process_id}.json", "w") as f:
-    json.dump(lib.deterministic(out["last"]), f)
-  if args.process_id == 0:
-    np.savez(f"{args.out}.npz", *leaves)
+  lib.dump_process_results(out, args.out, args.process_id)
   jax.distributed.shutdown()
 
 

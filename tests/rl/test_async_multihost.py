@@ -27,9 +27,6 @@ except ImportError:  # the script side needs no pytest
   pytest = None
 
 if pytest is not None and __name__ != "__main__":
-  import jax
-  import numpy as np
-
   import grpo_testlib as lib
   from multiprocess_testlib import run_processes
   from r1jax.rl import trainer as rl_trainer
@@ -53,12 +50,7 @@ if pytest is not None and __name__ != "__main__":
       assert set(got) == set(want)
       for k in want:
         assert got[k] == pytest.approx(want[k], rel=1e-4, abs=1e-6), k
-    with np.load(f"{out}.npz") as z:
-      multi = [z[f"arr_{i}"] for i in range(len(z.files))]
-    ref = [np.asarray(x) for x in jax.tree.leaves(single["state"].params)]
-    assert len(multi) == len(ref)
-    for a, b in zip(multi, ref):
-      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    lib.assert_params_match(f"{out}.npz", single["state"].params)
 
 
 def main():
@@ -75,18 +67,11 @@ def main():
   jax.distributed.initialize(coordinator_address=f"localhost:{args.port}",
                              num_processes=args.num_processes, process_id=args.process_id,
                              initialization_timeout=120)
-  import numpy as np
-  from jax.experimental import multihost_utils
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import grpo_testlib as lib
   from r1jax.rl import trainer as rl_trainer
   out = rl_trainer.train(_config(args.base, args.sampler_devices), args.workdir)
-  leaves = [np.asarray(multihost_utils.process_allgather(x, tiled=True))
-            for x in jax.tree.leaves(out["state"].params)]
-  with open(f"{args.out}.{args.process_id}.json", "w") as f:
-    json.dump(lib.deterministic(out["last"]), f)
-  if args.process_id == 0:
-    np.savez(f"{args.out}.npz", *leaves)
+  lib.dump_process_results(out, args.out, args.process_id)
   jax.distributed.shutdown()
 
 
