@@ -3,6 +3,7 @@
     python benchmarks/profile_ops.py                       # decode, reference and update
     python benchmarks/profile_ops.py --programs decode --top 30
     python benchmarks/profile_ops.py --ab_decode_attention   # the decode-attention change, A/B
+    python benchmarks/profile_ops.py --ab_shared_prompt      # prompt forward once per group, A/B
 
 Builds the peers "table" model (random Qwen2: hidden 256, 4 layers, vocab 1024, tied) and
 the step's three programs at R = 64 rows, prompt width 12, 64 new tokens:
@@ -122,15 +123,63 @@ def ab_decode_attention(repeats: int = 8) -> None:
           f"{t[:, 1].min():.3f} median {np.median(t[:, 1]):.3f}; load {os.getloadavg()[0]:.2f}")
 
 
+def ab_shared_prompt(repeats: int = 8) -> None:
+  """The update and the reference pass with every row's prompt run (group_size 1, the code
+  before the change) and with each group's prompt run once (group_size G, the trainer's
+  default: `rl.share_prompt_forward`), compiled side by side, timed interleaved in process
+  CPU time. Prompts repeat within each group of G rows, as in a GRPO batch."""
+  model = create_model(CFG, jax.random.key(0))
+  gd, params = split_params(model)
+  r = B * G
+  rng = np.random.default_rng(0)
+  batch = {"prompt_ids": jnp.asarray(np.repeat(rng.integers(2, 1000, (B, P)), G, 0), jnp.int32),
+           "prompt_mask": jnp.ones((r, P), jnp.int32),
+           "completion_ids": jnp.asarray(rng.integers(2, 1000, (r, L)), jnp.int32),
+           "completion_mask": jnp.ones((r, L), jnp.int32),
+           "advantages": jnp.asarray(rng.normal(size=r), jnp.float32),
+           "old_logprobs": jnp.full((r, L), -7.0), "ref_logprobs": jnp.full((r, L), -7.0)}
+  lcfg = losses.LossConfig(beta=0.04)
+  opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-5))
+  runs = {}
+  for name, gs in (("one pass per row", 1), ("prompt once per group", G)):
+    step = jax.jit(make_train_step(losses.make_grpo_loss(gd, lcfg, gs), opt,
+                                   prepare_batch=lambda b: {**b, **losses.global_counts(b, lcfg)}))
+    ref = jax.jit(lambda p, b, gs=gs: completion_logprobs(
+        (gd, p), b["prompt_ids"], b["prompt_mask"], b["completion_ids"], b["completion_mask"],
+        group_size=gs)[0])
+    state = init_train_state(jax.tree.map(jnp.copy, params), opt, 0)
+    fns = {"update": lambda step=step, state=state: jax.block_until_ready(step(state, batch)),
+           "reference": lambda ref=ref: jax.block_until_ready(ref(params, batch))}
+    for f in fns.values():
+      f()
+    runs[name] = (fns, {k: [] for k in fns})
+  for _ in range(repeats):
+    for fns, times in runs.values():
+      for k, f in fns.items():
+        c0, t0 = time.process_time(), time.perf_counter()
+        f()
+        times[k].append((time.process_time() - c0, time.perf_counter() - t0))
+  for name, (_, times) in runs.items():
+    for k, tt in times.items():
+      t = np.asarray(tt)
+      print(f"{k:9s} {name}: CPU s min {t[:, 0].min():.3f} median {np.median(t[:, 0]):.3f}; "
+            f"wall s min {t[:, 1].min():.3f} median {np.median(t[:, 1]):.3f}; "
+            f"load {os.getloadavg()[0]:.2f}")
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   ap.add_argument("--programs", default="decode,reference,update")
   ap.add_argument("--top", type=int, default=12, help="op instances listed per program")
   ap.add_argument("--hlo", default="", help="write each program's compiled HLO here")
   ap.add_argument("--ab_decode_attention", action="store_true")
+  ap.add_argument("--ab_shared_prompt", action="store_true")
   args = ap.parse_args()
   if args.ab_decode_attention:
     ab_decode_attention()
+    return
+  if args.ab_shared_prompt:
+    ab_shared_prompt()
     return
   progs, lowerings = programs()
   for name in args.programs.split(","):

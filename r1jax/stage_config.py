@@ -445,6 +445,10 @@ class RLConfig:
   # None = automatic: recompute pi_old with the trainer whenever the sampler's log-probs
   # differ from it (see `needs_recompute`); True / False force it.
   recompute_old_logprobs: bool | None = None
+  # Run each prompt's forward once per group in the update and the reference / pi_old
+  # passes, not once per row (r1jax.rl.logprobs; docs/performance.md). Used when the loss
+  # sees whole groups in order: one update per step (num_iterations = 1, one minibatch).
+  share_prompt_forward: bool = True
   sample_chunks: int = 1         # reward scoring of chunk k overlaps sampling of chunk k+1
   cache_dtype: str = "bfloat16"  # the sampler's KV cache
   prompt_len_buckets: tuple[int, ...] = ()  # () = (max_prompt_len,): one program

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from r1jax.models import kv_cache
 from r1jax.models.factory import merge_params
 
 DEFAULT_VOCAB_CHUNK = 8192
@@ -139,7 +140,7 @@ def token_logprobs(model_or: Any, input_ids_BT: jax.Array, positions_BT: jax.Arr
 def completion_logprobs(model_or: Any, prompt_ids_NP: jax.Array, prompt_mask_NP: jax.Array,
                         completion_ids_NL: jax.Array, completion_mask_NL: jax.Array,
                         temperature: float = 1.0,
-                        vocab_chunk: int | None = DEFAULT_VOCAB_CHUNK
+                        vocab_chunk: int | None = DEFAULT_VOCAB_CHUNK, group_size: int = 1
                         ) -> tuple[jax.Array, jax.Array]:
   """(log-probs [N, L], entropies [N, L]) of the completion tokens, in the GRPO layout.
 
@@ -149,23 +150,79 @@ def completion_logprobs(model_or: Any, prompt_ids_NP: jax.Array, prompt_mask_NP:
   does; the hidden state at column P-1+j predicts completion token j. Only those L
   columns go through the vocab projection. Values at masked completion positions are
   finite but meaningless.
+
+  group_size > 1 says that rows come in groups of that many consecutive rows with the
+  same prompt (GRPO's layout: row b*G + g is sample g of prompt b). The prompt's forward
+  then runs once per group (`_shared_prompt_hidden`), not once per row: the same
+  log-probs (to float rounding) and gradients, with (G-1)/G of the prompt positions'
+  work saved. The caller guarantees the layout; N must be a multiple of group_size.
   """
   p = prompt_ids_NP.shape[1]
+  model = _model(model_or)
+  # Not with the blocked attention (its cached path reads a data-dependent number of
+  # blocks: a loop reverse-mode autodiff cannot go through) or with remat (the model
+  # rematerialises layers only without a cache): those keep the one-pass forward.
+  if (group_size > 1 and completion_ids_NL.shape[1] > 1 and model.cfg.attention != "blocked"
+      and not model.cfg.remat):
+    h = _shared_prompt_hidden(model, prompt_ids_NP, prompt_mask_NP, completion_ids_NL,
+                              completion_mask_NL, group_size)
+    return logprobs_from_hidden(h, model.unembed_matrix(), completion_ids_NL, temperature,
+                                vocab_chunk)
   ids = jnp.concatenate([prompt_ids_NP, completion_ids_NL[:, :-1]], axis=1)
   mask = jnp.concatenate([prompt_mask_NP, completion_mask_NL[:, :-1]], axis=1).astype(jnp.int32)
   positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
-  model = _model(model_or)
   h, _ = model(ids.astype(jnp.int32), positions, mask, return_hidden=True)
   return logprobs_from_hidden(h[:, p - 1:], model.unembed_matrix(), completion_ids_NL,
                               temperature, vocab_chunk)
 
 
+def _shared_prompt_hidden(model, prompt_ids_NP, prompt_mask_NP, completion_ids_NL,
+                          completion_mask_NL, group_size: int) -> jax.Array:
+  """Final hidden states [N, L, D] at the L predicting columns, prompts run once per group.
+
+  Pass 1 runs the B = N / G distinct prompts [B, P] and keeps their keys and values (a KV
+  cache of P slots, in the compute dtype: no rounding). Pass 2 runs every row's completion
+  tokens [N, L-1] at slots P.. of that cache broadcast to the G rows of each group, with
+  the same RoPE positions and causal mask over valid slots as the one-pass forward. The
+  gradient of the shared prompt states is the sum over the group's rows (the broadcast's
+  transpose). The broadcasts go through [B, G, ...] reshapes, so rows sharded over the
+  data axes stay sharded when B divides over them.
+  """
+  n, p = prompt_ids_NP.shape
+  g = int(group_size)
+  if n % g:
+    raise ValueError(f"{n} rows are not whole groups of {g}")
+  b = n // g
+  cfg = model.cfg
+  first = lambda x: x.reshape((b, g) + x.shape[1:])[:, 0]
+  spread = lambda x: jnp.broadcast_to(x[:, None], (b, g) + x.shape[1:]).reshape(
+      (n,) + x.shape[1:])
+  pmask_BP = first(prompt_mask_NP).astype(jnp.int32)
+  ppos_BP = jnp.maximum(jnp.cumsum(pmask_BP, axis=1) - 1, 0)
+  cache = kv_cache.init_cache(cfg, b, p, dtype=cfg.jnp_dtype)
+  h_BPD, cache = model(first(prompt_ids_NP).astype(jnp.int32), ppos_BP, pmask_BP, cache=cache,
+                       cache_index=0, return_hidden=True)
+  lc = completion_ids_NL.shape[1] - 1   # the last completion token predicts nothing
+  pad = {n_: [(0, 0)] * 4 for n_ in ("k", "v")}
+  for n_ in pad:
+    pad[n_][kv_cache.SEQ_AXIS[n_]] = (0, lc)
+  cache = [{n_: jnp.pad(spread(c[n_]), pad[n_]) for n_ in ("k", "v")} for c in cache]
+  cmask_NL = completion_mask_NL[:, :-1].astype(jnp.int32)
+  kv_mask = jnp.concatenate([spread(pmask_BP), cmask_NL], axis=1)
+  # The one-pass forward's positions cumsum(mask) - 1, at the completion columns.
+  cpos_NL = jnp.maximum(spread(pmask_BP.sum(1))[:, None] + jnp.cumsum(cmask_NL, axis=1) - 1, 0)
+  h_NLD, _ = model(completion_ids_NL[:, :-1].astype(jnp.int32), cpos_NL, kv_mask, cache=cache,
+                   cache_index=p, return_hidden=True)
+  return jnp.concatenate([spread(h_BPD[:, -1:]), h_NLD], axis=1)
+
+
 def compute_ref_logprobs(ref_params: Any, graphdef: nnx.GraphDef, batch: dict[str, jax.Array],
                          temperature: float = 1.0,
-                         vocab_chunk: int | None = DEFAULT_VOCAB_CHUNK) -> jax.Array:
+                         vocab_chunk: int | None = DEFAULT_VOCAB_CHUNK,
+                         group_size: int = 1) -> jax.Array:
   """Reference-model log-probs [N, L] of a GRPO batch (for the KL term); no gradient."""
   logp, _ = completion_logprobs((graphdef, jax.lax.stop_gradient(ref_params)),
                                 batch["prompt_ids"], batch["prompt_mask"],
                                 batch["completion_ids"], batch["completion_mask"],
-                                temperature, vocab_chunk)
+                                temperature, vocab_chunk, group_size)
   return logp

@@ -283,24 +283,27 @@ def grpo_loss_from_logprobs(logp_NL: jax.Array, batch: Batch, cfg: LossConfig,
   return loss, aux
 
 
-def grpo_loss(params: Any, batch: Batch, cfg: LossConfig, graphdef: nnx.GraphDef
-              ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def grpo_loss(params: Any, batch: Batch, cfg: LossConfig, graphdef: nnx.GraphDef,
+              group_size: int = 1) -> tuple[jax.Array, dict[str, jax.Array]]:
   """(loss, aux) of the policy `(graphdef, params)` on a GRPO batch. Pure; params first.
 
   batch: prompt_ids [N, P] (left-padded), prompt_mask [N, P], completion_ids [N, L],
   completion_mask [N, L], advantages [N], old_logprobs [N, L] (the sampler's), and as
   needed ref_logprobs [N, L], truncated [N], num_tokens_global, num_seqs_global.
-  Under jit, `cfg` and `graphdef` are static (or use `make_grpo_loss`).
+  Under jit, `cfg` and `graphdef` are static (or use `make_grpo_loss`). group_size > 1:
+  the rows are whole groups in order, and each prompt's forward runs once per group
+  (`completion_logprobs`).
   """
   logp, entropy = completion_logprobs((graphdef, params), batch["prompt_ids"],
                                       batch["prompt_mask"], batch["completion_ids"],
-                                      batch["completion_mask"], cfg.temperature, cfg.vocab_chunk)
+                                      batch["completion_mask"], cfg.temperature, cfg.vocab_chunk,
+                                      group_size)
   return grpo_loss_from_logprobs(logp, batch, cfg, entropy_NL=entropy)
 
 
-def make_grpo_loss(graphdef: nnx.GraphDef, cfg: LossConfig
+def make_grpo_loss(graphdef: nnx.GraphDef, cfg: LossConfig, group_size: int = 1
                    ) -> Callable[[Any, Batch], tuple[jax.Array, dict[str, jax.Array]]]:
   """`fn(params, batch) -> (loss, aux)` closing over the static graphdef and config."""
   def loss_fn(params, batch):
-    return grpo_loss(params, batch, cfg, graphdef)
+    return grpo_loss(params, batch, cfg, graphdef, group_size)
   return loss_fn

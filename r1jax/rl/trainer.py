@@ -84,13 +84,15 @@ def sampler_config(rl: stage_config.RLConfig, tokenizer) -> SamplerConfig:
       prompt_len_buckets=rl.prompt_len_buckets or (rl.max_prompt_len,))
 
 
-def _make_update(graphdef, loss_cfg, optimizer, schedule, mesh, rules, state, grad_accum: int):
+def _make_update(graphdef, loss_cfg, optimizer, schedule, mesh, rules, state, grad_accum: int,
+                 group_size: int = 1):
   """Jitted `update(state, batch [R,...], rows [M]) -> (state, metrics)`; state donated.
 
   The minibatch is gathered on device from the step's full batch, so neither the
-  host nor the compiler sees a new shape from one minibatch to the next.
+  host nor the compiler sees a new shape from one minibatch to the next. group_size > 1:
+  every (micro)batch the loss sees is whole groups in order (see `_shared_groups`).
   """
-  loss_fn = losses.make_grpo_loss(graphdef, loss_cfg)
+  loss_fn = losses.make_grpo_loss(graphdef, loss_cfg, group_size)
   prepare = lambda b: {**b, **losses.global_counts(b, loss_cfg)}
   step = make_train_step(loss_fn, optimizer, schedule, grad_accum_steps=grad_accum,
                          prepare_batch=prepare)
@@ -109,17 +111,32 @@ def _make_update(graphdef, loss_cfg, optimizer, schedule, mesh, rules, state, gr
 LOGPROB_KEYS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
 
 
-def _make_logprob_fn(graphdef, loss_cfg, mesh, rules):
+def _make_logprob_fn(graphdef, loss_cfg, mesh, rules, group_size: int = 1):
   """Jitted completion log-probs of any params (reference model, or recomputed pi_old).
 
   Callers pass only `LOGPROB_KEYS` of the batch (`_lp_batch`), so one program serves both
-  uses."""
+  uses. The batch is the step's, whole groups in order, so group_size may be G."""
   def fn(params, batch):
     lp, _ = completion_logprobs((graphdef, params), batch["prompt_ids"], batch["prompt_mask"],
                                 batch["completion_ids"], batch["completion_mask"],
-                                loss_cfg.temperature, loss_cfg.vocab_chunk)
+                                loss_cfg.temperature, loss_cfg.vocab_chunk, group_size)
     return jax.lax.stop_gradient(lp)
   return jax.jit(fn)
+
+
+def _shared_groups(rl, grad_accum: int) -> tuple[int, int]:
+  """(group size for the update's loss, for the reference / pi_old passes): G where the
+  prompt forward can run once per group (`rl.share_prompt_forward`), else 1.
+
+  The step's batch is always whole groups in order (row b*G + g; dynamic sampling keeps
+  whole groups). The update's rows are too with one update per step (rows in order) and
+  microbatches of whole groups; with several updates the rows are shuffled."""
+  g = rl.group_size
+  if not rl.share_prompt_forward or g < 2:
+    return 1, 1
+  whole = (rl.num_iterations * rl.num_minibatches == 1
+           and (rl.rows // max(1, grad_accum)) % g == 0)
+  return (g if whole else 1), g
 
 
 def _lp_batch(batch):
@@ -304,9 +321,10 @@ def train(config, workdir: str | os.PathLike,
     truncate_metrics(paths.join(workdir, "metrics.jsonl"), step0)
     log.info("Resumed GRPO from step %d", step0)
 
+  g_update, g_lp = _shared_groups(rl, cfg.optim.grad_accum_steps)
   update = _make_update(s.graphdef, s.loss_cfg, s.optimizer, s.schedule, s.mesh, s.rules, state,
-                        cfg.optim.grad_accum_steps)
-  logprob_fn = _make_logprob_fn(s.graphdef, s.loss_cfg, s.mesh, s.rules)
+                        cfg.optim.grad_accum_steps, g_update)
+  logprob_fn = _make_logprob_fn(s.graphdef, s.loss_cfg, s.mesh, s.rules, g_lp)
   extra = {"prompt_opens_think": True} if s.template.prompt_opens_think else {}
   maker = ExperienceMaker(s.sampler, s.sampler_cfg, s.tokenizer, s.reward_system, rl,
                           extra_fields=extra)

@@ -7,6 +7,7 @@ from flax import nnx
 
 from r1jax.models.config import get_model_config
 from r1jax.models.factory import create_model, split_params
+from r1jax.sharding import ShardingRules, batch_sharding, make_mesh, replicated
 from r1jax.rl.logprobs import (completion_logprobs, compute_ref_logprobs, logprobs_from_hidden,
                                token_logprobs)
 
@@ -159,3 +160,59 @@ def test_completion_logprobs_layout_and_gradients(model):
   np.testing.assert_allclose(jax.jit(ref_fn)(params), lp, rtol=1e-6, atol=1e-6)
   g0 = jax.jit(jax.grad(lambda q: ref_fn(q).sum()))(params)
   assert all(not np.asarray(x).any() for x in jax.tree.leaves(g0))
+
+
+def _grouped_layout(b=4, g=3, p=6, l=7, seed=1):
+  """GRPO rows: row i*g + j is sample j of prompt i (prompts repeated within a group)."""
+  rng = np.random.default_rng(seed)
+  pi, pm, _, _ = _grpo_layout(seed, n=b, p=p, l=l)
+  clen = rng.integers(1, l + 1, b * g)
+  cm = (np.arange(l)[None] < clen[:, None]).astype(np.int32)
+  ci = rng.integers(0, V, (b * g, l)) * cm
+  return np.repeat(pi, g, 0), np.repeat(pm, g, 0), ci, cm
+
+
+@pytest.mark.parametrize("attention", ["reference", "xla"])
+def test_shared_prompt_forward_equals_one_pass(attention):
+  """group_size > 1 runs each prompt once: same log-probs, entropies and gradients as the
+  one-pass forward, on one device and with rows sharded over the 8-device mesh."""
+  cfg = get_model_config("tiny", num_layers=2, vocab_size=V, embed_dim=32, mlp_dim=64,
+                         num_heads=4, num_kv_heads=2, head_dim=8, attention=attention)
+  graphdef, params = split_params(create_model(cfg, 0))
+  g = 3
+  pi, pm, ci, cm = _grouped_layout(b=8, g=g)
+  weights = jnp.asarray(cm, jnp.float32) * jnp.linspace(1.0, 2.0, ci.shape[1])
+
+  def loss(q, gs):
+    lp, ent = completion_logprobs((graphdef, q), pi, pm, ci, cm, temperature=0.8,
+                                  vocab_chunk=16, group_size=gs)
+    return (weights * lp).sum() + 0.1 * (weights * ent).sum(), (lp, ent)
+
+  (_, (lp1, ent1)), g1 = jax.jit(jax.value_and_grad(lambda q: loss(q, 1), has_aux=True))(params)
+  (_, (lpg, entg)), gg = jax.jit(jax.value_and_grad(lambda q: loss(q, g), has_aux=True))(params)
+  valid = cm.astype(bool)
+  np.testing.assert_allclose(np.asarray(lpg)[valid], np.asarray(lp1)[valid], rtol=1e-5, atol=2e-6)
+  np.testing.assert_allclose(np.asarray(entg)[valid], np.asarray(ent1)[valid], rtol=1e-5,
+                             atol=2e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6), gg, g1)
+
+  # Rows sharded over the mesh (8 prompts: one group per device), params replicated.
+  mesh = make_mesh((8, 1, 1))
+  sharded = [jax.device_put(jnp.asarray(x), batch_sharding(mesh, ShardingRules(), x.shape))
+             for x in (pi, pm, ci, cm)]
+  assert sharded[2].addressable_shards[0].data.shape[0] == g
+  (_, (lps, _)), gs = jax.jit(jax.value_and_grad(
+      lambda q, a, b_, c, d: ((weights * completion_logprobs(
+          (graphdef, q), a, b_, c, d, temperature=0.8, vocab_chunk=16, group_size=g)[0]).sum(),
+          completion_logprobs((graphdef, q), a, b_, c, d, temperature=0.8, vocab_chunk=16,
+                              group_size=g)), has_aux=True))(
+          jax.device_put(params, replicated(mesh)), *sharded)
+  np.testing.assert_allclose(np.asarray(lps)[valid], np.asarray(lp1)[valid], rtol=1e-5,
+                             atol=2e-6)
+  g1_lp = jax.jit(jax.grad(lambda q: (weights * completion_logprobs(
+      (graphdef, q), pi, pm, ci, cm, temperature=0.8, vocab_chunk=16)[0]).sum()))(params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6), gs, g1_lp)
+
+  # Rows that are not whole groups are an error, not a silent mix-up.
+  with pytest.raises(ValueError, match="whole groups"):
+    completion_logprobs((graphdef, params), pi[:-1], pm[:-1], ci[:-1], cm[:-1], group_size=g)

@@ -334,3 +334,17 @@ def test_continuous_engine_reproduces_static_rollouts(base_workdir, tmp_path, st
                              atol=1e-5)
   np.testing.assert_array_equal(ours.rewards, ref.rewards)
   assert probe.compiles[0][0] == 3 and probe.compiles[-1] == probe.compiles[0], probe.compiles
+
+
+def test_shared_prompt_forward_only_on_whole_groups_in_order():
+  """The update's loss runs each prompt once per group only when it sees whole groups in
+  order; the reference / pi_old passes (the step's batch) always can; the switch turns both off."""
+  from r1jax import stage_config
+  rl = lambda **kw: stage_config.RLConfig(num_prompts=4, group_size=4, **kw)
+  assert rl_trainer._shared_groups(rl(), 1) == (4, 4)
+  assert rl_trainer._shared_groups(rl(), 2) == (4, 4)        # microbatches of 2 groups
+  assert rl_trainer._shared_groups(rl(), 8) == (1, 4)        # microbatches of 2 rows
+  assert rl_trainer._shared_groups(rl(minibatch_size=8), 1) == (1, 4)   # shuffled rows
+  assert rl_trainer._shared_groups(rl(num_iterations=2), 1) == (1, 4)
+  assert rl_trainer._shared_groups(rl(share_prompt_forward=False), 1) == (1, 1)
+  assert rl_trainer._shared_groups(stage_config.RLConfig(num_prompts=4, group_size=1), 1) == (1, 1)
