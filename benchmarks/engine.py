@@ -63,7 +63,10 @@ def main():
   if args.rows % args.group or args.slots % args.group:
     raise SystemExit("--rows and --slots must be multiples of --group")
 
-  cfg = get_model_config(args.config)
+  # The benchmark shapes of benchmarks/sampler.py (tiny, 25m, small; this script's directory
+  # is on sys.path), else any model preset.
+  from sampler import CONFIGS as SHAPES  # pylint: disable=import-outside-toplevel
+  cfg = SHAPES[args.config]() if args.config in SHAPES else get_model_config(args.config)
   graphdef, params = split_params(create_model(cfg, 0))
   b, g, n, cap = args.rows // args.group, args.group, args.slots, args.max_new_tokens
   rng = np.random.default_rng(args.seed)
