@@ -27,6 +27,11 @@ come back in request order. Row r's key at its step s is fold_in(fold_in(rng, s)
 the sampler's, so a row's tokens do not depend on which slot or when it ran.
 All shapes are static: programs are cached per (bucketed batch, bucketed prompt
 length, SamplerConfig, slot count).
+
+Slot count: `EngineConfig.num_slots`, or with 'auto' (the default) one slot per row while
+the KV cache fits a memory budget (`kv_budget`). A call in which every row has a slot
+has nothing to refill and runs as one static wave through `Sampler` (bitwise its
+output, none of the per-row bookkeeping above).
 """
 from __future__ import annotations
 

@@ -334,3 +334,22 @@ def test_continuous_engine_reproduces_static_rollouts(base_workdir, tmp_path, st
                              atol=1e-5)
   np.testing.assert_array_equal(ours.rewards, ref.rewards)
   assert probe.compiles[0][0] == 3 and probe.compiles[-1] == probe.compiles[0], probe.compiles
+
+
+def test_default_engine_is_bitwise_the_static_sampler(base_workdir, tmp_path, straight):
+  """The default rollout engine ('continuous', slots 'auto') gives every row of a sample
+  chunk its own slot, so each chunk runs as one static wave: the rollouts, rewards and
+  every logged value equal engine='static' bitwise (the quickstart's results do not move)."""
+  from r1jax.rollout.engine import Engine
+  default = straight[2]
+  assert isinstance(default.setup.sampler, Engine) and default.setup.sampler.last_static
+  _, probe = _train(lib.grpo_config(base_workdir, **{**RESUME_KW, "num_steps": 2},
+                                    engine="static"), tmp_path)
+  assert not isinstance(probe.setup.sampler, Engine)
+  for ours, ref in zip(default.experiences, probe.experiences, strict=False):
+    for a, b in zip(jax.tree.leaves(ours.rollout), jax.tree.leaves(ref.rollout), strict=True):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(ours.rewards, ref.rewards)
+  assert len(probe.records) == 2
+  assert ([lib.deterministic(r) for r in default.records[:2]]
+          == [lib.deterministic(r) for r in probe.records])
