@@ -117,11 +117,14 @@ def kv_budget(params: Any, mesh: Mesh | None, rules: ShardingRules | None,
   """(KV-cache bytes for all slots together, batch shards) for `num_slots='auto'`.
 
   With memory stats (GPU/TPU): `memory_fraction * bytes_limit` minus the params' bytes on
-  the first device, times the number of shards the slot axis is split over (the cache's
+  this process's first device of the mesh, times the number of shards the slot axis is split over (the cache's
   rows are sharded over the batch axes; kv heads over `tensor` are not counted, so this is
   conservative). Without (CPU): `host_kv_bytes`.
   """
-  dev = mesh.devices.flat[0] if mesh is not None else jax.devices()[0]
+  # This process's first device of the mesh: with several processes each asks its own
+  # device (same kind and params layout on every host, so every process gets the same N).
+  dev = (next(d for d in mesh.devices.flat if d.process_index == jax.process_index())
+         if mesh is not None else jax.devices()[0])
   shards = 1
   if mesh is not None:
     axes = batch_sharding(mesh, rules or ShardingRules(), (mesh.devices.size,)).spec[0]
