@@ -30,7 +30,7 @@ from r1jax.rl import advantages as adv_lib
 from r1jax.rl import losses
 from r1jax.rl.async_rollout import AsyncConfig
 from r1jax.rl.async_rollout import check as check_async
-from r1jax.rollout.engine import ENGINES, EngineConfig
+from r1jax.rollout.engine import DEFAULT_ENGINE, ENGINES, EngineConfig
 from r1jax.rollout.sampler import SamplerConfig
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,8 @@ def configdict_of(cls, unset: tuple[str, ...] = (), skip: tuple[str, ...] = ()
         out[f.name] = ml_collections.ConfigDict()
       else:
         out[f.name] = config_dict.placeholder(object)
+    elif tp is Any and isinstance(default, _SCALARS):   # e.g. `int | str`: 0 or 'auto'
+      out[f.name] = config_dict.FieldReference(default, field_type=object)
     elif isinstance(default, Mapping):
       out[f.name] = ml_collections.ConfigDict(dict(default))
     else:
@@ -281,11 +283,12 @@ class SamplerSection:
   cache_dtype: str = "bfloat16"
   prompt_len_buckets: tuple[int, ...] = ()
   batch_buckets: tuple[int, ...] = ()
-  # Rollout engine (docs/sampler.md): 'static' (`Sampler`: each batch decodes until its
-  # longest row ends) or 'continuous' (`r1jax.rollout.engine.Engine`: engine_slots decode
-  # slots, each refilled with the next row when its row ends).
-  engine: str = "static"
-  engine_slots: int = EngineConfig.num_slots
+  # Rollout engine (docs/sampler.md): 'continuous' (`r1jax.rollout.engine.Engine`:
+  # engine_slots decode slots, each refilled with the next row when its row ends; 0 / 'auto'
+  # = a slot per row within a KV-memory budget, and a call whose rows all fit runs as one
+  # static wave) or 'static' (`Sampler`: each batch decodes until its longest row ends).
+  engine: str = DEFAULT_ENGINE
+  engine_slots: int | str = EngineConfig.num_slots
   engine_refill_every: int = EngineConfig.refill_every
   engine_refill: str = EngineConfig.refill
 
@@ -457,9 +460,9 @@ class RLConfig:
   auto_prompt_buckets: bool = False
   stop_strings: tuple[str, ...] = ("</answer>",)
   ignore_eos: bool = False       # as vLLM's ignore_eos: every completion runs to max_new_tokens
-  # Rollout engine, as in `SamplerSection` (docs/sampler.md): 'static' or 'continuous'.
-  engine: str = "static"
-  engine_slots: int = EngineConfig.num_slots
+  # Rollout engine, as in `SamplerSection` (docs/sampler.md): 'continuous' or 'static'.
+  engine: str = DEFAULT_ENGINE
+  engine_slots: int | str = EngineConfig.num_slots
   engine_refill_every: int = EngineConfig.refill_every
   engine_refill: str = EngineConfig.refill
   # Asynchronous off-policy rollouts (r1jax/rl/async_rollout.py): step t trains on rollouts

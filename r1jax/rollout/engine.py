@@ -27,10 +27,16 @@ come back in request order. Row r's key at its step s is fold_in(fold_in(rng, s)
 the sampler's, so a row's tokens do not depend on which slot or when it ran.
 All shapes are static: programs are cached per (bucketed batch, bucketed prompt
 length, SamplerConfig, slot count).
+
+Slot count: `EngineConfig.num_slots`, or with 'auto' (the default) one slot per row while
+the KV cache fits a memory budget (`kv_budget`). A call in which every row has a slot
+has nothing to refill and runs as one static wave through `Sampler` (bitwise its
+output, none of the per-row bookkeeping above).
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any, Callable
 
 import jax
@@ -43,27 +49,94 @@ from r1jax.models import kv_cache
 from r1jax.models.config import ModelConfig
 from r1jax.models.factory import merge_params
 from r1jax.rollout import sampling
-from r1jax.rollout.sampler import (FINISH_LENGTH, FINISH_STOP, Rollout, SamplerConfig,
+from r1jax.rollout.sampler import (FINISH_LENGTH, FINISH_STOP, Rollout, Sampler, SamplerConfig,
                                    _replicate_key, bucket_prompts, stop_hits)
 from r1jax.sharding import ShardingRules, batch_sharding
 
 REFILL_MODES = ("device", "host")
 ENGINES = ("static", "continuous")   # the stage configs' `engine` switch
+DEFAULT_ENGINE = "continuous"        # the one default of every stage's `engine` field
+AUTO_SLOTS = 0                       # num_slots 0 (or 'auto'): sized per call, see `auto_slots`
 
 
 @dataclasses.dataclass(frozen=True)
 class EngineConfig:
   """Engine settings (static; the sampling settings stay in `SamplerConfig`)."""
-  num_slots: int = 64         # N decode slots (capped at the call's row count R)
+  # N decode slots, capped at the call's row count R. 0 / 'auto': one slot per row, capped
+  # by the KV-cache budget below. A call whose rows all get a slot runs as one static wave.
+  num_slots: int | str = AUTO_SLOTS
   refill_every: int = 8       # decode steps between refill checks
   refill: str = "device"      # "device": one while_loop; "host": chunks + one scalar sync each
+  # KV budget of 'auto' on a GPU/TPU: this share of the device's memory_stats()['bytes_limit'],
+  # minus the params' bytes on that device (the rest is left to the trainer's state,
+  # activations and the engine's other buffers).
+  memory_fraction: float = 0.5
+  # KV budget of 'auto' where the device reports no memory stats (CPU), over all devices.
+  host_kv_bytes: int = 4 << 30
 
   def __post_init__(self):
-    if self.num_slots < 1 or self.refill_every < 1:
-      raise ValueError(f"num_slots and refill_every must be >= 1, got {self.num_slots}, "
-                       f"{self.refill_every}")
+    if self.num_slots == "auto":
+      object.__setattr__(self, "num_slots", AUTO_SLOTS)
+    if not isinstance(self.num_slots, int) or self.num_slots < 0 or self.refill_every < 1:
+      raise ValueError(f"num_slots must be >= 0 (0 / 'auto' = sized automatically) and "
+                       f"refill_every >= 1, got {self.num_slots!r}, {self.refill_every}")
     if self.refill not in REFILL_MODES:
       raise ValueError(f"refill must be one of {REFILL_MODES}, got {self.refill!r}")
+    if not 0 < self.memory_fraction <= 1 or self.host_kv_bytes < 1:
+      raise ValueError(f"memory_fraction must be in (0, 1] and host_kv_bytes >= 1, got "
+                       f"{self.memory_fraction}, {self.host_kv_bytes}")
+
+
+def slot_bytes(model_cfg: ModelConfig, seq: int, cache_dtype) -> int:
+  """Device bytes one decode slot of S = `seq` cache positions holds: its K/V in every layer
+  and its [S] int32 validity mask."""
+  return kv_cache.cache_bytes(model_cfg, 1, seq, cache_dtype) + 4 * seq
+
+
+def auto_slots(rows: int, per_slot: int, budget: int, multiple: int = 1) -> int:
+  """Slots for a call of `rows` rows: all of them when `rows * per_slot` fits `budget`,
+  else as many as fit, rounded down to a multiple of `multiple` (the batch shards), >= 1."""
+  fit = budget // max(per_slot, 1)
+  if fit >= rows:
+    return rows
+  if fit < 1:
+    logging.warning("One decode slot (%d bytes) exceeds the KV budget (%d bytes): using 1 slot",
+                    per_slot, budget)
+  return max(fit // multiple * multiple, min(multiple, rows), 1)
+
+
+def _memory_stats(dev) -> dict | None:
+  try:
+    return dev.memory_stats()
+  except Exception:  # pylint: disable=broad-except  (backends without the query)
+    return None
+
+
+def kv_budget(params: Any, mesh: Mesh | None, rules: ShardingRules | None,
+              engine: EngineConfig) -> tuple[int, int]:
+  """(KV-cache bytes for all slots together, batch shards) for `num_slots='auto'`.
+
+  With memory stats (GPU/TPU): `memory_fraction * bytes_limit` minus the params' bytes on
+  this process's first device of the mesh, times the number of shards the slot axis is split over (the cache's
+  rows are sharded over the batch axes; kv heads over `tensor` are not counted, so this is
+  conservative). Without (CPU): `host_kv_bytes`.
+  """
+  # This process's first device of the mesh: with several processes each asks its own
+  # device (same kind and params layout on every host, so every process gets the same N).
+  dev = (next(d for d in mesh.devices.flat if d.process_index == jax.process_index())
+         if mesh is not None else jax.devices()[0])
+  shards = 1
+  if mesh is not None:
+    axes = batch_sharding(mesh, rules or ShardingRules(), (mesh.devices.size,)).spec[0]
+    for a in (axes if isinstance(axes, tuple) else (axes,) if axes else ()):
+      shards *= mesh.shape[a]
+  stats = _memory_stats(dev)
+  if not stats or "bytes_limit" not in stats:
+    return engine.host_kv_bytes, shards
+  on_dev = sum(s.data.nbytes for x in jax.tree.leaves(params) if isinstance(x, jax.Array)
+               for s in x.addressable_shards if s.device == dev)
+  per_dev = int(engine.memory_fraction * stats["bytes_limit"]) - on_dev
+  return max(per_dev, 0) * shards, shards
 
 
 @jax.tree_util.register_dataclass
@@ -107,6 +180,12 @@ class _Programs:
 class Engine:
   """Continuous-batching drop-in for `Sampler` (same `generate` and `Rollout`).
 
+  A call whose rows all get a slot (N >= R, e.g. `num_slots='auto'` when the KV budget
+  holds every row) has nothing to refill: it runs as one static wave through the
+  `Sampler`'s own programs, so its outputs are bitwise the static sampler's and it pays
+  none of the engine's per-row bookkeeping. Calls with more rows than slots (or with
+  per-row `budgets`) decode through the slots.
+
   Args: as `Sampler`, plus `engine` (`EngineConfig`).
   """
 
@@ -120,8 +199,29 @@ class Engine:
     self.mesh = mesh
     self.rules = (rules or ShardingRules()) if mesh is not None else rules
     self._programs: dict[tuple, _Programs] = {}
-    self.num_traces = 0     # incremented on every (re)trace of a program
+    self._traces = 0        # (re)traces of the engine's own programs
+    self.static = Sampler(graphdef, model_cfg, config, mesh, rules)   # the one-wave path
+    self._budget = None     # (KV bytes, batch shards) for num_slots='auto', set on first use
     self.last_decode_steps = None  # [] int32 device array: decode steps of the last call
+    self.last_static = None        # whether the last call ran as one static wave
+
+  @property
+  def num_traces(self) -> int:
+    """(Re)traces of every program, the engine's and its static wave's."""
+    return self._traces + self.static.num_traces
+
+  def num_slots(self, params: Any, batch: int, prompt_len: int,
+                config: SamplerConfig | None = None) -> int:
+    """N for a bucketed [batch, prompt_len] call: `num_slots` (or, for 'auto', as many as
+    fit the KV budget), capped at the row count. Fixed per bucket: no recompiles."""
+    config = config or self.config
+    rows = batch * config.num_samples
+    if self.engine.num_slots != AUTO_SLOTS:
+      return min(self.engine.num_slots, rows)
+    if self._budget is None:
+      self._budget = kv_budget(params, self.mesh, self.rules, self.engine)
+    per_slot = slot_bytes(self.model_cfg, prompt_len + config.max_new_tokens, config.cache_dtype)
+    return auto_slots(rows, per_slot, *self._budget)
 
   # ---------------------------------------------------------------- public
   def generate(self, params: Any, prompt_ids, prompt_mask, rng: jax.Array,
@@ -138,6 +238,11 @@ class Engine:
       if budgets.shape != (b * g,) or budgets.min() < 1 or budgets.max() > length:
         raise ValueError(f"budgets must be {b * g} ints in [1, {length}]")
       full[:b * g] = budgets
+    self.last_static = budgets is None and self.num_slots(params, *ids.shape, config) >= r_pad
+    if self.last_static:   # a slot for every row: nothing to refill, one static wave
+      rollout = self.static.generate(params, prompt_ids, prompt_mask, rng, config)
+      self.last_decode_steps = rollout.num_steps - 1   # token 0 is drawn in prefill
+      return rollout
     progs = self.programs(params, ids.shape[0], ids.shape[1], config)
     if self.mesh is not None:
       ids = jax.device_put(ids, batch_sharding(self.mesh, self.rules, ids.shape))
@@ -164,8 +269,9 @@ class Engine:
 
   def programs(self, params: Any, batch: int, prompt_len: int,
                config: SamplerConfig | None = None) -> _Programs:
+    """The (cached) continuous-batching programs for a bucketed [batch, prompt_len]."""
     config = (config or self.config).program_key()
-    slots = min(self.engine.num_slots, batch * config.num_samples)
+    slots = self.num_slots(params, batch, prompt_len, config)
     key = (batch, prompt_len, config, slots)
     if key not in self._programs:
       self._programs[key] = self._build(params, batch, prompt_len, config, slots)
@@ -180,7 +286,7 @@ class Engine:
     graphdef, every, mode = self.graphdef, self.engine.refill_every, self.engine.refill
 
     def prefill(params, ids_BP, mask_BP, rng, budgets_R):
-      self.num_traces += 1
+      self._traces += 1
       model = merge_params(graphdef, params)
       positions_BP = jnp.maximum(jnp.cumsum(mask_BP, axis=1) - 1, 0)
       pcache = kv_cache.init_cache(cfg, b, p, cache_dtype)
@@ -272,7 +378,7 @@ class Engine:
       return jnp.any(~st.slot_done) | (st.next_row < r)
 
     def run(params, pcache, pmask_BP, cache, st: _State):
-      self.num_traces += 1
+      self._traces += 1
       model = merge_params(graphdef, params)
 
       def chunk(carry):
@@ -286,7 +392,7 @@ class Engine:
       return chunk((st, cache))
 
     def finish(st: _State) -> Rollout:
-      self.num_traces += 1
+      self._traces += 1
       lengths = jnp.sum(st.completion_mask, axis=1).astype(jnp.int32)
       empty = jnp.zeros((r, 0), jnp.int32)
       return Rollout(prompt_ids=empty, prompt_mask=empty, completion_ids=st.completion_ids,
@@ -330,14 +436,15 @@ def make_sampler(graphdef: nnx.GraphDef, model_cfg: ModelConfig, config: Sampler
                  section: Any = None):
   """The rollout sampler a stage config asks for: `section` (an `RLConfig` or a
   `SamplerSection`) has `engine` ('static' -> `Sampler`, 'continuous' -> `Engine`) and
-  `engine_slots`, `engine_refill_every`, `engine_refill`; None = static."""
-  from r1jax.rollout.sampler import Sampler
-  kind = getattr(section, "engine", "static") if section is not None else "static"
+  `engine_slots`, `engine_refill_every`, `engine_refill`; None = `DEFAULT_ENGINE` with the
+  `EngineConfig` defaults."""
+  kind = getattr(section, "engine", DEFAULT_ENGINE) if section is not None else DEFAULT_ENGINE
   if kind == "static":
     return Sampler(graphdef, model_cfg, config, mesh, rules)
   if kind != "continuous":
     raise ValueError(f"engine={kind!r} is not one of {ENGINES}")
-  return Engine(graphdef, model_cfg, config, mesh, rules, engine_config(section))
+  return Engine(graphdef, model_cfg, config, mesh, rules,
+                engine_config(section) if section is not None else None)
 
 
 def engine_config(section: Any) -> EngineConfig:

@@ -102,6 +102,10 @@ def test_continuous_engine_evaluates_like_the_sampler(tok, tiny_policy, countdow
   assert [x['completion'] for x in a.samples] == [x['completion'] for x in b.samples]
   timeless = lambda r: {k: v for k, v in r.summary.items() if not k.endswith('time_s')}
   assert timeless(a) == timeless(b)
+  # The default engine (slots 'auto'): every row of a batch gets a slot, one static wave.
+  auto = Engine(graphdef, cfg, scfg, mesh, rules)
+  c = evaluator.evaluate(sampler=auto, **kw)
+  assert auto.last_static and a.samples == c.samples and timeless(a) == timeless(c)
 
 
 def test_runner_from_workdir(tok, tiny_policy, tmp_path):
@@ -133,9 +137,10 @@ def test_runner_from_workdir(tok, tiny_policy, tmp_path):
   table = (out / 'eval' / 'summary.md').read_text()
   assert table.startswith('| benchmark') and '| countdown | 2 | 3 |' in table
   # The workdir's checkpoint restores the very params that were saved, onto the mesh.
-  _, restored, _ = runner.load_policy(config, tmp_path / 'reload', corpus=None, max_new_tokens=8,
-                                      sampler_cfg={})
-  from r1jax.rollout.engine import Engine
+  default, restored, _ = runner.load_policy(config, tmp_path / 'reload', corpus=None,
+                                            max_new_tokens=8, sampler_cfg={})
+  from r1jax.rollout.engine import AUTO_SLOTS, Engine
+  assert isinstance(default, Engine) and default.engine.num_slots == AUTO_SLOTS   # the default
   engine, _, _ = runner.load_policy(config, tmp_path / 'reload', corpus=None, max_new_tokens=8,
                                     sampler_cfg={'engine': 'continuous', 'engine_slots': 4})
   assert isinstance(engine, Engine) and engine.engine.num_slots == 4

@@ -348,3 +348,22 @@ def test_shared_prompt_forward_only_on_whole_groups_in_order():
   assert rl_trainer._shared_groups(rl(num_iterations=2), 1) == (1, 4)
   assert rl_trainer._shared_groups(rl(share_prompt_forward=False), 1) == (1, 1)
   assert rl_trainer._shared_groups(stage_config.RLConfig(num_prompts=4, group_size=1), 1) == (1, 1)
+
+
+def test_default_engine_is_bitwise_the_static_sampler(base_workdir, tmp_path, straight):
+  """The default rollout engine ('continuous', slots 'auto') gives every row of a sample
+  chunk its own slot, so each chunk runs as one static wave: the rollouts, rewards and
+  every logged value equal engine='static' bitwise (the quickstart's results do not move)."""
+  from r1jax.rollout.engine import Engine
+  default = straight[2]
+  assert isinstance(default.setup.sampler, Engine) and default.setup.sampler.last_static
+  _, probe = _train(lib.grpo_config(base_workdir, **{**RESUME_KW, "num_steps": 2},
+                                    engine="static"), tmp_path)
+  assert not isinstance(probe.setup.sampler, Engine)
+  for ours, ref in zip(default.experiences, probe.experiences, strict=False):
+    for a, b in zip(jax.tree.leaves(ours.rollout), jax.tree.leaves(ref.rollout), strict=True):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(ours.rewards, ref.rewards)
+  assert len(probe.records) == 2
+  assert ([lib.deterministic(r) for r in default.records[:2]]
+          == [lib.deterministic(r) for r in probe.records])

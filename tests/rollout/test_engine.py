@@ -9,7 +9,8 @@ import pytest
 from r1jax.models import get_model_config
 from r1jax.models.factory import abstract_model, create_model, param_shardings, split_params
 from r1jax.rollout import FINISH_LENGTH, FINISH_STOP, Sampler, SamplerConfig
-from r1jax.rollout.engine import Engine, EngineConfig
+from r1jax.rollout import engine as engine_lib
+from r1jax.rollout.engine import AUTO_SLOTS, Engine, EngineConfig, auto_slots, slot_bytes
 from r1jax.sharding import ShardingRules, make_mesh
 
 from test_sampler import _prompts  # noqa: E402 (left-padded random prompts)
@@ -123,4 +124,79 @@ def test_engine_config_validation():
   with pytest.raises(ValueError, match="refill"):
     EngineConfig(refill="sometimes")
   with pytest.raises(ValueError, match="num_slots"):
-    EngineConfig(num_slots=0)
+    EngineConfig(num_slots=-1)
+  with pytest.raises(ValueError, match="num_slots"):
+    EngineConfig(num_slots="many")
+  with pytest.raises(ValueError, match="memory_fraction"):
+    EngineConfig(memory_fraction=0.0)
+
+
+def _assert_bitwise(a, b):
+  for f in dataclasses.fields(a):
+    np.testing.assert_array_equal(getattr(a, f.name), getattr(b, f.name), err_msg=f.name)
+
+
+@pytest.mark.parametrize("slots", ["auto", 8, 100])
+def test_slot_per_row_is_one_static_wave(tiny, prompts, slots):
+  """A slot for every row (auto within the budget, or num_slots >= R): the call runs the
+  static sampler's programs, so every field is bitwise the static sampler's."""
+  cfg, graphdef, params = tiny
+  config = _with_stops(tiny, prompts, SAMPLED)
+  ref = jax.device_get(Sampler(graphdef, cfg, config).generate(params, *prompts,
+                                                               jax.random.key(7)))
+  engine = Engine(graphdef, cfg, config, engine=EngineConfig(num_slots=slots))
+  ro = jax.device_get(engine.generate(params, *prompts, jax.random.key(7)))
+  _assert_bitwise(ro, ref)
+  assert engine.last_static and not engine._programs and engine.num_traces == 2
+  assert int(engine.last_decode_steps) == int(ref.num_steps) - 1
+  # Per-row budgets need the slots: the same engine decodes them continuously.
+  ro = jax.device_get(engine.generate(params, *prompts, jax.random.key(7), budgets=np.full(8, L)))
+  assert not engine.last_static
+  _assert_same(ro, ref)
+
+
+def test_auto_slots_arithmetic():
+  assert auto_slots(rows=8, per_slot=10, budget=80) == 8      # every row fits
+  assert auto_slots(rows=8, per_slot=10, budget=1000) == 8
+  assert auto_slots(rows=8, per_slot=10, budget=79) == 7
+  assert auto_slots(rows=64, per_slot=10, budget=395, multiple=8) == 32   # whole shards
+  assert auto_slots(rows=8, per_slot=10, budget=5) == 1      # never 0
+  cfg = get_model_config("tiny", num_layers=2)
+  per = slot_bytes(cfg, 100, "float32")
+  assert per == 2 * 2 * 100 * cfg.num_kv_heads * cfg.head_dim * 4 + 400
+  assert EngineConfig(num_slots="auto").num_slots == AUTO_SLOTS == EngineConfig().num_slots
+
+
+def test_auto_slots_under_a_small_budget_refill(tiny, prompts, monkeypatch):
+  """'auto' with a KV budget of 3 slots (the host budget on CPU, then a device's
+  bytes_limit minus the params): 3 slots for 8 rows, continuous, same rows as static."""
+  cfg, graphdef, params = tiny
+  config = _with_stops(tiny, prompts, SAMPLED)
+  ref = jax.device_get(Sampler(graphdef, cfg, config).generate(params, *prompts,
+                                                               jax.random.key(7)))
+  per = slot_bytes(cfg, 6 + L, config.cache_dtype)
+  engine = Engine(graphdef, cfg, config, engine=EngineConfig(host_kv_bytes=3 * per + 1))
+  ro = jax.device_get(engine.generate(params, *prompts, jax.random.key(7)))
+  assert not engine.last_static and engine.programs(params, 4, 6).slots == 3
+  _assert_same(ro, ref)
+  # With memory stats: fraction * bytes_limit - params' bytes on the device.
+  pbytes = sum(x.nbytes for x in jax.tree.leaves(params))
+  monkeypatch.setattr(engine_lib, "_memory_stats", lambda dev: {"bytes_limit": 4 * (pbytes + 5 * per)})
+  eng = EngineConfig(memory_fraction=0.25)
+  assert engine_lib.kv_budget(params, None, None, eng) == (5 * per, 1)
+  engine = Engine(graphdef, cfg, config, engine=eng)
+  assert engine.num_slots(params, 4, 6) == 5
+
+
+def test_auto_slots_no_recompiles(tiny):
+  cfg, graphdef, params = tiny
+  config = dataclasses.replace(SAMPLED, eos_ids=(5, 9), prompt_len_buckets=(8,),
+                               batch_buckets=(4,))
+  for budget in (1 << 30, 3 * slot_bytes(cfg, 8 + L, "float32")):   # static wave; 3 slots
+    engine = Engine(graphdef, cfg, config, engine=EngineConfig(host_kv_bytes=budget))
+    for i, (lengths, width) in enumerate([([3, 5], 5), ([7, 2, 8], 8), ([1], 1)]):
+      engine.generate(params, *_prompts(lengths, width, cfg.vocab_size, seed=i),
+                      jax.random.key(i))
+      if i == 0:
+        traces = engine.num_traces
+    assert traces == engine.num_traces in (2, 3)
