@@ -182,9 +182,13 @@ def classify_strategies(samples: list[dict]) -> dict[str, float]:
   A problem is precedence-sensitive when reading it left to right gives a different answer.
   On those, a sample is `correct`, `left_to_right` (the corpus's wrong strategy) or `other`
   (a slip); on the other problems it is correct or a slip. So a pass@1 gain splits into the
-  strategy RL chose and the slips it removed.
+  strategy RL chose and the slips it removed. `sensitive_not_ltr_first_step`: the samples whose
+  first worked step ('a op b =') is not the left-to-right one, i.e. that at least set out on
+  another order (a lower bound on trying precedence: some problems' orders share a first step).
   """
+  import re  # pylint: disable=import-outside-toplevel
   sens = {"correct": 0, "left_to_right": 0, "other": 0}
+  not_ltr_first = 0
   neutral = {"correct": 0, "other": 0}
   probs_sens, probs = set(), set()
   for smp in samples:
@@ -196,6 +200,9 @@ def classify_strategies(samples: list[dict]) -> dict[str, float]:
       probs_sens.add(smp.get("problem_index"))
       key = "correct" if smp.get("correct") else ("left_to_right" if got == ltr else "other")
       sens[key] += 1
+      toks = re.findall(r"\d+|[-+*/]", str(smp.get("question", "")).removeprefix("Compute "))
+      first = re.search(r"(\d+) ([-+*/]) (\d+) =", str(smp.get("completion", "")))
+      not_ltr_first += bool(first) and list(first.groups()) != toks[:3]
     else:
       neutral["correct" if smp.get("correct") else "other"] += 1
   ns, nn = sum(sens.values()), sum(neutral.values())
@@ -203,6 +210,7 @@ def classify_strategies(samples: list[dict]) -> dict[str, float]:
           "sensitive_correct": sens["correct"] / ns if ns else None,
           "sensitive_left_to_right": sens["left_to_right"] / ns if ns else None,
           "sensitive_other": sens["other"] / ns if ns else None,
+          "sensitive_not_ltr_first_step": not_ltr_first / ns if ns else None,
           "neutral_correct": neutral["correct"] / nn if nn else None}
 
 
@@ -238,13 +246,14 @@ def format_strategies(results: dict[int, dict]) -> str:
   if not rows:
     return ""
   lines = ["| seed | stage | sampling T | pass@1 | precedence-sensitive problems | on them: correct "
-           "| left to right | other (slip) | other problems: correct |", "|" + "---|" * 9]
+           "| left to right | other (slip) | first step not left to right | other problems: correct |",
+           "|" + "---|" * 10]
   for s, r in rows:
     lines.append(f"| {s} | {r['stage']} | {r['temperature']} | {_f(100 * r['pass_at_1'])} "
                  f"| {r['sensitive_problems']}/{r['problems']} "
-                 + "| " + " | ".join(_f(None if r[k] is None else 100 * r[k]) for k in
+                 + "| " + " | ".join(_f(None if r.get(k) is None else 100 * r[k]) for k in
                               ("sensitive_correct", "sensitive_left_to_right", "sensitive_other",
-                               "neutral_correct")) + " |")
+                               "sensitive_not_ltr_first_step", "neutral_correct")) + " |")
   return "\n".join(lines)
 
 
@@ -484,8 +493,8 @@ def write_report(results: dict[int, dict], preset: str, path: pathlib.Path,
         "Held-out samples (the table's protocol unless the temperature says otherwise) "
         "classified by their answer: on precedence-sensitive problems (reading left to right "
         "gives another answer) a wrong sample either used the base corpus's left-to-right "
-        "strategy or slipped; on the other problems every wrong sample slipped. In % of "
-        "samples.", "", strategies, ""]
+        "strategy or slipped (`first step not left to right`: the samples that set out on "
+        "another order); on the other problems every wrong sample slipped. In % of samples.", "", strategies, ""]
   lines += [
       "## Configs", "", config_summary(preset), "",
   ]

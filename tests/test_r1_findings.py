@@ -90,15 +90,17 @@ def test_strategy_classification_splits_strategy_from_slips():
   assert f.left_to_right_answer("5 + 1 * 4") == "24" and f.left_to_right_answer("3 * (3 * 5)") == "45"
   assert f.left_to_right_answer("2 - (4 - 1)") == "-3" and f.left_to_right_answer("4 / (2 - 2)") == "0"
   assert f.left_to_right_answer("3 / 0") is None and f.left_to_right_answer("") is None
-  smp = lambda p, q, gold, got: {"problem_index": p, "question": f"Compute {q}.", "answer": gold,
-                                 "extracted_answer": got, "correct": got == gold}
+  smp = lambda p, q, gold, got, first="1 * 4 = 4.": {
+      "problem_index": p, "question": f"Compute {q}.", "answer": gold, "extracted_answer": got,
+      "correct": got == gold, "completion": f"<think> {first} </think> <answer> {got} </answer>"}
   out = f.classify_strategies([
-      smp(0, "5 + 1 * 4", "9", "9"), smp(0, "5 + 1 * 4", "9", "24"),     # sensitive: right, LTR
+      smp(0, "5 + 1 * 4", "9", "9"), smp(0, "5 + 1 * 4", "9", "24", "5 + 1 = 6."),  # sensitive: right, LTR
       smp(0, "5 + 1 * 4", "9", "10"), smp(0, "5 + 1 * 4", "9", None),    # sensitive: slips
       smp(1, "3 * (3 * 5)", "45", "45"), smp(1, "3 * (3 * 5)", "45", "44")])  # neutral
   assert (out["problems"], out["sensitive_problems"]) == (2, 1)
   assert out["sensitive_correct"] == 0.25 and out["sensitive_left_to_right"] == 0.25
   assert out["sensitive_other"] == 0.5 and out["neutral_correct"] == 0.5
+  assert out["sensitive_not_ltr_first_step"] == 0.75     # 3 of 4 set out with 1 * 4
   table = f.format_strategies({0: {"strategy": [dict(out, stage="pretrain", temperature=0.6,
                                                         pass_at_1=0.4)]}})
-  assert "| 0 | pretrain | 0.6 | 40.0 | 1/2 | 25.0 | 25.0 | 50.0 | 50.0 |" in table
+  assert "| 0 | pretrain | 0.6 | 40.0 | 1/2 | 25.0 | 25.0 | 50.0 | 75.0 | 50.0 |" in table
