@@ -36,6 +36,11 @@ def test_config_branches_share_the_base():
   # Same samples per step as the shipped recipe, and the quickstart's held-out protocol.
   assert r1.rl.num_prompts * r1.rl.group_size == shipped.rl.num_prompts * shipped.rl.group_size
   assert (c.eval.temperature, c.eval.top_p, c.eval.task["split"]) == (0.6, 0.95, "test")
+  # The T 0.6 branch differs from the findings recipe only in the rollouts' temperature.
+  t06 = c.stages.r1_zero_t06
+  assert t06.rl.temperature == 0.6 and r1.rl.temperature == 1.0
+  assert (t06.optim.learning_rate, t06.rl.group_size, t06.rl.num_prompts, t06.train.num_steps) == (
+      r1.optim.learning_rate, r1.rl.group_size, r1.rl.num_prompts, r1.train.num_steps)
   only = f.load_config("small", seed=0, branches=("r1_zero",))
   assert tuple(only.order) == ("pretrain", "r1_zero")
   with pytest.raises(ValueError, match="Unknown branches"):
