@@ -35,7 +35,7 @@ from typing import Any
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "r1_findings.py"
 RESULTS = ROOT / "experiments" / "results"
-RL_BRANCHES = ("r1_zero_shipped", "r1_zero", "r1_zero_lr")
+RL_BRANCHES = ("r1_zero_shipped", "r1_zero", "r1_zero_lr", "r1_zero_t06")
 # Margin of finding 0: held-out pass@1 must rise by at least this many points (the issue's bar).
 FINDING0_MIN_GAIN = 10.0
 NOT_RUN = [
@@ -101,7 +101,7 @@ def collect_seed(workdir: str | os.PathLike) -> dict[str, Any]:
   """
   from r1jax.metrics import read_metrics  # pylint: disable=import-outside-toplevel
   wd = pathlib.Path(workdir)
-  evals, stages, diags, dirs = {}, {}, {}, {}
+  evals, stages, diags, dirs, strategies = {}, {}, {}, {}, []
   for run_dir in [wd] + sorted(wd.parent.glob(wd.name + "_*")):
     if not run_dir.is_dir():
       continue
@@ -109,6 +109,8 @@ def collect_seed(workdir: str | os.PathLike) -> dict[str, Any]:
     for r in json.loads(summary.read_text())["table"] if summary.exists() else []:
       evals.setdefault(r["stage"], r["summary"])
     partial = run_dir / PARTIAL
+    strat = run_dir / STRATEGY
+    strategies += json.loads(strat.read_text()) if strat.exists() else []
     for r in json.loads(partial.read_text()) if partial.exists() else []:
       if r["stage"] not in evals:   # a finished stage's own evaluation wins
         evals[r["stage"]] = dict(r["summary"], cut_at_step=r["step"], num_steps=r["num_steps"])
@@ -118,7 +120,8 @@ def collect_seed(workdir: str | os.PathLike) -> dict[str, Any]:
       if d.name in RL_BRANCHES and d.name not in diags:
         diags[d.name] = rl_diagnostics(read_metrics(d))
         dirs[d.name] = str(d)
-  return {"workdir": str(wd), "evals": evals, "wall_s": stages, "rl": diags, "dirs": dirs}
+  return {"workdir": str(wd), "evals": evals, "wall_s": stages, "rl": diags, "dirs": dirs,
+          "strategy": strategies}
 
 
 PARTIAL = "partial_evals.json"
@@ -150,6 +153,108 @@ def evaluate_partial(root: str | os.PathLike, seed: int, branch: str, preset: st
   rows = [r for r in (json.loads(path.read_text()) if path.exists() else []) if r["stage"] != branch]
   path.write_text(json.dumps(rows + [row], indent=1))
   return row
+
+
+STRATEGY = "strategy.json"
+
+
+def left_to_right_answer(expression: str) -> str | None:
+  """The answer of `expression` read left to right, ignoring precedence and parentheses: the
+  base corpus's systematic mistake (`error_mode='left_to_right'`); None if it is not integral
+  arithmetic or divides by zero."""
+  import re  # pylint: disable=import-outside-toplevel
+  from fractions import Fraction  # pylint: disable=import-outside-toplevel
+  toks = re.findall(r"\d+|[-+*/]", expression)
+  if not toks or len(toks) % 2 == 0:
+    return None
+  value = Fraction(int(toks[0]))
+  for op, leaf in zip(toks[1::2], toks[2::2]):
+    b = Fraction(int(leaf))
+    if op == "/" and b == 0:
+      return None
+    value = {"+": value + b, "-": value - b, "*": value * b, "/": value / b if b else b}[op]
+  return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+
+
+def classify_strategies(samples: list[dict]) -> dict[str, float]:
+  """What the samples of a held-out evaluation did, from their answers.
+
+  A problem is precedence-sensitive when reading it left to right gives a different answer.
+  On those, a sample is `correct`, `left_to_right` (the corpus's wrong strategy) or `other`
+  (a slip); on the other problems it is correct or a slip. So a pass@1 gain splits into the
+  strategy RL chose and the slips it removed. `sensitive_not_ltr_first_step`: the samples whose
+  first worked step ('a op b =') is not the left-to-right one, i.e. that at least set out on
+  another order (a lower bound on trying precedence: some problems' orders share a first step).
+  """
+  import re  # pylint: disable=import-outside-toplevel
+  sens = {"correct": 0, "left_to_right": 0, "other": 0}
+  not_ltr_first = 0
+  neutral = {"correct": 0, "other": 0}
+  probs_sens, probs = set(), set()
+  for smp in samples:
+    gold = str(smp.get("answer"))
+    ltr = left_to_right_answer(str(smp.get("question", "")).removeprefix("Compute ").rstrip("."))
+    got = (smp.get("extracted_answer") or "").strip()
+    probs.add(smp.get("problem_index"))
+    if ltr is not None and ltr != gold:
+      probs_sens.add(smp.get("problem_index"))
+      key = "correct" if smp.get("correct") else ("left_to_right" if got == ltr else "other")
+      sens[key] += 1
+      toks = re.findall(r"\d+|[-+*/]", str(smp.get("question", "")).removeprefix("Compute "))
+      first = re.search(r"(\d+) ([-+*/]) (\d+) =", str(smp.get("completion", "")))
+      not_ltr_first += bool(first) and list(first.groups()) != toks[:3]
+    else:
+      neutral["correct" if smp.get("correct") else "other"] += 1
+  ns, nn = sum(sens.values()), sum(neutral.values())
+  return {"problems": len(probs), "sensitive_problems": len(probs_sens),
+          "sensitive_correct": sens["correct"] / ns if ns else None,
+          "sensitive_left_to_right": sens["left_to_right"] / ns if ns else None,
+          "sensitive_other": sens["other"] / ns if ns else None,
+          "sensitive_not_ltr_first_step": not_ltr_first / ns if ns else None,
+          "neutral_correct": neutral["correct"] / nn if nn else None}
+
+
+def strategy_breakdown(root: str | os.PathLike, seed: int, stage: str, preset: str = "tiny",
+                       temperature: float | None = None) -> dict[str, Any]:
+  """`classify_strategies` of `stage`'s held-out evaluation (the table's protocol and samples;
+  `temperature` overrides the sampling temperature, e.g. 1 as in training); recorded in
+  `<run dir>/strategy.json` for the report."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  from r1jax import pipeline  # pylint: disable=import-outside-toplevel
+  wd = pathlib.Path(root) / f"seed{seed}"
+  for run_dir in [wd] + sorted(wd.parent.glob(wd.name + "_*")):
+    if (run_dir / stage / "checkpoints").is_dir():
+      break
+  else:
+    raise FileNotFoundError(f"no checkpoints of {stage!r} under {wd}[_*]")
+  config = load_config(preset, seed)
+  eval_cfg = pipeline.pipeline_config(config).eval
+  if temperature is not None:
+    eval_cfg = dataclasses.replace(eval_cfg, temperature=float(temperature))
+  res = pipeline.evaluate_stage(config, str(run_dir / stage), eval_cfg)
+  out = dict(classify_strategies(res.samples), stage=stage, temperature=eval_cfg.temperature,
+             pass_at_1=res.summary["pass@1"])
+  path = run_dir / STRATEGY
+  rows = [r for r in (json.loads(path.read_text()) if path.exists() else [])
+          if (r["stage"], r["temperature"]) != (stage, out["temperature"])]
+  path.write_text(json.dumps(rows + [out], indent=1))
+  return out
+
+
+def format_strategies(results: dict[int, dict]) -> str:
+  rows = [(s, r) for s in sorted(results) for r in results[s].get("strategy", [])]
+  if not rows:
+    return ""
+  lines = ["| seed | stage | sampling T | pass@1 | precedence-sensitive problems | on them: correct "
+           "| left to right | other (slip) | first step not left to right | other problems: correct |",
+           "|" + "---|" * 10]
+  for s, r in rows:
+    lines.append(f"| {s} | {r['stage']} | {r['temperature']} | {_f(100 * r['pass_at_1'])} "
+                 f"| {r['sensitive_problems']}/{r['problems']} "
+                 + "| " + " | ".join(_f(None if r.get(k) is None else 100 * r[k]) for k in
+                              ("sensitive_correct", "sensitive_left_to_right", "sensitive_other",
+                               "sensitive_not_ltr_first_step", "neutral_correct")) + " |")
+  return "\n".join(lines)
 
 
 def mean_se(xs: list[float]) -> tuple[float | None, float | None]:
@@ -192,7 +297,8 @@ def findings_rows(results: dict[int, dict]) -> list[dict[str, Any]]:
       holds=_all(base_fmt, lambda v: v >= 95.0))
   for branch, label in (("r1_zero", "findings recipe: lr 5e-5, G=16, 150 steps"),
                         ("r1_zero_shipped", "quickstart recipe: lr 2e-4, G=8, 100 steps"),
-                        ("r1_zero_lr", "ablation: quickstart recipe with lr 5e-5")):
+                        ("r1_zero_lr", "ablation: quickstart recipe with lr 5e-5"),
+                        ("r1_zero_t06", "findings recipe sampling at T 0.6 instead of 1")):
     gains = {s: _gain(results[s], branch) for s in seeds}
     if all(v is None for v in gains.values()):
       continue
@@ -311,7 +417,7 @@ def write_curves(results: dict[int, dict], out_base: pathlib.Path) -> str:
       sm = [sum(ys[max(0, i - w // 2):i + w // 2 + 1]) / len(ys[max(0, i - w // 2):i + w // 2 + 1])
             for i in range(len(ys))]
       ax.plot(steps, sm, label=f"{b} s{s}", lw=1.2,
-              ls="-" if b == "r1_zero" else ("--" if b == "r1_zero_shipped" else ":"))
+              ls={"r1_zero": "-", "r1_zero_shipped": "--", "r1_zero_t06": "-."}.get(b, ":"))
       ax.set_title(key, fontsize=9)
       ax.set_xlabel("RL step", fontsize=8)
   axes[0].legend(fontsize=6)
@@ -379,6 +485,17 @@ def write_report(results: dict[int, dict], preset: str, path: pathlib.Path,
       "the first and of the last 10 RL steps.", "",
       format_seed_details(results), "",
       f"Curves (moving average over 9 steps): `{curves}`.", "",
+  ]
+  strategies = format_strategies(results)
+  if strategies:
+    lines += [
+        "## What the samples did (`--strategy`)", "",
+        "Held-out samples (the table's protocol unless the temperature says otherwise) "
+        "classified by their answer: on precedence-sensitive problems (reading left to right "
+        "gives another answer) a wrong sample either used the base corpus's left-to-right "
+        "strategy or slipped (`first step not left to right`: the samples that set out on "
+        "another order); on the other problems every wrong sample slipped. In % of samples.", "", strategies, ""]
+  lines += [
       "## Configs", "", config_summary(preset), "",
   ]
   if notes:
@@ -396,6 +513,9 @@ def main(argv=None) -> int:
   p.add_argument("--out", default=str(RESULTS / "r1_findings.md"))
   p.add_argument("--report-only", action="store_true", help="collect finished runs, run nothing")
   p.add_argument("--notes", default="", help="a file whose text goes under 'Notes'")
+  p.add_argument("--strategy", default="",
+                 help="'+'-separated stages[@T]: classify their held-out samples "
+                      "(correct / left to right / slip; at temperature T, default the eval's)")
   p.add_argument("--evaluate-partial", default="",
                  help="'+'-separated RL branches: evaluate their latest checkpoints (cut-short "
                       "runs), then write the report")
@@ -409,11 +529,14 @@ def main(argv=None) -> int:
     if args.evaluate_partial:
       for b in args.evaluate_partial.split("+"):
         print(evaluate_partial(args.root, s, b, args.preset))
-    if args.report_only or args.evaluate_partial:
+    for spec in filter(None, args.strategy.split("+")):
+      stage, _, temp = spec.partition("@")
+      print(strategy_breakdown(args.root, s, stage, args.preset, float(temp) if temp else None))
+    if args.report_only or args.evaluate_partial or args.strategy:
       results[s] = collect_seed(pathlib.Path(args.root) / f"seed{s}")
     else:
       results[s] = run_seed(s, args.root, args.preset, branches)
-  total = None if (args.report_only or args.evaluate_partial) else time.time() - t0
+  total = None if (args.report_only or args.evaluate_partial or args.strategy) else time.time() - t0
   load1 = tuple(round(x, 2) for x in os.getloadavg())
   notes = pathlib.Path(args.notes).read_text() if args.notes else ""
   out = write_report(results, args.preset, pathlib.Path(args.out), (load0, load1), total, notes)

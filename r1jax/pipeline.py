@@ -141,6 +141,12 @@ def _prepare(config, workdir: str) -> None:
 def evaluate_workdir(config, stage_dir: str, eval_cfg: PipelineEvalConfig,
                      template: str | None = None) -> dict[str, float]:
   """Held-out pass@1 / cons@k of the checkpoint in `stage_dir` (sampler on the mesh)."""
+  return evaluate_stage(config, stage_dir, eval_cfg, template).summary
+
+
+def evaluate_stage(config, stage_dir: str, eval_cfg: PipelineEvalConfig,
+                   template: str | None = None):
+  """`evaluate_workdir`'s `r1jax.evals.evaluator.EvalResult`, with every sample."""
   from r1jax.data.templates import get_template
   from r1jax.evals.evaluator import evaluate
   from r1jax.rl.tasks import _load
@@ -160,7 +166,7 @@ def evaluate_workdir(config, stage_dir: str, eval_cfg: PipelineEvalConfig,
                  max_new_tokens=eval_cfg.max_new_tokens, batch_size=eval_cfg.batch_size,
                  max_prompt_len=eval_cfg.max_prompt_len, seed=eval_cfg.seed,
                  rewards=eval_cfg.rewards or None)
-  return res.summary
+  return res
 
 
 def format_table(rows: list[dict[str, Any]], k: int) -> str:

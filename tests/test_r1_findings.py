@@ -36,6 +36,11 @@ def test_config_branches_share_the_base():
   # Same samples per step as the shipped recipe, and the quickstart's held-out protocol.
   assert r1.rl.num_prompts * r1.rl.group_size == shipped.rl.num_prompts * shipped.rl.group_size
   assert (c.eval.temperature, c.eval.top_p, c.eval.task["split"]) == (0.6, 0.95, "test")
+  # The T 0.6 branch differs from the findings recipe only in the rollouts' temperature.
+  t06 = c.stages.r1_zero_t06
+  assert t06.rl.temperature == 0.6 and r1.rl.temperature == 1.0
+  assert (t06.optim.learning_rate, t06.rl.group_size, t06.rl.num_prompts, t06.train.num_steps) == (
+      r1.optim.learning_rate, r1.rl.group_size, r1.rl.num_prompts, r1.train.num_steps)
   only = f.load_config("small", seed=0, branches=("r1_zero",))
   assert tuple(only.order) == ("pretrain", "r1_zero")
   with pytest.raises(ValueError, match="Unknown branches"):
@@ -83,3 +88,24 @@ def test_one_seed_small_findings_0_and_1(tmp_path):
   se = math.hypot(base["pass@1_se"], r1["pass@1_se"])
   assert r1["pass@1"] - base["pass@1"] > 2 * se, (base, r1)
   assert r1["cons@4"] >= r1["pass@1"] - r1["pass@1_se"], r1
+
+
+def test_strategy_classification_splits_strategy_from_slips():
+  f = _findings()
+  assert f.left_to_right_answer("5 + 1 * 4") == "24" and f.left_to_right_answer("3 * (3 * 5)") == "45"
+  assert f.left_to_right_answer("2 - (4 - 1)") == "-3" and f.left_to_right_answer("4 / (2 - 2)") == "0"
+  assert f.left_to_right_answer("3 / 0") is None and f.left_to_right_answer("") is None
+  smp = lambda p, q, gold, got, first="1 * 4 = 4.": {
+      "problem_index": p, "question": f"Compute {q}.", "answer": gold, "extracted_answer": got,
+      "correct": got == gold, "completion": f"<think> {first} </think> <answer> {got} </answer>"}
+  out = f.classify_strategies([
+      smp(0, "5 + 1 * 4", "9", "9"), smp(0, "5 + 1 * 4", "9", "24", "5 + 1 = 6."),  # sensitive: right, LTR
+      smp(0, "5 + 1 * 4", "9", "10"), smp(0, "5 + 1 * 4", "9", None),    # sensitive: slips
+      smp(1, "3 * (3 * 5)", "45", "45"), smp(1, "3 * (3 * 5)", "45", "44")])  # neutral
+  assert (out["problems"], out["sensitive_problems"]) == (2, 1)
+  assert out["sensitive_correct"] == 0.25 and out["sensitive_left_to_right"] == 0.25
+  assert out["sensitive_other"] == 0.5 and out["neutral_correct"] == 0.5
+  assert out["sensitive_not_ltr_first_step"] == 0.75     # 3 of 4 set out with 1 * 4
+  table = f.format_strategies({0: {"strategy": [dict(out, stage="pretrain", temperature=0.6,
+                                                        pass_at_1=0.4)]}})
+  assert "| 0 | pretrain | 0.6 | 40.0 | 1/2 | 25.0 | 25.0 | 50.0 | 75.0 | 50.0 |" in table
