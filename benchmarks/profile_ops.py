@@ -46,6 +46,26 @@ CFG = ModelConfig(family="qwen2", vocab_size=1024, embed_dim=256, mlp_dim=704, n
 B, G, P, L = 8, 8, 12, 64
 
 
+def _grpo_batch(rng: np.random.Generator, prompt_ids_RP) -> dict:
+  """A GRPO batch of R = B * G rows with the given prompts, random completions, full masks."""
+  r = B * G
+  return {"prompt_ids": jnp.asarray(prompt_ids_RP, jnp.int32),
+          "prompt_mask": jnp.ones((r, P), jnp.int32),
+          "completion_ids": jnp.asarray(rng.integers(2, 1000, (r, L)), jnp.int32),
+          "completion_mask": jnp.ones((r, L), jnp.int32),
+          "advantages": jnp.asarray(rng.normal(size=r), jnp.float32),
+          "old_logprobs": jnp.full((r, L), -7.0), "ref_logprobs": jnp.full((r, L), -7.0)}
+
+
+def _update_step(gd, group_size: int, donate: bool):
+  """(jitted GRPO update of the peers workload: beta 0.04, AdamW 1e-5, clip 1; its optimizer)."""
+  lcfg = losses.LossConfig(beta=0.04)
+  opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-5))
+  step = make_train_step(losses.make_grpo_loss(gd, lcfg, group_size), opt,
+                         prepare_batch=lambda b: {**b, **losses.global_counts(b, lcfg)})
+  return jax.jit(step, donate_argnums=0 if donate else ()), opt
+
+
 def programs():
   """name -> a zero-argument callable that runs the program and blocks."""
   model = create_model(CFG, jax.random.key(0))
@@ -55,17 +75,8 @@ def programs():
   sampler = Sampler(gd, CFG, SamplerConfig(num_samples=G, max_new_tokens=L, cache_dtype="float32",
                                            prompt_len_buckets=(P,)))
   ids = rng.integers(2, CFG.vocab_size, (B, 9))
-  batch = {"prompt_ids": jnp.asarray(rng.integers(2, 1000, (r, P)), jnp.int32),
-           "prompt_mask": jnp.ones((r, P), jnp.int32),
-           "completion_ids": jnp.asarray(rng.integers(2, 1000, (r, L)), jnp.int32),
-           "completion_mask": jnp.ones((r, L), jnp.int32),
-           "advantages": jnp.asarray(rng.normal(size=r), jnp.float32),
-           "old_logprobs": jnp.full((r, L), -7.0), "ref_logprobs": jnp.full((r, L), -7.0)}
-  lcfg = losses.LossConfig(beta=0.04)
-  opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-5))
-  step = jax.jit(make_train_step(losses.make_grpo_loss(gd, lcfg), opt,
-                                 prepare_batch=lambda b: {**b, **losses.global_counts(b, lcfg)}),
-                 donate_argnums=0)
+  batch = _grpo_batch(rng, rng.integers(2, 1000, (r, P)))
+  step, opt = _update_step(gd, 1, donate=True)
   ref = jax.jit(lambda p, b: completion_logprobs(
       (gd, p), b["prompt_ids"], b["prompt_mask"], b["completion_ids"], b["completion_mask"])[0])
   state = [init_train_state(jax.tree.map(jnp.copy, params), opt, 0)]
@@ -130,20 +141,11 @@ def ab_shared_prompt(repeats: int = 8) -> None:
   CPU time. Prompts repeat within each group of G rows, as in a GRPO batch."""
   model = create_model(CFG, jax.random.key(0))
   gd, params = split_params(model)
-  r = B * G
   rng = np.random.default_rng(0)
-  batch = {"prompt_ids": jnp.asarray(np.repeat(rng.integers(2, 1000, (B, P)), G, 0), jnp.int32),
-           "prompt_mask": jnp.ones((r, P), jnp.int32),
-           "completion_ids": jnp.asarray(rng.integers(2, 1000, (r, L)), jnp.int32),
-           "completion_mask": jnp.ones((r, L), jnp.int32),
-           "advantages": jnp.asarray(rng.normal(size=r), jnp.float32),
-           "old_logprobs": jnp.full((r, L), -7.0), "ref_logprobs": jnp.full((r, L), -7.0)}
-  lcfg = losses.LossConfig(beta=0.04)
-  opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-5))
+  batch = _grpo_batch(rng, np.repeat(rng.integers(2, 1000, (B, P)), G, 0))
   runs = {}
   for name, gs in (("one pass per row", 1), ("prompt once per group", G)):
-    step = jax.jit(make_train_step(losses.make_grpo_loss(gd, lcfg, gs), opt,
-                                   prepare_batch=lambda b: {**b, **losses.global_counts(b, lcfg)}))
+    step, opt = _update_step(gd, gs, donate=False)
     ref = jax.jit(lambda p, b, gs=gs: completion_logprobs(
         (gd, p), b["prompt_ids"], b["prompt_mask"], b["completion_ids"], b["completion_mask"],
         group_size=gs)[0])

@@ -203,10 +203,8 @@ def _shared_prompt_hidden(model, prompt_ids_NP, prompt_mask_NP, completion_ids_N
   h_BPD, cache = model(first(prompt_ids_NP).astype(jnp.int32), ppos_BP, pmask_BP, cache=cache,
                        cache_index=0, return_hidden=True)
   lc = completion_ids_NL.shape[1] - 1   # the last completion token predicts nothing
-  pad = {n_: [(0, 0)] * 4 for n_ in ("k", "v")}
-  for n_ in pad:
-    pad[n_][kv_cache.SEQ_AXIS[n_]] = (0, lc)
-  cache = [{n_: jnp.pad(spread(c[n_]), pad[n_]) for n_ in ("k", "v")} for c in cache]
+  grow = lambda x, axis: jnp.pad(spread(x), [(0, lc) if a == axis else (0, 0) for a in range(4)])
+  cache = [{n_: grow(c[n_], kv_cache.SEQ_AXIS[n_]) for n_ in ("k", "v")} for c in cache]
   cmask_NL = completion_mask_NL[:, :-1].astype(jnp.int32)
   kv_mask = jnp.concatenate([spread(pmask_BP), cmask_NL], axis=1)
   # The one-pass forward's positions cumsum(mask) - 1, at the completion columns.
