@@ -30,6 +30,11 @@ unembedding, attention 4 * layers * heads * head_dim per (query, key) pair):
   sample    = prefill of R prompts (every framework here prefills each row) + R*L decode tokens
   reference = one forward over R x (P + L)
   update    = forward + backward (3 forwards) over R x (P + L)
+r1jax runs as `python -m r1jax.main` would: `r1jax.runtime.configure_cpu_from(config)` first,
+which on a CPU gives one JAX device per core (the batch split over that CPU mesh) and XLA's
+Eigen matmuls (docs/performance.md; `JAX_NUM_CPU_DEVICES=1` or
+`XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=individual_dot` undo either). The peak is
+the better of XLA:CPU's two matmul libraries.
 The machine is shared on the development box: the 1-minute load average is printed
 with every figure, and ratios between frameworks measured in the same run are the
 figures to compare.
@@ -140,13 +145,16 @@ def matmul_peak(n: int = 2048, repeats: int = 8) -> float:
   import jax.numpy as jnp
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
   b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-  mm = jax.jit(lambda x, y: x @ y)
-  mm(a, b).block_until_ready()
   best = float("inf")
-  for _ in range(repeats):
-    t0 = time.perf_counter()
+  # The better of XLA:CPU's two matmul libraries (YNNPACK, its default, and Eigen, which
+  # r1jax's runtime selects): the roofline is what this machine can do, whoever does it.
+  for opts in (None, {"xla_cpu_experimental_ynn_fusion_type": ""}):
+    mm = jax.jit(lambda x, y: x @ y, **({"compiler_options": opts} if opts else {}))
     mm(a, b).block_until_ready()
-    best = min(best, time.perf_counter() - t0)
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      mm(a, b).block_until_ready()
+      best = min(best, time.perf_counter() - t0)
   return 2 * n ** 3 / best
 
 
@@ -177,8 +185,13 @@ def r1jax_config(files: dict, b: int, g: int, steps: int, workdir_base: str):
 def run_r1jax(files: dict, b: int, g: int, steps: int, out: str) -> None:
   import jax
   import jax.numpy as jnp
+  from r1jax import runtime
   from r1jax.models import hf
   from r1jax.rl import trainer
+  # What `python -m r1jax.main` does first: on this CPU, one JAX device per core and XLA's
+  # own matmuls (r1jax/runtime.py); the config's defaults, as a user gets them.
+  print("r1jax runtime:", runtime.configure_cpu_from(r1jax_config(files, b, g, steps, "")),
+        file=sys.stderr)
   ids = np.load(files["logit_ids"])
   model = hf.load_pretrained(files["ckpt"])
   logits, _ = model(jnp.asarray(ids))
@@ -258,7 +271,7 @@ def main():
 
   import jax
   peak = matmul_peak()
-  print(f"float32 matmul peak (jitted 2048^3, best of 8): {peak / 1e9:.1f} GFLOP/s; "
+  print(f"float32 matmul peak (jitted 2048^3, best of 8, YNNPACK or Eigen): {peak / 1e9:.1f} GFLOP/s; "
         f"cores usable {len(os.sched_getaffinity(0))}; load average {os.getloadavg()[0]:.2f}")
   summary = {}
   for wl in args.workloads.split(","):

@@ -214,4 +214,6 @@ def main():
 
 
 if __name__ == "__main__":
+  from r1jax import runtime
+  print("r1jax runtime:", runtime.configure_cpu())  # as `python -m r1jax.main` does
   main()

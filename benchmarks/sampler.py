@@ -14,7 +14,10 @@ phase (ideal, i.e. the useful work at each token's real context length c):
   decode bytes per step = params (read once per step) + KV read for B rows at c
 "Fraction" = measured tokens/s / roofline tokens/s (best of --repeats runs; the
 machine figures are the best seen over repeated measurements: other jobs only
-slow things down). The sampler's decode attends over all S = P + L cache slots
+slow things down). The matmul peak is the better of XLA:CPU's YNNPACK and Eigen dots. Like
+`python -m r1jax.main`, the script first applies r1jax's CPU runtime (r1jax/runtime.py: one
+JAX device per core, Eigen matmuls; `JAX_NUM_CPU_DEVICES=1` undoes the split) and, with more
+than one device, shards the batch over them. The sampler's decode attends over all S = P + L cache slots
 every step (static shapes), which the ideal count does not charge for; at these
 sizes that is a small term.
 """
@@ -28,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from r1jax import runtime, sharding
 from r1jax.models import create_model, get_model_config, split_params
 from r1jax.models.config import ModelConfig
 from r1jax.rollout import Sampler, SamplerConfig, bucket_prompts
@@ -64,8 +68,10 @@ def measure_machine(dtype, n: int = 2048, copy_mib: int = 512, repeats: int = 10
   """(matmul FLOP/s, memory bytes/s) measured with jitted jnp ops."""
   a = jax.random.normal(jax.random.key(0), (n, n), dtype)
   b = jax.random.normal(jax.random.key(1), (n, n), dtype)
-  mm = jax.jit(lambda x, y: x @ y)
-  flops = 2 * n ** 3 / _time(lambda: mm(a, b).block_until_ready(), repeats)
+  flops = 0.0
+  for opts in (None, {"xla_cpu_experimental_ynn_fusion_type": ""}):  # YNNPACK, Eigen
+    mm = jax.jit(lambda x, y: x @ y, **({"compiler_options": opts} if opts else {}))
+    flops = max(flops, 2 * n ** 3 / _time(lambda: mm(a, b).block_until_ready(), repeats))
   # Reads and writes every byte once. Donating the input makes the output reuse its
   # buffer: otherwise page-faulting a fresh 512 MiB each call is what gets measured.
   cp = jax.jit(lambda v: v * 1.0001, donate_argnums=0)
@@ -95,7 +101,10 @@ def measure_sampler(cfg, batch, prompt_len, new_tokens, sc_kw, repeats):
   graphdef, params = split_params(model)
   param_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
   config = SamplerConfig(num_samples=1, max_new_tokens=new_tokens, **sc_kw)
-  sampler = Sampler(graphdef, cfg, config)
+  mesh = sharding.make_mesh((-1, 1, 1)) if jax.device_count() > 1 else None
+  if mesh is not None:  # params replicated, rows and cache split over the devices
+    params = jax.device_put(params, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+  sampler = Sampler(graphdef, cfg, config, mesh=mesh)
   rng = np.random.default_rng(0)
   ids = rng.integers(1, cfg.vocab_size, (batch, prompt_len)).astype(np.int32)
   mask = np.ones_like(ids)
@@ -179,4 +188,5 @@ def main():
 
 
 if __name__ == "__main__":
+  print("r1jax runtime:", runtime.configure_cpu())
   main()

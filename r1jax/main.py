@@ -23,11 +23,13 @@ def main(argv):
   del argv
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax/absl INFO lines drown the progress bar
+  config = _CONFIG.value
+  from r1jax import runtime
+  runtime.configure_cpu_from(config)  # before any backend starts (CPU device count, matmuls)
   import jax
   if _COORDINATOR.value or os.environ.get("R1JAX_DISTRIBUTED"):
     # On TPU pods / SLURM, jax.distributed discovers these itself when they are None.
     jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  config = _CONFIG.value
   workdir = _WORKDIR.value or os.path.join(
       "runs", os.path.splitext(os.path.basename(flags.FLAGS["config"].config_filename))[0])
   from r1jax import paths, run

@@ -30,6 +30,8 @@ def enable_compilation_cache(config) -> str | None:
 def run(config, workdir: str | os.PathLike) -> Any:
   """Runs `config.stage` in `workdir` (relative paths resolve against the current directory)."""
   config_lib.validate(config)
+  from r1jax import runtime
+  runtime.configure_cpu_from(config)  # a no-op once JAX has started (then call it first)
   config, workdir = paths.resolve_config(config), paths.resolve(workdir)
   enable_compilation_cache(config)
   module, fn = config_lib.STAGE_ENTRY[config.stage].split(":")  # validate() checked the name

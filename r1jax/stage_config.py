@@ -124,6 +124,11 @@ class CommonConfig:
   # A persistent XLA compilation cache (a disk that survives restarts): a restarted or
   # preempted job reuses its compiled steps. '' = off.
   compilation_cache_dir: str = ""
+  # CPU hosts (r1jax/runtime.py): 'auto' = one JAX CPU device per core (a power of two <= 8),
+  # so the batch is split over a CPU mesh; a count; or 0 for JAX's single device. Matmuls
+  # by 'eigen' (XLA's own dots) or 'ynnpack' (XLA:CPU's default). No effect on GPU / TPU.
+  cpu_devices: int | str = "auto"
+  cpu_matmul: str = "eigen"
   logging: LoggingSection = LoggingSection()
 
 

@@ -6,7 +6,11 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 
-jax.config.update("jax_num_cpu_devices", 8)
+from r1jax import runtime  # noqa: E402
+
+# What `python -m r1jax.main` sets on a CPU (XLA's Eigen matmuls), with 8 devices.
+runtime.configure_cpu(cpu_devices=8)
+assert jax.config.jax_num_cpu_devices == 8, "a backend started before conftest ran"
 jax.config.update("jax_enable_x64", False)
 
 import pytest  # noqa: E402

@@ -75,21 +75,22 @@ def test_sharded_forward_equals_single_device(family, mesh_shape):
 def test_cached_decoding_matches_full_forward(family):
   cfg = FAMILY_CFGS[family]
   model = create_model(cfg, 1)
+  step = jax.jit(model.__call__)  # eager NNX calls run op by op (minutes for llama's RoPE)
   b, t, s = 2, 10, 16
   toks = _tokens(cfg, b, t)
-  full, _ = model(toks)
+  full, _ = step(toks)
   cache = init_cache(cfg, b, s, dtype=jnp.float32)
   kv_mask = jnp.zeros((b, s), jnp.int32)
   # Prefill 6 tokens, then decode one at a time.
   p = 6
   kv_mask = kv_mask.at[:, :p].set(1)
   pos = jnp.broadcast_to(jnp.arange(p), (b, p))
-  logits, cache = model(toks[:, :p], pos, kv_mask, cache=cache, cache_index=0)
+  logits, cache = step(toks[:, :p], pos, kv_mask, cache=cache, cache_index=jnp.asarray(0))
   np.testing.assert_allclose(logits, full[:, :p], atol=1e-5, rtol=1e-5)
   for i in range(p, t):
     kv_mask = kv_mask.at[:, i].set(1)
-    step_logits, cache = model(toks[:, i:i + 1], jnp.full((b, 1), i), kv_mask, cache=cache,
-                               cache_index=i)
+    step_logits, cache = step(toks[:, i:i + 1], jnp.full((b, 1), i), kv_mask, cache=cache,
+                              cache_index=jnp.asarray(i))
     np.testing.assert_allclose(step_logits[:, 0], full[:, i], atol=1e-5, rtol=1e-5)
 
 
@@ -98,23 +99,24 @@ def test_per_row_cache_index_matches_full_forward(family):
   """cache_index [B]: each row writes and attends at its own slot (the engine's decode)."""
   cfg = FAMILY_CFGS[family]
   model = create_model(cfg, 1)
+  step = jax.jit(model.__call__)  # compiled once per shape (eager NNX calls run op by op)
   b, t, s = 2, 12, 16
   toks = _tokens(cfg, b, t)
-  full, _ = model(toks)
+  full, _ = step(toks)
   cache = init_cache(cfg, b, s, dtype=jnp.float32)
   # Prefill 6 slots of both rows, but row 0 keeps only 4 of them: its slots 4, 5 hold
   # keys of tokens it has not reached, masked until its own decode overwrites them.
   lens = jnp.array([4, 6])
   kv_mask = (jnp.arange(s)[None] < lens[:, None]).astype(jnp.int32)
   pos = jnp.broadcast_to(jnp.arange(6), (b, 6))
-  _, cache = model(toks[:, :6], pos, jnp.ones((b, s), jnp.int32).at[:, 6:].set(0), cache=cache,
-                   cache_index=0)
+  _, cache = step(toks[:, :6], pos, jnp.ones((b, s), jnp.int32).at[:, 6:].set(0), cache=cache,
+                  cache_index=jnp.asarray(0))
   rows = jnp.arange(b)
   for j in range(t - 6):
     idx = lens + j                                         # row 0 at 4+j, row 1 at 6+j
     kv_mask = kv_mask.at[rows, idx].set(1)
-    step_logits, cache = jax.jit(model.__call__)(toks[rows, idx][:, None], idx[:, None], kv_mask,
-                                                 cache=cache, cache_index=idx)
+    step_logits, cache = step(toks[rows, idx][:, None], idx[:, None], kv_mask, cache=cache,
+                              cache_index=idx)
     np.testing.assert_allclose(step_logits[:, 0], full[rows, idx], atol=1e-5, rtol=1e-5)
 
 
