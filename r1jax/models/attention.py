@@ -6,13 +6,18 @@ in the cache layouts k [B, K, H, S], v [B, K, S, H] (see kv_cache.py).
 
 * "reference": scores [B, K, G, T, S] in float32, masked, softmax, then values. The
   definition the others are tested against (tests/models/test_attention.py, 1e-5 fp32).
-* "blocked": flash-style online softmax over key blocks of `attention_block` slots.
-  Scores exist one [T, block] tile at a time, never [T, S]; the mask is built per
-  block from its ingredients (`MaskSpec`), so no [T, S] boolean either. With a cache
-  (decode), only the blocks up to the last written slot are read (a loop with a
-  data-dependent trip count), so a step costs the filled context, not the cache
-  length. Without a cache the loop has a static count and each block is
-  rematerialised in the backward pass (memory O(T x block), not O(T x S)).
+* "blocked": flash-style online softmax over [block x block] tiles (`attention_block`).
+  Scores exist one tile at a time, never [T, S]; the mask is built per tile from its
+  ingredients (`MaskSpec`), so no [T, S] boolean either. Query block i reads only key
+  blocks [lo, hi_i): none above its causal diagonal and none before the earliest valid
+  key of any row (left padding): about half the tiles of a long prefill; in decode only
+  the blocks up to the last written slot, so a step costs the filled context, not the
+  cache length. The loop has a static trip count with the skipped tiles under `lax.cond`,
+  so every path (decode, prefill into a cache, the training forward) reverse-mode
+  differentiates; each query block and each tile is rematerialised in the backward pass
+  (memory O(T x block), not O(T x S)).
+* "splash": the Pallas splash kernel for TPU (r1jax/models/splash.py), no-cache calls only;
+  with a cache the transformer uses "blocked".
 * "xla" / "cudnn": `jax.nn.dot_product_attention` with that `implementation` (cuDNN
   flash attention on GPU needs bf16/fp16; untested here: there is no GPU in CI).
 """
@@ -99,13 +104,18 @@ def _reference_small_query(q_BTKGH, k_BKHS, v_BKSH, mask_BTS, dtype):
   return out.transpose(0, 3, 1, 2, 4).astype(dtype)
 
 
-def blocked(q_BTKGH, k_BKHS, v_BKSH, spec: MaskSpec, block: int, cached: bool, dtype):
+def blocked(q_BTKGH, k_BKHS, v_BKSH, spec: MaskSpec, block: int, dtype):
   """Online-softmax attention over [block x block] tiles (see the module docstring).
 
   Queries go in blocks of `block` (an outer scan), keys in blocks of `block` (an inner
   loop). Query block i only needs key blocks [lo, hi_i): hi_i ends at the block holding the
   slot of its last query (causal), lo starts at the block holding the earliest valid key of
-  any row (left padding). The others are skipped: about half the tiles of a long prefill.
+  any row (left padding). The others are skipped: about half the tiles of a long prefill,
+  all but the filled ones of a decode step. The loop has a static trip count and the tiles
+  outside the range sit under `lax.cond`, so the same code serves decode, prefill and the
+  (reverse-differentiated) training forward, with or without a cache. A loop over exactly
+  [lo, hi) would need a data-dependent trip count, which autodiff cannot reverse; on
+  XLA:CPU it was no faster (benchmark figures in docs/sampler.md).
   """
   b, t, k, g, h = q_BTKGH.shape
   s = k_BKHS.shape[-1]
@@ -149,17 +159,13 @@ def blocked(q_BTKGH, k_BKHS, v_BKSH, spec: MaskSpec, block: int, cached: bool, d
     hi = jnp.minimum((last_offset + jnp.minimum((i + 1) * bq, t) - 1) // bk + 1, nk)
     init = (jnp.full((b, k, g, bq), -jnp.inf, jnp.float32), jnp.zeros((b, k, g, bq), jnp.float32),
             jnp.zeros((b, k, g, bq, h), jnp.float32))
-    body = functools.partial(key_block, i, q_BTKGH)
-    if cached:   # inference only: a loop with a data-dependent trip count (not differentiable)
-      _, l, acc = jax.lax.fori_loop(lo, jnp.maximum(lo, hi), body, init)
-    else:        # static trip count, needed tiles under lax.cond: reverse-differentiable
-      body = jax.checkpoint(body)
-      skip = lambda j, c: jax.lax.cond((j >= lo) & (j < hi), body, lambda j, c: c, j, c)
-      _, l, acc = jax.lax.fori_loop(0, nk, skip, init)
+    body = jax.checkpoint(functools.partial(key_block, i, q_BTKGH))
+    skip = lambda j, c: jax.lax.cond((j >= lo) & (j < hi), body, lambda j, c: c, j, c)
+    _, l, acc = jax.lax.fori_loop(0, nk, skip, init)
     # A query whose every key tile was skipped (l == 0: a fully padded row) gets 0, not NaN.
     return acc / jnp.where(l > 0, l, 1.0)[..., None]          # [B, K, G, bq, H]
 
-  step = query_block if cached else jax.checkpoint(query_block)
+  step = jax.checkpoint(query_block)
   _, out_nBKGTH = jax.lax.scan(lambda c, x: (c, step(*x)), None,
                                (jnp.arange(nq), q_nBTKGH))
   out = out_nBKGTH.transpose(1, 0, 4, 2, 3, 5).reshape(b, nq * bq, k, g, h)[:, :t]

@@ -159,8 +159,7 @@ class Attention(_Sharded):
     if cfg.attention == "splash" and cache is None:   # mask_BTS is the MaskSpec (see below)
       out = splash.splash(q, k_BKHS, v_BKSH, mask_BTS, dt, mesh=self.mesh, rules=self.rules)
     elif cfg.attention in ("blocked", "splash"):   # splash with a cache: the blocked path
-      out = attention.blocked(q, k_BKHS, v_BKSH, mask_BTS, cfg.attention_block,
-                              cache is not None, dt)
+      out = attention.blocked(q, k_BKHS, v_BKSH, mask_BTS, cfg.attention_block, dt)
     elif cfg.attention in ("xla", "cudnn"):
       out = attention.dot_product(q, k_BKHS, v_BKSH, mask_BTS, cfg.attention, dt)
     else:
