@@ -115,7 +115,7 @@ def blocked(q_BTKGH, k_BKHS, v_BKSH, spec: MaskSpec, block: int, dtype):
   outside the range sit under `lax.cond`, so the same code serves decode, prefill and the
   (reverse-differentiated) training forward, with or without a cache. A loop over exactly
   [lo, hi) would need a data-dependent trip count, which autodiff cannot reverse; on
-  XLA:CPU it was no faster (benchmark figures in docs/sampler.md).
+  XLA:CPU it was no faster (an ad-hoc comparison, recorded in docs/sampler.md).
   """
   b, t, k, g, h = q_BTKGH.shape
   s = k_BKHS.shape[-1]

@@ -70,6 +70,12 @@ def segment_ids(spec: MaskSpec) -> jax.Array:
   return jnp.where(valid_BT, seg_BT, jnp.min(seg_BT) - 1)
 
 
+@functools.cache
+def _warn_interpret():   # once per process, not once per layer and trace
+  logging.getLogger(__name__).warning(
+      "attention='splash' off TPU runs the Pallas interpreter (slow; meant for tests)")
+
+
 def _local(q_BTKGH, k_BKHS, v_BKSH, seg_BT, interpret: bool):
   """Splash on one device's (batch, kv-head) shard; T already a multiple of ALIGN."""
   b, t, k, g, h = q_BTKGH.shape
@@ -98,8 +104,7 @@ def splash(q_BTKGH, k_BKHS, v_BKSH, spec: MaskSpec, dtype, *, mesh: Mesh | None 
   if interpret is None:
     interpret = jax.default_backend() != "tpu"
     if interpret:
-      logging.getLogger(__name__).warning(
-          "attention='splash' off TPU runs the Pallas interpreter (slow; meant for tests)")
+      _warn_interpret()
   seg_BT = segment_ids(spec)
   pad = -t % ALIGN
   cdt = q_BTKGH.dtype
