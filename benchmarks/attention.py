@@ -17,10 +17,10 @@ Memory, two ways:
     just before it (peak reset through /proc/self/clear_refs; Linux only).
 A point whose planned temp exceeds --max_gib is not executed: its row says `skip` with the
 bytes the plan would need (the reference's fp32 [B, K, G, T, S] scores grow with T^2).
-Time: prefill, one execution after compilation (XLA:CPU needs no warm-up), wall time and
-the process's CPU time (`cpu`, all threads: less sensitive to other jobs' load than wall
-time); decode, the best of --repeats after one warm-up (wall time). The 1-minute load average is printed on every row:
-the machine may be shared and times then move by tens of percent.
+Time: wall time and the process's CPU time (`cpu`, all threads: less sensitive to other
+jobs' load than wall time); prefill, one execution after compilation (XLA:CPU needs no
+warm-up); decode, the best of --repeats after one warm-up. The 1-minute load average is
+printed on every row: the machine may be shared and times then move by tens of percent.
 """
 from __future__ import annotations
 
@@ -89,10 +89,10 @@ def point(cfg, graphdef, params, context: int, mode: str, repeats: int, max_gib:
   seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
   if mode == "decode":
     for _ in range(repeats):
-      t0 = time.perf_counter()
+      t0, c0 = time.perf_counter(), time.process_time()
       jax.block_until_ready(compiled(*args))
       seconds = min(seconds, time.perf_counter() - t0)
-    cpu = None   # the process CPU time is reported for prefill (one execution) only
+      cpu = min(cpu, time.process_time() - c0)
   rss = _status()["VmHWM"] - before
   return dict(out, skipped=False, seconds=seconds, cpu=cpu, rss=rss)
 
@@ -148,7 +148,7 @@ def main():
                 f"{'-':>9s} | {'-':>8s} | load {load:.1f}   (plan > --max_gib {a.max_gib:g})", flush=True)
           continue
         ms = 1e3 * r["seconds"]
-        cpu = "-" if r["cpu"] is None else f"{r['cpu']:.1f} s"
+        cpu = f"{r['cpu']:.1f} s" if r["cpu"] >= 1 else f"{1e3 * r['cpu']:.1f} ms"
         print(f"{head} {ms:7.1f}ms | {_fmt_bytes(r['temp']):>11s} | {_fmt_bytes(r['io']):>9s} | "
               f"{_fmt_bytes(r['rss']):>9s} | {cpu:>8s} | load {load:.1f}", flush=True)
 
