@@ -17,9 +17,10 @@ Memory, two ways:
     just before it (peak reset through /proc/self/clear_refs; Linux only).
 A point whose planned temp exceeds --max_gib is not executed: its row says `skip` with the
 bytes the plan would need (the reference's fp32 [B, K, G, T, S] scores grow with T^2).
-Time: prefill, one execution after compilation (XLA:CPU needs no warm-up); decode, the
-best of --repeats after one warm-up. The 1-minute load average is printed on every row:
-the machine may be shared and times then move by tens of percent.
+Time: wall time and the process's CPU time (`cpu`, all threads: less sensitive to other
+jobs' load than wall time); prefill, one execution after compilation (XLA:CPU needs no
+warm-up); decode, the best of --repeats after one warm-up. The 1-minute load average is
+printed on every row: the machine may be shared and times then move by tens of percent.
 """
 from __future__ import annotations
 
@@ -83,16 +84,17 @@ def point(cfg, graphdef, params, context: int, mode: str, repeats: int, max_gib:
   before = _status()["VmRSS"]
   with open("/proc/self/clear_refs", "w") as f:   # reset the high-water mark to the current RSS
     f.write("5")
-  t0 = time.perf_counter()
+  t0, c0 = time.perf_counter(), time.process_time()
   jax.block_until_ready(compiled(*args))
-  seconds = time.perf_counter() - t0
+  seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
   if mode == "decode":
     for _ in range(repeats):
-      t0 = time.perf_counter()
+      t0, c0 = time.perf_counter(), time.process_time()
       jax.block_until_ready(compiled(*args))
       seconds = min(seconds, time.perf_counter() - t0)
+      cpu = min(cpu, time.process_time() - c0)
   rss = _status()["VmHWM"] - before
-  return dict(out, skipped=False, seconds=seconds, rss=rss)
+  return dict(out, skipped=False, seconds=seconds, cpu=cpu, rss=rss)
 
 
 def _fmt_bytes(n: float) -> str:
@@ -123,7 +125,7 @@ def main():
   print(f"tiny model, batch 1, fp32, block {a.block}; one subprocess per (impl, context); "
         f"{os.cpu_count()} CPUs")
   print(f"{'impl':9s} {'mode':7s} {'context':>7s} | {'time':>9s} | {'temp (plan)':>11s} | "
-        f"{'args+out':>9s} | {'rss peak':>9s} | load")
+        f"{'args+out':>9s} | {'rss peak':>9s} | {'cpu':>8s} | load")
   for impl in a.impls.split(","):
     for context in (int(c) for c in a.contexts.split(",")):
       cmd = [sys.executable, __file__, "--point", f"{impl},{context}", "--modes", ",".join(modes),
@@ -143,11 +145,12 @@ def main():
         head = f"{impl:9s} {r['mode']:7s} {context:7d} |"
         if r["skipped"]:
           print(f"{head} {'skip':>9s} | {_fmt_bytes(r['temp']):>11s} | {_fmt_bytes(r['io']):>9s} | "
-                f"{'-':>9s} | load {load:.1f}   (plan > --max_gib {a.max_gib:g})", flush=True)
+                f"{'-':>9s} | {'-':>8s} | load {load:.1f}   (plan > --max_gib {a.max_gib:g})", flush=True)
           continue
         ms = 1e3 * r["seconds"]
+        cpu = f"{r['cpu']:.1f} s" if r["cpu"] >= 1 else f"{1e3 * r['cpu']:.1f} ms"
         print(f"{head} {ms:7.1f}ms | {_fmt_bytes(r['temp']):>11s} | {_fmt_bytes(r['io']):>9s} | "
-              f"{_fmt_bytes(r['rss']):>9s} | load {load:.1f}", flush=True)
+              f"{_fmt_bytes(r['rss']):>9s} | {cpu:>8s} | load {load:.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,19 +6,25 @@ in the cache layouts k [B, K, H, S], v [B, K, S, H] (see kv_cache.py).
 
 * "reference": scores [B, K, G, T, S] in float32, masked, softmax, then values. The
   definition the others are tested against (tests/models/test_attention.py, 1e-5 fp32).
-* "blocked": flash-style online softmax over key blocks of `attention_block` slots.
-  Scores exist one [T, block] tile at a time, never [T, S]; the mask is built per
-  block from its ingredients (`MaskSpec`), so no [T, S] boolean either. With a cache
-  (decode), only the blocks up to the last written slot are read (a loop with a
-  data-dependent trip count), so a step costs the filled context, not the cache
-  length. Without a cache the loop has a static count and each block is
-  rematerialised in the backward pass (memory O(T x block), not O(T x S)).
+* "blocked": flash-style online softmax over [block x block] tiles (`attention_block`).
+  Scores exist one tile at a time, never [T, S]; the mask is built per tile from its
+  ingredients (`MaskSpec`), so no [T, S] boolean either. Query block i reads only key
+  blocks [lo, hi_i): none above its causal diagonal and none before the earliest valid
+  key of any row (left padding): about half the tiles of a long prefill; in decode only
+  the blocks up to the last written slot, so a step costs the filled context, not the
+  cache length. The loop has a static trip count with the skipped tiles under `lax.cond`,
+  so every path (decode, prefill into a cache, the training forward) reverse-mode
+  differentiates; each query block and each tile is rematerialised in the backward pass
+  (memory O(T x block), not O(T x S)).
+* "splash": the Pallas splash kernel for TPU (r1jax/models/splash.py), no-cache calls only;
+  with a cache the transformer uses "blocked".
 * "xla" / "cudnn": `jax.nn.dot_product_attention` with that `implementation` (cuDNN
   flash attention on GPU needs bf16/fp16; untested here: there is no GPU in CI).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -40,17 +46,23 @@ class MaskSpec:
   q_segments_BT: jax.Array | None = None
   k_segments_BS: jax.Array | None = None
 
-  def block(self, t: int, s0, size: int) -> jax.Array:
-    slots = s0 + jnp.arange(size)
+  def tile(self, q0, tq: int, s0, sk: int) -> jax.Array:
+    """[B, tq, sk] slice of the mask: queries q0 .. q0+tq-1, key slots s0 .. s0+sk-1."""
+    slots = s0 + jnp.arange(sk)
     off = self.q_offset
-    q_slot = (off[:, None] if off.ndim else off[None, None]) + jnp.arange(t)[None, :]  # [B|1, T]
-    mask = slots[None, None, :] <= q_slot[:, :, None]
-    mask = mask & jax.lax.dynamic_slice_in_dim(self.kv_mask_BS, s0, size, axis=1
+    q_slot = (off[:, None] if off.ndim else off[None, None]) + q0 + jnp.arange(tq)[None, :]
+    mask = slots[None, None, :] <= q_slot[:, :, None]                          # [B|1, tq, sk]
+    mask = mask & jax.lax.dynamic_slice_in_dim(self.kv_mask_BS, s0, sk, axis=1
                                                )[:, None, :].astype(bool)
     if self.q_segments_BT is not None:
-      seg_k = jax.lax.dynamic_slice_in_dim(self.k_segments_BS, s0, size, axis=1)
-      mask = mask & (self.q_segments_BT[:, :, None] == seg_k[:, None, :])
+      seg_q = jax.lax.dynamic_slice_in_dim(self.q_segments_BT, q0, tq, axis=1)
+      seg_k = jax.lax.dynamic_slice_in_dim(self.k_segments_BS, s0, sk, axis=1)
+      mask = mask & (seg_q[:, :, None] == seg_k[:, None, :])
     return mask
+
+  def block(self, t: int, s0, size: int) -> jax.Array:
+    """[B, t, size]: all t queries against key slots s0 .. s0+size-1."""
+    return self.tile(0, t, s0, size)
 
   def full(self, t: int) -> jax.Array:
     return self.block(t, 0, self.kv_mask_BS.shape[1])
@@ -92,27 +104,51 @@ def _reference_small_query(q_BTKGH, k_BKHS, v_BKSH, mask_BTS, dtype):
   return out.transpose(0, 3, 1, 2, 4).astype(dtype)
 
 
-def blocked(q_BTKGH, k_BKHS, v_BKSH, spec: MaskSpec, block: int, cached: bool, dtype):
-  """Online-softmax attention over key blocks (see the module docstring)."""
+def blocked(q_BTKGH, k_BKHS, v_BKSH, spec: MaskSpec, block: int, dtype):
+  """Online-softmax attention over [block x block] tiles (see the module docstring).
+
+  Queries go in blocks of `block` (an outer scan), keys in blocks of `block` (an inner
+  loop). Query block i only needs key blocks [lo, hi_i): hi_i ends at the block holding the
+  slot of its last query (causal), lo starts at the block holding the earliest valid key of
+  any row (left padding). The others are skipped: about half the tiles of a long prefill,
+  all but the filled ones of a decode step. The loop has a static trip count and the tiles
+  outside the range sit under `lax.cond`, so the same code serves decode, prefill and the
+  (reverse-differentiated) training forward, with or without a cache. A loop over exactly
+  [lo, hi) would need a data-dependent trip count, which autodiff cannot reverse; on
+  XLA:CPU it was no faster (an ad-hoc comparison, recorded in docs/sampler.md).
+  """
   b, t, k, g, h = q_BTKGH.shape
   s = k_BKHS.shape[-1]
-  block = min(block, s)
-  pad = -s % block
-  if pad:  # padded key slots are invalid in the mask
-    k_BKHS = jnp.pad(k_BKHS, ((0, 0), (0, 0), (0, 0), (0, pad)))
-    v_BKSH = jnp.pad(v_BKSH, ((0, 0), (0, 0), (0, pad), (0, 0)))
-    spec = dataclasses.replace(spec, kv_mask_BS=jnp.pad(spec.kv_mask_BS, ((0, 0), (0, pad))),
+  bk, bq = min(block, s), min(block, t)
+  pad_s, pad_t = -s % bk, -t % bq
+  if pad_s:  # padded key slots are invalid in the mask
+    k_BKHS = jnp.pad(k_BKHS, ((0, 0), (0, 0), (0, 0), (0, pad_s)))
+    v_BKSH = jnp.pad(v_BKSH, ((0, 0), (0, 0), (0, pad_s), (0, 0)))
+    spec = dataclasses.replace(spec, kv_mask_BS=jnp.pad(spec.kv_mask_BS, ((0, 0), (0, pad_s))),
                                k_segments_BS=None if spec.k_segments_BS is None else
-                               jnp.pad(spec.k_segments_BS, ((0, 0), (0, pad)), constant_values=-1))
-  q = q_BTKGH.astype(jnp.float32) * (h ** -0.5)
+                               jnp.pad(spec.k_segments_BS, ((0, 0), (0, pad_s)), constant_values=-1))
+  if pad_t:  # padded queries are computed (whatever they see) and sliced off
+    q_BTKGH = jnp.pad(q_BTKGH, ((0, 0), (0, pad_t), (0, 0), (0, 0), (0, 0)))
+    if spec.q_segments_BT is not None:
+      spec = dataclasses.replace(spec, q_segments_BT=jnp.pad(spec.q_segments_BT,
+                                                             ((0, 0), (0, pad_t))))
+  nq, nk = (t + pad_t) // bq, (s + pad_s) // bk
+  q_nBTKGH = (q_BTKGH.astype(jnp.float32) * (h ** -0.5)).reshape(b, nq, bq, k, g, h
+                                                                   ).transpose(1, 0, 2, 3, 4, 5)
+  # A plain min, not an argmax: XLA constant-folds a variadic (argmax) reduce of a constant
+  # mask (e.g. the all-ones default) very slowly (42 s for [8, 32768] at compile time).
+  first_valid = jnp.min(jnp.where(spec.kv_mask_BS.astype(bool), jnp.arange(s + pad_s)[None],
+                                  s + pad_s))
+  lo = jnp.minimum(first_valid // bk, nk)
+  last_offset = jnp.max(spec.q_offset)
 
-  def body(j, carry):
-    m, l, acc = carry                                       # [B,K,G,T], [B,K,G,T], [B,K,G,T,H]
-    s0 = j * block
-    kb = jax.lax.dynamic_slice_in_dim(k_BKHS, s0, block, axis=3).astype(jnp.float32)
-    vb = jax.lax.dynamic_slice_in_dim(v_BKSH, s0, block, axis=2).astype(jnp.float32)
-    sc = jnp.einsum("btkgh,bkhs->bkgts", q, kb)
-    sc = jnp.where(spec.block(t, s0, block)[:, None, None], sc, MASK_VALUE)
+  def key_block(i, q_BTKGH, j, carry):
+    m, l, acc = carry                                       # [B,K,G,bq], [B,K,G,bq], [B,K,G,bq,H]
+    s0 = j * bk
+    kb = jax.lax.dynamic_slice_in_dim(k_BKHS, s0, bk, axis=3).astype(jnp.float32)
+    vb = jax.lax.dynamic_slice_in_dim(v_BKSH, s0, bk, axis=2).astype(jnp.float32)
+    sc = jnp.einsum("btkgh,bkhs->bkgts", q_BTKGH, kb)
+    sc = jnp.where(spec.tile(i * bq, bq, s0, bk)[:, None, None], sc, MASK_VALUE)
     m_new = jnp.maximum(m, jnp.max(sc, axis=-1))
     corr = jnp.exp(m - m_new)
     p = jnp.exp(sc - m_new[..., None])
@@ -120,18 +156,22 @@ def blocked(q_BTKGH, k_BKHS, v_BKSH, spec: MaskSpec, block: int, cached: bool, d
     acc = acc * corr[..., None] + jnp.einsum("bkgts,bksh->bkgth", p, vb)
     return m_new, l, acc
 
-  init = (jnp.full((b, k, g, t), -jnp.inf, jnp.float32), jnp.zeros((b, k, g, t), jnp.float32),
-          jnp.zeros((b, k, g, t, h), jnp.float32))
-  n_blocks = (s + pad) // block
-  if cached:
-    # Only blocks holding a slot <= the last query's slot can hold a valid key.
-    last = jnp.max(spec.q_offset) + t - 1
-    n_read = jnp.minimum(last // block + 1, n_blocks)
-    _, l, acc = jax.lax.fori_loop(0, n_read, body, init)
-  else:
-    _, l, acc = jax.lax.fori_loop(0, n_blocks, jax.checkpoint(body), init)
-  out = acc / l[..., None]
-  return out.transpose(0, 3, 1, 2, 4).astype(dtype)        # [B, T, K, G, H]
+  def query_block(i, q_BTKGH):
+    # Key blocks past the one holding the last query's slot hold no key this block sees.
+    hi = jnp.minimum((last_offset + jnp.minimum((i + 1) * bq, t) - 1) // bk + 1, nk)
+    init = (jnp.full((b, k, g, bq), -jnp.inf, jnp.float32), jnp.zeros((b, k, g, bq), jnp.float32),
+            jnp.zeros((b, k, g, bq, h), jnp.float32))
+    body = jax.checkpoint(functools.partial(key_block, i, q_BTKGH))
+    skip = lambda j, c: jax.lax.cond((j >= lo) & (j < hi), body, lambda j, c: c, j, c)
+    _, l, acc = jax.lax.fori_loop(0, nk, skip, init)
+    # A query whose every key tile was skipped (l == 0: a fully padded row) gets 0, not NaN.
+    return acc / jnp.where(l > 0, l, 1.0)[..., None]          # [B, K, G, bq, H]
+
+  step = jax.checkpoint(query_block)
+  _, out_nBKGTH = jax.lax.scan(lambda c, x: (c, step(*x)), None,
+                               (jnp.arange(nq), q_nBTKGH))
+  out = out_nBKGTH.transpose(1, 0, 4, 2, 3, 5).reshape(b, nq * bq, k, g, h)[:, :t]
+  return out.astype(dtype)                                  # [B, T, K, G, H]
 
 
 def dot_product(q_BTKGH, k_BKHS, v_BKSH, mask_BTS, implementation: str, dtype):

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 
 FAMILIES = ("qwen2", "llama", "qwen3")
-ATTENTION_IMPLS = ("reference", "blocked", "xla", "cudnn")  # see r1jax/models/attention.py
+ATTENTION_IMPLS = ("reference", "blocked", "xla", "cudnn", "splash")  # see r1jax/models/attention.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,9 +51,12 @@ class ModelConfig:
   param_dtype: str = "float32"
   dtype: str = "float32"
   remat: bool = False           # rematerialise each layer in the backward pass
-  # Attention implementation (r1jax/models/attention.py): "reference" ([T, S] fp32 scores),
-  # "blocked" (flash-style over key blocks of attention_block slots; decode reads only the
-  # filled blocks), "xla" / "cudnn" (jax.nn.dot_product_attention).
+  # Attention implementation (r1jax/models/attention.py, docs/sampler.md): "reference"
+  # ([T, S] fp32 scores), "blocked" (flash-style over [attention_block]^2 tiles, skipping
+  # those above the causal diagonal; decode reads only the filled blocks), "xla" / "cudnn"
+  # (jax.nn.dot_product_attention), "splash" (Pallas splash kernel for TPU, r1jax/models/
+  # splash.py: the full-sequence forward and backward; calls with a KV cache use "blocked";
+  # off TPU it runs the Pallas interpreter, for tests only).
   attention: str = "reference"
   attention_block: int = 512
 

@@ -30,7 +30,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from r1jax.models import attention
+from r1jax.models import attention, splash
 from r1jax.models.config import ModelConfig, RopeScaling
 from r1jax.sharding import ShardingRules, shard_activation
 
@@ -156,9 +156,10 @@ class Attention(_Sharded):
     b, t, n, h = q.shape
     kv = cfg.num_kv_heads
     q = q.reshape(b, t, kv, n // kv, h)
-    if cfg.attention == "blocked":   # mask_BTS is then the MaskSpec it is built from
-      out = attention.blocked(q, k_BKHS, v_BKSH, mask_BTS, cfg.attention_block,
-                              cache is not None, dt)
+    if cfg.attention == "splash" and cache is None:   # mask_BTS is the MaskSpec (see below)
+      out = splash.splash(q, k_BKHS, v_BKSH, mask_BTS, dt, mesh=self.mesh, rules=self.rules)
+    elif cfg.attention in ("blocked", "splash"):   # splash with a cache: the blocked path
+      out = attention.blocked(q, k_BKHS, v_BKSH, mask_BTS, cfg.attention_block, dt)
     elif cfg.attention in ("xla", "cudnn"):
       out = attention.dot_product(q, k_BKHS, v_BKSH, mask_BTS, cfg.attention, dt)
     else:
@@ -285,8 +286,9 @@ class Transformer(_Sharded):
       if len(cache) != self.cfg.num_layers:
         raise ValueError(f"Cache has {len(cache)} layers, model has {self.cfg.num_layers}")
     spec = _mask_spec(kv_mask_BS, cache_index if cache is not None else None, segment_ids_BT)
-    # The blocked attention builds the mask per key block; the others take it whole.
-    mask = spec if self.cfg.attention == "blocked" else spec.full(t)
+    # The blocked attention builds the mask per tile and splash maps it to segment ids;
+    # the others take it whole.
+    mask = spec if self.cfg.attention in ("blocked", "splash") else spec.full(t)
     x = jnp.take(self.embedding[...], tokens_BT, axis=0).astype(self.cfg.jnp_dtype)
     x = self.shard(x, ("batch", "seq", "act_embed"))
     forward = _remat_block_forward if (self.cfg.remat and cache is None) else _block_forward

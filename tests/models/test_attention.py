@@ -28,7 +28,7 @@ def test_blocked_kernel_matches_reference(block):
   kv_mask = jnp.array([[0, 0, 0, 1, 1, 1, 1, 1, 1], [1] * 9], jnp.int32)   # left padding
   spec = attention.MaskSpec(kv_mask, jnp.zeros((), jnp.int32))
   ref = attention.reference(q, k, v, spec.full(9), jnp.float32)
-  out = attention.blocked(q, k, v, spec, block, False, jnp.float32)
+  out = attention.blocked(q, k, v, spec, block, jnp.float32)
   real = np.asarray(spec.full(9).any(-1))   # query rows with at least one valid key
   np.testing.assert_allclose(np.asarray(out)[real], np.asarray(ref)[real], atol=1e-5, rtol=1e-5)
   out = attention.dot_product(q, k, v, spec.full(9), "xla", jnp.float32)
@@ -45,9 +45,50 @@ def test_blocked_decode_reads_only_filled_blocks():
   ref = attention.reference(q, k, v, spec.full(1), jnp.float32)
   poison = jnp.arange(32)[None, None, :, None] >= 16   # blocks of 8: rows need blocks 0 and 1
   v_nan = jnp.where(poison, jnp.nan, v)
-  out = attention.blocked(q, k, v_nan, spec, 8, True, jnp.float32)
+  out = attention.blocked(q, k, v_nan, spec, 8, jnp.float32)
   np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
   assert np.isnan(np.asarray(attention.reference(q, k, v_nan, spec.full(1), jnp.float32))).any()
+
+
+def test_blocked_prefill_skips_tiles_above_the_diagonal_and_before_the_first_key():
+  """Blocks of 8 over 32 slots, both rows left-padded over the whole first block. NaN in
+  the values of key block 0 (padding only) and key block 3: query blocks 1 and 2 must never
+  read either (block 0 lies before every valid key, block 3 above their diagonal), so
+  their rows equal the reference on clean values; without the skips they would be NaN."""
+  q, k, v = _qkv(t=32, s=32)
+  kv_mask = (jnp.arange(32)[None] >= jnp.array([[8], [11]])).astype(jnp.int32)
+  spec = attention.MaskSpec(kv_mask, jnp.zeros((), jnp.int32))
+  ref = attention.reference(q, k, v, spec.full(32), jnp.float32)
+  slot = jnp.arange(32)[None, None, :, None]
+  v_nan = jnp.where((slot < 8) | (slot >= 24), jnp.nan, v)
+  out = attention.blocked(q, k, v_nan, spec, 8, jnp.float32)
+  np.testing.assert_allclose(out[:, 11:24], ref[:, 11:24], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_blocked_gradient_matches_reference(cached):
+  """Every blocked path (static loop, skipped tiles under lax.cond) differentiates to the
+  reference's gradient in q, k and v; a loss over the valid rows, blocks of 4. Cached: 3
+  queries at per-row slots 4 and 6 of a 9-slot cache (the shared-prompt forward's shape)."""
+  q, k, v = _qkv(t=3 if cached else 9)
+  if cached:
+    offset = jnp.array([4, 6])
+    kv_mask = (jnp.arange(9)[None] < offset[:, None] + 3).astype(jnp.int32).at[0, :2].set(0)
+    rows = jnp.ones((2, 3), jnp.int32)
+  else:
+    offset = jnp.zeros((), jnp.int32)
+    kv_mask = rows = jnp.array([[0, 0, 0, 1, 1, 1, 1, 1, 1], [1] * 9], jnp.int32)
+  spec = attention.MaskSpec(kv_mask, offset)
+  w = jax.random.normal(jax.random.key(5), q.shape) * rows[:, :, None, None, None]
+
+  def grads(fn):
+    return jax.jit(jax.grad(lambda q, k, v: jnp.sum(fn(q, k, v) * w), argnums=(0, 1, 2)))(q, k, v)
+
+  t = q.shape[1]
+  ref = grads(lambda q, k, v: attention.reference(q, k, v, spec.full(t), jnp.float32))
+  out = grads(lambda q, k, v: attention.blocked(q, k, v, spec, 4, jnp.float32))
+  for a, b in zip(out, ref):
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
 
 
 @pytest.fixture(scope="module")
