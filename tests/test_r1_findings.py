@@ -28,6 +28,11 @@ def test_config_branches_share_the_base():
   assert all(c.init_from[b] == "pretrain" for b in f.RL_BRANCHES)
   # The base writes the R1 format on every sample: no untagged solutions in its corpus.
   assert c.stages.pretrain.data.sources[0]["options"]["untagged_rate"] == 0.0
+  # The second design's base: 60% precedence solutions, 1000 steps; the first design's is an option.
+  assert (c.stages.pretrain.data.sources[0]["error_rate"], c.stages.pretrain.train.num_steps) == (
+      0.4, 1000)
+  first = f.load_config("tiny", seed=1, error_rate=0.7, pretrain_steps=600).stages.pretrain
+  assert (first.data.sources[0]["error_rate"], first.train.num_steps) == (0.7, 600)
   shipped, quick = c.stages.r1_zero_shipped, f.load_config("tiny").stages.r1_zero_shipped
   assert (shipped.optim.learning_rate, shipped.rl.group_size) == (2e-4, 8)
   assert quick.train.num_steps == 100
