@@ -5,12 +5,16 @@
 
 One pipeline per seed (`r1jax.pipeline`), stages shared between findings:
 
-  pretrain        the quickstart's base (configs/quickstart.py: tiny preset, 8,000 worked solutions, 600 steps
-                  of 2-3-operation arithmetic, SentencePiece tokenizer), but with untagged_rate=0:
-                  every solution ends in `<answer>`, so the base already writes the R1 format on
-                  every sample and any RL gain is correctness, not format. `error_rate` of the
-                  solutions read the expression left to right (ignoring precedence): the base is
-                  weak, the right strategy is in its distribution, so accuracy has room to rise.
+  pretrain        the quickstart's base (configs/quickstart.py: tiny preset, 8,000 worked solutions
+                  of 2-3-operation arithmetic, SentencePiece tokenizer), trained 1000 steps, with
+                  untagged_rate=0: every solution ends in `<answer>`, so the base already writes
+                  the R1 format on every sample and any RL gain is correctness, not format.
+                  `error_rate` (0.4) of the solutions read the expression left to right (ignoring
+                  precedence), the rest use precedence. The first design (error_rate 0.7, 600
+                  steps: `error_rate=0.7,pretrain_steps=600`) gave a base right on ~1% of the
+                  precedence-sensitive problems, so GRPO groups there had no variance and RL only
+                  removed slips elsewhere; this one sets out on the precedence order about half
+                  the time and is right on ~9% of them: weak, but with signal for RL.
   r1_zero_shipped the quickstart's R1-Zero stage unchanged (lr 2e-4, G=8, 16 prompts, 100 steps)
   r1_zero         the findings' R1-Zero recipe: lr 5e-5, G=16, 8 prompts (the same 128 samples
                   per step as the shipped stage), 150 steps
@@ -18,9 +22,7 @@ One pipeline per seed (`r1jax.pipeline`), stages shared between findings:
   r1_zero_t06     the findings recipe sampling its rollouts at temperature 0.6 (the evaluation's)
                   instead of 1: the loss divides the logits by the same temperature, so GRPO
                   optimises the expected reward of the tempered policy the evaluation samples.
-                  At T 1 the base slips often (training accuracy ~15% vs ~34% held-out at T 0.6),
-                  so most groups are all wrong and much of the update sharpens the distribution
-                  rather than choosing the right strategy.
+                  (Tried on the first design's base: no better than T 1.)
 
 Finding 0 (RL improves correctness, not only format) compares pretrain with r1_zero_shipped and
 r1_zero; finding 1 (R1-Zero without SFT: held-out pass@1 rises, cons@k > pass@1) reads r1_zero.
@@ -28,7 +30,8 @@ Held-out evaluation after every stage is the quickstart's: 200 hash-disjoint tes
 pass@1 over k=4 samples at temperature 0.6, top-p 0.95, and cons@4, strict `<answer>` rule.
 
 Presets: `tiny` (the recorded run), `small` (the slow test: shorter stages, same structure).
-Options: `seed=N`, `branches=r1_zero_shipped+r1_zero` (which RL branches to run; default all).
+Options: `seed=N`, `branches=r1_zero_shipped+r1_zero` (which RL branches to run; default all),
+`error_rate=0.4` and `pretrain_steps=N` (the base's corpus and length; the preset's by default).
 """
 import ml_collections
 
@@ -39,9 +42,10 @@ BRANCHES = ("r1_zero", "r1_zero_shipped", "r1_zero_lr", "r1_zero_t06")   # run o
 
 def _sizes(preset: str) -> dict:
   if preset == "tiny":
-    # The base trains 600 steps, not the quickstart's 1500: on the shared 2-core machine 1500
-    # steps took ~50 min under load; the shorter base is weaker, which this finding wants.
-    return dict(pretrain=600, examples=8000, shipped_steps=100, steps=150, eval=200)
+    # The base trains 1000 steps, not the quickstart's 1500 (~50 min under load on the shared
+    # 2-core machine). The first design's 600-step base (error_rate 0.7) never executed the
+    # precedence strategy (right on ~1% of precedence-sensitive problems), so RL had no signal there.
+    return dict(pretrain=1000, examples=8000, shipped_steps=100, steps=150, eval=200)
   if preset == "small":
     # The slow test: a shorter base and RL, fewer held-out problems (larger standard error).
     return dict(pretrain=300, examples=4000, shipped_steps=30, steps=40, eval=64)
@@ -50,13 +54,15 @@ def _sizes(preset: str) -> dict:
 
 def get_config(arg: str = "tiny"):
   preset, opts = sibling_config(__file__, "sft_mix").parse_arg(
-      arg, seed="0", branches="+".join(BRANCHES), error_rate="0.7")
+      arg, seed="0", branches="+".join(BRANCHES), error_rate="0.4", pretrain_steps="")
   seed = int(opts["seed"])
   branches = tuple(b for b in opts["branches"].split("+") if b)
   unknown = set(branches) - set(BRANCHES)
   if unknown:
     raise ValueError(f"Unknown branches {sorted(unknown)}; known: {BRANCHES}")
   n = _sizes(preset)
+  if opts["pretrain_steps"]:
+    n["pretrain"] = int(opts["pretrain_steps"])
   quick = sibling_config(__file__, "quickstart")
   q = quick.get_config(str(seed))
   task = dict(quick.TASK)
@@ -64,7 +70,7 @@ def get_config(arg: str = "tiny"):
   pretrain = sibling_config(__file__, "sft").tiny_base_pretrain(
       seed, steps=n["pretrain"], arith=task, error_rate=float(opts["error_rate"]),
       examples=n["examples"], untagged_rate=0.0, log_every=100,
-      checkpoint_every=min(600, n["pretrain"]))
+      checkpoint_every=min(500, n["pretrain"]))
 
   def rl(steps: int, lr: float | None = None, group_size: int | None = None,
          num_prompts: int | None = None, temperature: float | None = None):
