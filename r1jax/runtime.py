@@ -5,8 +5,8 @@ On a CPU, r1jax runs fastest as a small mesh of CPU devices (one per core) with 
 (`benchmarks/peers.py`, 2 cores; docs/performance.md): one device with YNNPACK 2.77-2.91 s,
 one device with Eigen 2.78 s, two devices with YNNPACK 2.58 s, two devices with Eigen
 2.43-2.49 s. Small decode matmuls leave a core idle; two devices run two halves of the
-batch side by side, and Eigen's dots take the weight-gradient operands in the layout the
-backward produces (YNNPACK's need a transposed copy of each MLP activation).
+batch side by side. Eigen's dots were faster than YNNPACK's at these shapes in the update and
+the reference pass (measured, not explained: docs/performance.md).
 
 Both settings only touch the CPU backend (`jax_num_cpu_devices`, an `--xla_cpu_*` flag), so
 they are harmless on GPU / TPU hosts, where the accelerator stays the default backend.
