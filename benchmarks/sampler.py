@@ -16,7 +16,7 @@ phase (ideal, i.e. the useful work at each token's real context length c):
 machine figures are the best seen over repeated measurements: other jobs only
 slow things down). The matmul peak is the better of XLA:CPU's YNNPACK and Eigen dots. Like
 `python -m r1jax.main`, the script first applies r1jax's CPU runtime (r1jax/runtime.py: one
-JAX device per core, Eigen matmuls; `JAX_NUM_CPU_DEVICES=1` undoes the split) and, with more
+JAX device per core; the sampler keeps YNNPACK dots; `JAX_NUM_CPU_DEVICES=1` undoes the split) and, with more
 than one device, shards the batch over them. The sampler's decode attends over all S = P + L cache slots
 every step (static shapes), which the ideal count does not charge for; at these
 sizes that is a small term.

@@ -1,17 +1,18 @@
-"""Process-level XLA:CPU settings, applied before JAX starts its backends.
+"""XLA:CPU settings: the CPU device count (per process) and the training programs' matmuls.
 
-On a CPU, r1jax runs fastest as a small mesh of CPU devices (one per core) with XLA's own
-(Eigen) matmuls instead of its YNNPACK fusions. Measured on the peers benchmark's GRPO step
+On a CPU, r1jax runs fastest as a small mesh of CPU devices (one per core), with XLA's own
+(Eigen) dots in the training programs (update, reference / pi_old log-probs) and XLA:CPU's
+default YNNPACK dots everywhere else. Measured on the peers benchmark's GRPO step
 (`benchmarks/peers.py`, 2 cores; docs/performance.md): one device with YNNPACK 2.77-2.91 s,
-one device with Eigen 2.78 s, two devices with YNNPACK 2.58 s, two devices with Eigen
-2.43-2.49 s. Small decode matmuls leave a core idle; two devices run two halves of the
-batch side by side. Eigen's dots were faster than YNNPACK's at these shapes in the update and
-the reference pass (measured, not explained: docs/performance.md).
+two devices with YNNPACK 2.58-2.63 s, two devices with Eigen 2.43-2.49 s. Small decode
+matmuls leave a core idle, so two devices decode the two halves of the batch side by side.
+Eigen's dots ran the update and reference faster (measured, not explained), but made the
+quickstart's decode (d = 128) several times slower, so the sampler keeps YNNPACK: Eigen is a
+per-program compiler option (`train_jit_kwargs`), not a process flag.
 
-Both settings only touch the CPU backend (`jax_num_cpu_devices`, an `--xla_cpu_*` flag), so
-they are harmless on GPU / TPU hosts, where the accelerator stays the default backend.
-Neither is applied over a user's own choice: an explicit `JAX_NUM_CPU_DEVICES`,
-`--xla_force_host_platform_device_count`, or YNN flag in `XLA_FLAGS` wins.
+Only the CPU backend is touched (`jax_num_cpu_devices`, an `xla_cpu_*` option on CPU jits),
+so GPU / TPU hosts are unaffected. An explicit `JAX_NUM_CPU_DEVICES`,
+`--xla_force_host_platform_device_count` or YNN flag in `XLA_FLAGS` wins.
 """
 from __future__ import annotations
 
@@ -42,12 +43,13 @@ def _backends_started() -> bool:
 
 
 def configure_cpu(cpu_devices: int | str = "auto", cpu_matmul: str = "eigen") -> dict:
-  """Sets the CPU device count and matmul library; returns what was applied.
+  """Sets the CPU device count and the training programs' matmuls; returns what was applied.
 
   cpu_devices: 'auto' (`auto_cpu_devices()`), or a count; 0 leaves JAX's default (1).
-  cpu_matmul: 'eigen' (XLA's dots; YNNPACK fusions off) or 'ynnpack' (XLA's default).
-  Call before the first JAX computation: once a backend exists, this only logs what it
-  could not change (a notebook should call it in its first cell).
+  cpu_matmul: the training programs' dots on CPU: 'eigen' (XLA's own; `train_jit_kwargs`) or
+    'ynnpack' (XLA:CPU's default, which the sampler always uses).
+  Call before the first JAX computation: once a backend exists the device count cannot
+  change (a notebook should call it in its first cell); the matmul choice still applies.
   """
   if cpu_matmul not in ("eigen", "ynnpack"):
     raise ValueError(f"cpu_matmul={cpu_matmul!r}: expected 'eigen' or 'ynnpack'")
@@ -59,21 +61,35 @@ def configure_cpu(cpu_devices: int | str = "auto", cpu_matmul: str = "eigen") ->
     n = int(cpu_devices)
     if n < 0:
       raise ValueError(f"cpu_devices={cpu_devices} must be >= 0")
+  global _train_matmul
+  _train_matmul = cpu_matmul   # read at jit time by train_jit_kwargs (no backend needed)
+  applied = {"cpu_matmul": cpu_matmul}
   flags = os.environ.get("XLA_FLAGS", "")
   user_count = ("JAX_NUM_CPU_DEVICES" in os.environ
                 or "--xla_force_host_platform_device_count" in flags)
-  applied = {}
   if _backends_started():
-    log.info("configure_cpu: JAX backends already started; CPU settings left as they are")
+    log.info("configure_cpu: JAX backends already started; the CPU device count is left as is")
     return applied
   import jax
   if n > 0 and not user_count and jax.config.jax_num_cpu_devices in (-1, 1):
     jax.config.update("jax_num_cpu_devices", n)
     applied["cpu_devices"] = n
-  if cpu_matmul == "eigen" and YNN_FLAG not in flags:
-    os.environ["XLA_FLAGS"] = (flags + f" {YNN_FLAG}=").strip()
-    applied["cpu_matmul"] = "eigen"
   return applied
+
+
+_train_matmul = "eigen"   # CommonConfig.cpu_matmul's default, until configure_cpu sets it
+
+
+def train_jit_kwargs() -> dict:
+  """`jax.jit` keyword arguments for a training program (update, reference / pi_old pass):
+  Eigen dots on the CPU backend when `cpu_matmul='eigen'` and the user's XLA_FLAGS do not
+  choose YNNPACK's fusions themselves; {} elsewhere."""
+  if _train_matmul != "eigen" or YNN_FLAG in os.environ.get("XLA_FLAGS", ""):
+    return {}
+  import jax
+  if jax.default_backend() != "cpu":
+    return {}
+  return {"compiler_options": {YNN_FLAG.lstrip("-"): ""}}
 
 
 def configure_cpu_from(config) -> dict:

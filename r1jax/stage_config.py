@@ -125,8 +125,9 @@ class CommonConfig:
   # preempted job reuses its compiled steps. '' = off.
   compilation_cache_dir: str = ""
   # CPU hosts (r1jax/runtime.py): 'auto' = one JAX CPU device per core (a power of two <= 8),
-  # so the batch is split over a CPU mesh; a count; or 0 for JAX's single device. Matmuls
-  # by 'eigen' (XLA's own dots) or 'ynnpack' (XLA:CPU's default). No effect on GPU / TPU.
+  # so the batch is split over a CPU mesh; a count; or 0 for JAX's single device. The
+  # training programs' dots: 'eigen' (XLA's own) or 'ynnpack' (XLA:CPU's default, which the
+  # sampler always uses). No effect on GPU / TPU.
   cpu_devices: int | str = "auto"
   cpu_matmul: str = "eigen"
   logging: LoggingSection = LoggingSection()

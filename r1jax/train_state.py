@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from r1jax import runtime
+
 Params = Any
 Batch = Mapping[str, jax.Array]
 LossFn = Callable[[Params, Batch], tuple[jax.Array, dict]]
@@ -178,7 +180,8 @@ def jit_train_step(step_fn, state_sharding: TrainState, batch_sharding: Any, mes
   """Jits once with explicit shardings; the state is donated (updated in place)."""
   rep = NamedSharding(mesh, P())
   return jax.jit(step_fn, in_shardings=(state_sharding, batch_sharding),
-                 out_shardings=(state_sharding, rep), donate_argnums=(0,))
+                 out_shardings=(state_sharding, rep), donate_argnums=(0,),
+                 **runtime.train_jit_kwargs())
 
 
 def next_token_loss(logits_BTV: jax.Array, targets_BT: jax.Array, weights_BT: jax.Array,

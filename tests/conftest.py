@@ -8,7 +8,7 @@ import jax  # noqa: E402
 
 from r1jax import runtime  # noqa: E402
 
-# What `python -m r1jax.main` sets on a CPU (XLA's Eigen matmuls), with 8 devices.
+# What `python -m r1jax.main` sets on a CPU (Eigen dots in the training programs), 8 devices.
 runtime.configure_cpu(cpu_devices=8)
 assert jax.config.jax_num_cpu_devices == 8, "a backend started before conftest ran"
 jax.config.update("jax_enable_x64", False)

@@ -4,8 +4,6 @@ import socket
 import subprocess
 import sys
 
-from r1jax import runtime
-
 
 def free_port() -> int:
   with socket.socket() as s:
@@ -19,11 +17,6 @@ def run_processes(script, args, tmp_path, reference, num_processes=2, local_devi
   in the message). Returns what `reference()` returned."""
   port = free_port()
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  # The processes use the reference's matmul library (tests/conftest.py: r1jax.runtime's Eigen
-  # dots), or their sums would differ from it in the last bits; device counts are theirs.
-  same_dots = [f for f in os.environ.get("XLA_FLAGS", "").split() if f.startswith(runtime.YNN_FLAG)]
-  if same_dots:
-    env["XLA_FLAGS"] = " ".join(same_dots)
   env["JAX_PLATFORMS"] = "cpu"
   procs, logs = [], []
   for i in range(num_processes):

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from r1jax import experiment, paths, sharding, stage_config
+from r1jax import experiment, paths, runtime, sharding, stage_config
 from r1jax.checkpoint import Checkpointer
 from r1jax.data import pipeline
 from r1jax.data.templates import for_tokenizer
@@ -105,7 +105,8 @@ def _make_update(graphdef, loss_cfg, optimizer, schedule, mesh, rules, state, gr
         for k, v in batch.items()}
     return step(state, mb)
 
-  return jax.jit(update, out_shardings=(state_sh, rep), donate_argnums=(0,))
+  return jax.jit(update, out_shardings=(state_sh, rep), donate_argnums=(0,),
+                 **runtime.train_jit_kwargs())
 
 
 LOGPROB_KEYS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
@@ -121,7 +122,7 @@ def _make_logprob_fn(graphdef, loss_cfg, mesh, rules, group_size: int = 1):
                                 batch["completion_ids"], batch["completion_mask"],
                                 loss_cfg.temperature, loss_cfg.vocab_chunk, group_size)
     return jax.lax.stop_gradient(lp)
-  return jax.jit(fn)
+  return jax.jit(fn, **runtime.train_jit_kwargs())
 
 
 def _shared_groups(rl, grad_accum: int) -> tuple[int, int]:
