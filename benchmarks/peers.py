@@ -148,7 +148,8 @@ def matmul_peak(n: int = 2048, repeats: int = 8) -> float:
   best = float("inf")
   # The better of XLA:CPU's two matmul libraries (YNNPACK, its default, and Eigen, which
   # r1jax's runtime selects): the roofline is what this machine can do, whoever does it.
-  for opts in (None, {"xla_cpu_experimental_ynn_fusion_type": ""}):
+  from r1jax.runtime import EIGEN_DOTS
+  for opts in (None, EIGEN_DOTS):
     mm = jax.jit(lambda x, y: x @ y, **({"compiler_options": opts} if opts else {}))
     mm(a, b).block_until_ready()
     for _ in range(repeats):

@@ -69,7 +69,7 @@ def measure_machine(dtype, n: int = 2048, copy_mib: int = 512, repeats: int = 10
   a = jax.random.normal(jax.random.key(0), (n, n), dtype)
   b = jax.random.normal(jax.random.key(1), (n, n), dtype)
   flops = 0.0
-  for opts in (None, {"xla_cpu_experimental_ynn_fusion_type": ""}):  # YNNPACK, Eigen
+  for opts in (None, runtime.EIGEN_DOTS):  # YNNPACK, Eigen
     mm = jax.jit(lambda x, y: x @ y, **({"compiler_options": opts} if opts else {}))
     flops = max(flops, 2 * n ** 3 / _time(lambda: mm(a, b).block_until_ready(), repeats))
   # Reads and writes every byte once. Donating the input makes the output reuse its

@@ -22,6 +22,7 @@ import os
 log = logging.getLogger(__name__)
 
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+EIGEN_DOTS = {YNN_FLAG.lstrip("-"): ""}   # jit compiler_options: XLA's own dots, no YNNPACK
 MAX_AUTO_CPU_DEVICES = 8
 
 
@@ -89,7 +90,7 @@ def train_jit_kwargs() -> dict:
   import jax
   if jax.default_backend() != "cpu":
     return {}
-  return {"compiler_options": {YNN_FLAG.lstrip("-"): ""}}
+  return {"compiler_options": dict(EIGEN_DOTS)}
 
 
 def configure_cpu_from(config) -> dict:
