@@ -159,11 +159,10 @@ def completion_logprobs(model_or: Any, prompt_ids_NP: jax.Array, prompt_mask_NP:
   """
   p = prompt_ids_NP.shape[1]
   model = _model(model_or)
-  # Not with the blocked attention (its cached path reads a data-dependent number of
-  # blocks: a loop reverse-mode autodiff cannot go through) or with remat (the model
-  # rematerialises layers only without a cache): those keep the one-pass forward.
-  if (group_size > 1 and completion_ids_NL.shape[1] > 1 and model.cfg.attention != "blocked"
-      and not model.cfg.remat):
+  # Not with remat (the model rematerialises layers only without a cache): that keeps the
+  # one-pass forward. Every attention path has a gradient through a cache ('blocked' skips
+  # tiles with a static loop of `lax.cond`s).
+  if group_size > 1 and completion_ids_NL.shape[1] > 1 and not model.cfg.remat:
     h = _shared_prompt_hidden(model, prompt_ids_NP, prompt_mask_NP, completion_ids_NL,
                               completion_mask_NL, group_size)
     return logprobs_from_hidden(h, model.unembed_matrix(), completion_ids_NL, temperature,

@@ -172,7 +172,7 @@ def _grouped_layout(b=4, g=3, p=6, l=7, seed=1):
   return np.repeat(pi, g, 0), np.repeat(pm, g, 0), ci, cm
 
 
-@pytest.mark.parametrize("attention", ["reference", "xla"])
+@pytest.mark.parametrize("attention", ["reference", "xla", "blocked"])
 def test_shared_prompt_forward_equals_one_pass(attention):
   """group_size > 1 runs each prompt once: same log-probs, entropies and gradients as the
   one-pass forward, on one device and with rows sharded over the 8-device mesh."""
