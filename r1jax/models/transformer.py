@@ -44,6 +44,28 @@ def _param(rngs: nnx.Rngs | None, shape, dtype, logical, init=_init) -> nnx.Para
   return nnx.Param(value, logical_axes=tuple(logical))
 
 
+def project(spec: str, x, w, preferred_element_type=None):
+  """`jnp.einsum(spec, x, w)` for a projection: x's last dims contract with w's first
+  (e.g. "btd,dnh->btnh").
+
+  On XLA:CPU it runs as one 2-D matmul over the flattened rows ([rows, C] @ [C, O]).
+  The einsum's weight gradient contracts two row dims (batch and time); XLA:CPU
+  canonicalises that dot with a transposing copy of the activation gradient fused into
+  its producer, which cost more than the backward's matmuls of the MLP (docs/performance.md).
+  Other backends keep the einsum.
+  """
+  if jax.default_backend() != "cpu":
+    return jnp.einsum(spec, x, w, preferred_element_type=preferred_element_type)
+  xs, ws = spec.split("->")[0].split(",")
+  n_c = sum(ch in xs for ch in ws)
+  if xs[len(xs) - n_c:] != ws[:n_c]:
+    raise ValueError(f"project needs x's last dims to be w's first: {spec!r}")
+  lead, out = x.shape[:x.ndim - n_c], w.shape[n_c:]
+  c = math.prod(w.shape[:n_c])
+  y = jnp.matmul(x.reshape(-1, c), w.reshape(c, -1), preferred_element_type=preferred_element_type)
+  return y.reshape(*lead, *out)
+
+
 class RMSNorm(nnx.Module):
   """RMSNorm computed in float32; scale applied in the input dtype (as HF does)."""
 
@@ -114,9 +136,9 @@ class Attention(_Sharded):
 
   def __call__(self, x_BTD, positions_BT, mask_BTS, cache: dict | None, cache_index):
     cfg, dt = self.cfg, self.cfg.jnp_dtype
-    q = jnp.einsum("btd,dnh->btnh", x_BTD, self.q_proj[...].astype(dt))
-    k = jnp.einsum("btd,dkh->btkh", x_BTD, self.k_proj[...].astype(dt))
-    v = jnp.einsum("btd,dkh->btkh", x_BTD, self.v_proj[...].astype(dt))
+    q = project("btd,dnh->btnh", x_BTD, self.q_proj[...].astype(dt))
+    k = project("btd,dkh->btkh", x_BTD, self.k_proj[...].astype(dt))
+    v = project("btd,dkh->btkh", x_BTD, self.v_proj[...].astype(dt))
     if cfg.qkv_bias:
       q = q + self.q_bias[...].astype(dt)
       k = k + self.k_bias[...].astype(dt)
@@ -169,7 +191,7 @@ class Attention(_Sharded):
       out = attention.reference(q, k_BKHS, v_BKSH, mask_BTS, dt)
     out = out.reshape(b, t, n, h)
     out = self.shard(out, ("batch", "seq", "act_heads", "head_dim"))
-    y = jnp.einsum("btnh,nhd->btd", out, self.o_proj[...].astype(dt))
+    y = project("btnh,nhd->btd", out, self.o_proj[...].astype(dt))
     return y, new_cache
 
 
@@ -186,10 +208,10 @@ class MLP(_Sharded):
 
   def __call__(self, x_BTD):
     dt = self.cfg.jnp_dtype
-    g = jnp.einsum("btd,df->btf", x_BTD, self.gate_proj[...].astype(dt))
-    u = jnp.einsum("btd,df->btf", x_BTD, self.up_proj[...].astype(dt))
+    g = project("btd,df->btf", x_BTD, self.gate_proj[...].astype(dt))
+    u = project("btd,df->btf", x_BTD, self.up_proj[...].astype(dt))
     hid = self.shard(jax.nn.silu(g) * u, ("batch", "seq", "act_mlp"))
-    return jnp.einsum("btf,fd->btd", hid, self.down_proj[...].astype(dt))
+    return project("btf,fd->btd", hid, self.down_proj[...].astype(dt))
 
 
 class Block(_Sharded):
@@ -254,7 +276,7 @@ class Transformer(_Sharded):
 
   def unembed(self, h_BTD) -> jax.Array:
     """Logits [B, T, V] in float32."""
-    logits = jnp.einsum("btd,dv->btv", h_BTD, self.unembed_matrix(),
+    logits = project("btd,dv->btv", h_BTD, self.unembed_matrix(),
                         preferred_element_type=jnp.float32)
     return self.shard(logits, ("batch", "seq", "act_vocab"))
 

@@ -32,6 +32,7 @@ from flax import nnx
 
 from r1jax.models import kv_cache
 from r1jax.models.factory import merge_params
+from r1jax.models.transformer import project
 
 DEFAULT_VOCAB_CHUNK = 8192
 _NEG = -1e30  # finite: 0 * _NEG = 0, where -inf would give NaN in the entropy sums
@@ -65,7 +66,7 @@ def logprobs_from_hidden(h_BTD: jax.Array, w_DV: jax.Array, targets_BT: jax.Arra
     # One chunk: no scan, no padding, no recompute in the backward pass (the [B, T, V]
     # logits are one chunk's worth anyway). At small vocabularies the scan's loop and
     # rematerialisation cost more than the math (docs/performance.md).
-    z = jnp.einsum("btd,dv->btv", h_BTD, w_DV, preferred_element_type=jnp.float32) * inv_t
+    z = project("btd,dv->btv", h_BTD, w_DV, preferred_element_type=jnp.float32) * inv_t
     m = jax.lax.stop_gradient(z.max(axis=-1, keepdims=True))
     zs = z - m
     e = jnp.exp(zs)
@@ -81,7 +82,7 @@ def logprobs_from_hidden(h_BTD: jax.Array, w_DV: jax.Array, targets_BT: jax.Arra
   def body(carry, xs):
     m, s, a, zt = carry
     w_DC, c = xs
-    z = jnp.einsum("btd,dc->btc", h_BTD, w_DC, preferred_element_type=jnp.float32) * inv_t
+    z = project("btd,dc->btc", h_BTD, w_DC, preferred_element_type=jnp.float32) * inv_t
     col = c * chunk + col_C
     z = jnp.where(col < v, z, _NEG)                      # padded columns of the last chunk
     m_new = jnp.maximum(m, jax.lax.stop_gradient(z.max(axis=-1)))
