@@ -31,7 +31,8 @@ pass@1 over k=4 samples at temperature 0.6, top-p 0.95, and cons@4, strict `<ans
 
 Presets: `tiny` (the recorded run), `small` (the slow test: shorter stages, same structure).
 Options: `seed=N`, `branches=r1_zero_shipped+r1_zero` (which RL branches to run; default all),
-`error_rate=0.4` and `pretrain_steps=N` (the base's corpus and length; the preset's by default).
+`error_rate=0.4` and `pretrain_steps=N` (the base's corpus and length; the preset's by default),
+`rl_steps=N` (the findings recipe's length, r1_zero and r1_zero_t06; the preset's by default).
 """
 import ml_collections
 
@@ -54,7 +55,7 @@ def _sizes(preset: str) -> dict:
 
 def get_config(arg: str = "tiny"):
   preset, opts = sibling_config(__file__, "sft_mix").parse_arg(
-      arg, seed="0", branches="+".join(BRANCHES), error_rate="0.4", pretrain_steps="")
+      arg, seed="0", branches="+".join(BRANCHES), error_rate="0.4", pretrain_steps="", rl_steps="")
   seed = int(opts["seed"])
   branches = tuple(b for b in opts["branches"].split("+") if b)
   unknown = set(branches) - set(BRANCHES)
@@ -63,6 +64,8 @@ def get_config(arg: str = "tiny"):
   n = _sizes(preset)
   if opts["pretrain_steps"]:
     n["pretrain"] = int(opts["pretrain_steps"])
+  if opts["rl_steps"]:
+    n["steps"] = int(opts["rl_steps"])
   quick = sibling_config(__file__, "quickstart")
   q = quick.get_config(str(seed))
   task = dict(quick.TASK)
