@@ -101,7 +101,7 @@ def collect_seed(workdir: str | os.PathLike) -> dict[str, Any]:
   """
   from r1jax.metrics import read_metrics  # pylint: disable=import-outside-toplevel
   wd = pathlib.Path(workdir)
-  evals, stages, diags, dirs, strategies = {}, {}, {}, {}, []
+  evals, stages, diags, dirs, strategies, curves, num_steps = {}, {}, {}, {}, [], [], {}
   for run_dir in [wd] + sorted(wd.parent.glob(wd.name + "_*")):
     if not run_dir.is_dir():
       continue
@@ -111,6 +111,8 @@ def collect_seed(workdir: str | os.PathLike) -> dict[str, Any]:
     partial = run_dir / PARTIAL
     strat = run_dir / STRATEGY
     strategies += json.loads(strat.read_text()) if strat.exists() else []
+    curve = run_dir / CURVE
+    curves += json.loads(curve.read_text()) if curve.exists() else []
     for r in json.loads(partial.read_text()) if partial.exists() else []:
       if r["stage"] not in evals:   # a finished stage's own evaluation wins
         evals[r["stage"]] = dict(r["summary"], cut_at_step=r["step"], num_steps=r["num_steps"])
@@ -120,8 +122,11 @@ def collect_seed(workdir: str | os.PathLike) -> dict[str, Any]:
       if d.name in RL_BRANCHES and d.name not in diags:
         diags[d.name] = rl_diagnostics(read_metrics(d))
         dirs[d.name] = str(d)
+        resolved = d / "resolved_config.json"
+        if resolved.exists():
+          num_steps[d.name] = int(json.loads(resolved.read_text())["train"]["num_steps"])
   return {"workdir": str(wd), "evals": evals, "wall_s": stages, "rl": diags, "dirs": dirs,
-          "strategy": strategies}
+          "strategy": strategies, "curve": curves, "num_steps": num_steps}
 
 
 PARTIAL = "partial_evals.json"
@@ -153,6 +158,54 @@ def evaluate_partial(root: str | os.PathLike, seed: int, branch: str, preset: st
   rows = [r for r in (json.loads(path.read_text()) if path.exists() else []) if r["stage"] != branch]
   path.write_text(json.dumps(rows + [row], indent=1))
   return row
+
+
+CURVE = "curve_evals.json"
+
+
+def evaluate_steps(root: str | os.PathLike, seed: int, branch: str, steps: list[int],
+                   preset: str = "tiny", snapshots: str = "") -> list[dict[str, Any]]:
+  """Held-out evaluation (the table's protocol) of an RL branch's checkpoints at `steps`.
+
+  The learning curve of held-out pass@1 against RL steps. A stage keeps only its last
+  `max_to_keep` checkpoints, so a step is looked up in `<stage>/checkpoints/<step>`, then in
+  `snapshots` (a folder of copied `<step>` checkpoint folders; `{seed}` is replaced). Rows go to
+  `<run dir>/curve_evals.json` ({stage, step, summary}), replacing the same (stage, step).
+  """
+  import shutil  # pylint: disable=import-outside-toplevel
+  import tempfile  # pylint: disable=import-outside-toplevel
+  from r1jax import pipeline  # pylint: disable=import-outside-toplevel
+  wd = pathlib.Path(root) / f"seed{seed}"
+  for run_dir in [wd] + sorted(wd.parent.glob(wd.name + "_*")):
+    stage_dir = run_dir / branch
+    if (stage_dir / "checkpoints").is_dir():
+      break
+  else:
+    raise FileNotFoundError(f"no checkpoints of {branch!r} under {wd}[_*]")
+  config = load_config(preset, seed)
+  eval_cfg = pipeline.pipeline_config(config).eval
+  path = run_dir / CURVE
+  rows = json.loads(path.read_text()) if path.exists() else []
+  for step in steps:
+    found = [d for d in (stage_dir / "checkpoints" / str(step),
+                         pathlib.Path(snapshots.format(seed=seed)) / str(step) if snapshots else None)
+             if d is not None and (d / "commit_success.txt").exists()]
+    if not found:
+      raise FileNotFoundError(f"no checkpoint {step} of {branch!r} in {stage_dir} or {snapshots!r}")
+    # A stage folder holding only that checkpoint: the evaluation restores the latest one.
+    with tempfile.TemporaryDirectory() as tmp:
+      one = pathlib.Path(tmp) / branch
+      shutil.copytree(found[0], one / "checkpoints" / str(step))
+      shutil.copytree(stage_dir / "tokenizer", one / "tokenizer")
+      for f in stage_dir.glob("*.json"):
+        shutil.copy(f, one / f.name)
+      summary = pipeline.evaluate_workdir(config, str(one), eval_cfg)
+    rows = [r for r in rows if (r["stage"], r["step"]) != (branch, step)]
+    rows.append({"stage": branch, "step": step, "summary": summary})
+    path.write_text(json.dumps(sorted(rows, key=lambda r: (r["stage"], r["step"])), indent=1))
+    print(f"[curve] seed {seed} {branch} step {step}: pass@1 {100 * summary['pass@1']:.1f}%",
+          flush=True)
+  return rows
 
 
 STRATEGY = "strategy.json"
@@ -295,13 +348,17 @@ def findings_rows(results: dict[int, dict]) -> list[dict[str, Any]]:
   base_fmt = {s: _pct(results[s]["evals"].get("pretrain"), "format_rate") for s in seeds}
   add("0", "base already writes the R1 format", "base format rate %", base_fmt,
       holds=_all(base_fmt, lambda v: v >= 95.0))
-  for branch, label in (("r1_zero", "findings recipe: lr 5e-5, G=16, 150 steps"),
-                        ("r1_zero_shipped", "quickstart recipe: lr 2e-4, G=8, 100 steps"),
+  for branch, label in (("r1_zero", "findings recipe: lr 5e-5, G=16"),
+                        ("r1_zero_shipped", "quickstart recipe: lr 2e-4, G=8"),
                         ("r1_zero_lr", "ablation: quickstart recipe with lr 5e-5"),
                         ("r1_zero_t06", "findings recipe sampling at T 0.6 instead of 1")):
     gains = {s: _gain(results[s], branch) for s in seeds}
     if all(v is None for v in gains.values()):
       continue
+    # The stage's length as run (its resolved config), not the config file's current default.
+    lengths = sorted({results[s].get("num_steps", {}).get(branch) for s in seeds} - {None})
+    if lengths:
+      label += f", {'/'.join(map(str, lengths))} steps"
     holds = _all(gains, lambda v: v >= FINDING0_MIN_GAIN)
     cut = sorted({results[s]["evals"][branch]["cut_at_step"] for s in seeds
                   if "cut_at_step" in results[s]["evals"].get(branch, {})})
@@ -354,6 +411,32 @@ def format_findings(rows: list[dict], seeds: list[int]) -> str:
   for n, claim in NOT_RUN:
     lines.append(f"| {n} | {claim} | — | {blanks} | not run | not run |")
   return "\n".join(lines)
+
+
+def format_curve(results: dict[int, dict]) -> str:
+  """Held-out pass@1 against RL steps (`--curve`), with the base (step 0) and the finished stage."""
+  k = _k(results)
+  lines = [f"| seed | branch | RL step | pass@1 (k={k}) | ± se | cons@{k} | gain over base, points |",
+           "|" + "---|" * 7]
+  any_row = False
+  for s in sorted(results):
+    res = results[s]
+    base = res["evals"].get("pretrain")
+    for branch in sorted({r["stage"] for r in res.get("curve", [])}):
+      pts = {r["step"]: r["summary"] for r in res["curve"] if r["stage"] == branch}
+      final = res["evals"].get(branch)
+      if final is not None:
+        pts.setdefault(final.get("cut_at_step", res.get("num_steps", {}).get(branch, -1)), final)
+      if base is not None:
+        pts.setdefault(0, base)
+      for step in sorted(pts):
+        summ = pts[step]
+        gain = None if base is None else _pct(summ, "pass@1") - _pct(base, "pass@1")
+        lines.append(f"| {s} | {branch} | {step} | {_f(_pct(summ, 'pass@1'))} "
+                     f"| {_f(_pct(summ, 'pass@1_se'))} | {_f(_pct(summ, f'cons@{k}'))} "
+                     f"| {_f(gain)} |")
+        any_row = True
+  return "\n".join(lines) if any_row else ""
 
 
 def format_seed_details(results: dict[int, dict]) -> str:
@@ -486,6 +569,12 @@ def write_report(results: dict[int, dict], preset: str, path: pathlib.Path,
       format_seed_details(results), "",
       f"Curves (moving average over 9 steps): `{curves}`.", "",
   ]
+  curve = format_curve(results)
+  if curve:
+    lines += [
+        "## Held-out pass@1 against RL steps (`--curve`)", "",
+        "The table's protocol on intermediate checkpoints (step 0 is the base; the last step is "
+        "the stage's own evaluation).", "", curve, ""]
   strategies = format_strategies(results)
   if strategies:
     lines += [
@@ -519,9 +608,16 @@ def main(argv=None) -> int:
   p.add_argument("--evaluate-partial", default="",
                  help="'+'-separated RL branches: evaluate their latest checkpoints (cut-short "
                       "runs), then write the report")
+  p.add_argument("--curve", default="",
+                 help="'+'-separated branch@step,step,...: evaluate those checkpoints (held-out "
+                      "pass@1 against RL steps), then write the report")
+  p.add_argument("--snapshots", default="",
+                 help="for --curve: a folder of copied <step> checkpoints ({seed} is replaced), "
+                      "for steps the stage no longer keeps")
   args = p.parse_args(argv)
   seeds = [int(s) for s in args.seeds.split(",") if s]
   branches = tuple(args.branches.split("+")) if args.branches else None
+  collect_only = args.report_only or args.evaluate_partial or args.strategy or args.curve
   load0 = tuple(round(x, 2) for x in os.getloadavg())
   t0 = time.time()
   results = {}
@@ -532,11 +628,15 @@ def main(argv=None) -> int:
     for spec in filter(None, args.strategy.split("+")):
       stage, _, temp = spec.partition("@")
       print(strategy_breakdown(args.root, s, stage, args.preset, float(temp) if temp else None))
-    if args.report_only or args.evaluate_partial or args.strategy:
+    for spec in filter(None, args.curve.split("+")):
+      branch, _, steps = spec.partition("@")
+      evaluate_steps(args.root, s, branch, [int(x) for x in steps.split(",") if x], args.preset,
+                     args.snapshots)
+    if collect_only:
       results[s] = collect_seed(pathlib.Path(args.root) / f"seed{s}")
     else:
       results[s] = run_seed(s, args.root, args.preset, branches)
-  total = None if (args.report_only or args.evaluate_partial or args.strategy) else time.time() - t0
+  total = None if collect_only else time.time() - t0
   load1 = tuple(round(x, 2) for x in os.getloadavg())
   notes = pathlib.Path(args.notes).read_text() if args.notes else ""
   out = write_report(results, args.preset, pathlib.Path(args.out), (load0, load1), total, notes)
