@@ -277,7 +277,7 @@ class Transformer(_Sharded):
   def unembed(self, h_BTD) -> jax.Array:
     """Logits [B, T, V] in float32."""
     logits = project("btd,dv->btv", h_BTD, self.unembed_matrix(),
-                        preferred_element_type=jnp.float32)
+                     preferred_element_type=jnp.float32)
     return self.shard(logits, ("batch", "seq", "act_vocab"))
 
   def __call__(self, tokens_BT, positions_BT=None, kv_mask_BS=None, *, cache: Cache | None = None,
