@@ -22,7 +22,6 @@ masked out of the keys.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import jax
 import jax.numpy as jnp
