@@ -129,6 +129,18 @@ def collect_seed(workdir: str | os.PathLike) -> dict[str, Any]:
           "strategy": strategies, "curve": curves, "num_steps": num_steps}
 
 
+def _stage_dir(root: str | os.PathLike, seed: int, branch: str
+               ) -> tuple[pathlib.Path, pathlib.Path]:
+  """(run dir, stage dir) of the first of `root/seed<N>`, `root/seed<N>_*` whose `branch` has
+  checkpoints."""
+  wd = pathlib.Path(root) / f"seed{seed}"
+  for run_dir in [wd] + sorted(wd.parent.glob(wd.name + "_*")):
+    stage_dir = run_dir / branch
+    if (stage_dir / "checkpoints").is_dir():
+      return run_dir, stage_dir
+  raise FileNotFoundError(f"no checkpoints of {branch!r} under {wd}[_*]")
+
+
 PARTIAL = "partial_evals.json"
 
 
@@ -141,13 +153,7 @@ def evaluate_partial(root: str | os.PathLike, seed: int, branch: str, preset: st
   with the step it reached, so a resumed, finished run replaces it.
   """
   from r1jax import pipeline  # pylint: disable=import-outside-toplevel
-  wd = pathlib.Path(root) / f"seed{seed}"
-  for run_dir in [wd] + sorted(wd.parent.glob(wd.name + "_*")):
-    stage_dir = run_dir / branch
-    if (stage_dir / "checkpoints").is_dir():
-      break
-  else:
-    raise FileNotFoundError(f"no checkpoints of {branch!r} under {wd}[_*]")
+  run_dir, stage_dir = _stage_dir(root, seed, branch)
   steps = sorted(int(p.name) for p in (stage_dir / "checkpoints").iterdir() if p.name.isdigit())
   config = load_config(preset, seed)
   eval_cfg = pipeline.pipeline_config(config).eval
@@ -175,13 +181,7 @@ def evaluate_steps(root: str | os.PathLike, seed: int, branch: str, steps: list[
   import shutil  # pylint: disable=import-outside-toplevel
   import tempfile  # pylint: disable=import-outside-toplevel
   from r1jax import pipeline  # pylint: disable=import-outside-toplevel
-  wd = pathlib.Path(root) / f"seed{seed}"
-  for run_dir in [wd] + sorted(wd.parent.glob(wd.name + "_*")):
-    stage_dir = run_dir / branch
-    if (stage_dir / "checkpoints").is_dir():
-      break
-  else:
-    raise FileNotFoundError(f"no checkpoints of {branch!r} under {wd}[_*]")
+  run_dir, stage_dir = _stage_dir(root, seed, branch)
   config = load_config(preset, seed)
   eval_cfg = pipeline.pipeline_config(config).eval
   path = run_dir / CURVE
@@ -274,12 +274,7 @@ def strategy_breakdown(root: str | os.PathLike, seed: int, stage: str, preset: s
   `<run dir>/strategy.json` for the report."""
   import dataclasses  # pylint: disable=import-outside-toplevel
   from r1jax import pipeline  # pylint: disable=import-outside-toplevel
-  wd = pathlib.Path(root) / f"seed{seed}"
-  for run_dir in [wd] + sorted(wd.parent.glob(wd.name + "_*")):
-    if (run_dir / stage / "checkpoints").is_dir():
-      break
-  else:
-    raise FileNotFoundError(f"no checkpoints of {stage!r} under {wd}[_*]")
+  run_dir, _ = _stage_dir(root, seed, stage)
   config = load_config(preset, seed)
   eval_cfg = pipeline.pipeline_config(config).eval
   if temperature is not None:
