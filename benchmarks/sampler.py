@@ -187,6 +187,16 @@ def main():
              machine)
 
 
+def _largest_model_params() -> int:
+  """Non-embedding params of the largest `--configs` model: 'auto' chooses the CPU device count
+  from it, as `python -m r1jax.main` does from a stage's model (r1jax/runtime.py)."""
+  p = argparse.ArgumentParser(add_help=False)
+  p.add_argument("--configs", default="25m")
+  names = p.parse_known_args()[0].configs.split(",")
+  return max(runtime.non_embedding_params(CONFIGS[n]() if n in CONFIGS else get_model_config(n))
+             for n in names)
+
+
 if __name__ == "__main__":
-  print("r1jax runtime:", runtime.configure_cpu())
+  print("r1jax runtime:", runtime.configure_cpu(model_params=_largest_model_params()))
   main()

@@ -24,6 +24,9 @@ One pipeline per seed (`r1jax.pipeline`), stages shared between findings:
                   instead of 1: the loss divides the logits by the same temperature, so GRPO
                   optimises the expected reward of the tempered policy the evaluation samples.
                   (Tried on the first design's base: no better than T 1.)
+  r1_zero_ds      the findings recipe with DAPO's dynamic sampling (`rl.dynamic_sampling`: twice
+                  the prompts are sampled and the update keeps the groups whose rewards differ),
+                  so zero-variance groups (24-42% of the findings recipe's) do not thin the batch
 
 Finding 0 (RL improves correctness, not only format) compares pretrain with r1_zero_shipped and
 r1_zero; finding 1 (R1-Zero without SFT: held-out pass@1 rises, cons@k > pass@1) reads r1_zero.
@@ -39,7 +42,8 @@ import ml_collections
 
 from r1jax.config import sibling_config
 
-BRANCHES = ("r1_zero", "r1_zero_shipped", "r1_zero_lr", "r1_zero_t06")   # run order: the main row first
+# Run order: the main row first.
+BRANCHES = ("r1_zero", "r1_zero_shipped", "r1_zero_lr", "r1_zero_t06", "r1_zero_ds")
 
 
 def _sizes(preset: str) -> dict:
@@ -79,7 +83,8 @@ def get_config(arg: str = "tiny"):
       checkpoint_every=min(500, n["pretrain"]))
 
   def rl(steps: int, lr: float | None = None, group_size: int | None = None,
-         num_prompts: int | None = None, temperature: float | None = None):
+         num_prompts: int | None = None, temperature: float | None = None,
+         dynamic_sampling: bool = False):
     c = q.stages.r1_zero.copy_and_resolve_references()
     c.train.update(num_steps=steps, checkpoint_every=min(25, steps))   # a cut-short run keeps its last checkpoint
     c.eval.every = 0                  # the pipeline evaluates after the stage
@@ -92,6 +97,7 @@ def get_config(arg: str = "tiny"):
       c.rl.num_prompts = num_prompts
     if temperature is not None:
       c.rl.temperature = temperature
+    c.rl.dynamic_sampling = dynamic_sampling
     return c
 
   stages = dict(pretrain=pretrain)
@@ -99,7 +105,8 @@ def get_config(arg: str = "tiny"):
       r1_zero_shipped=rl(n["shipped_steps"]),
       r1_zero=rl(n["steps"], lr=5e-5, group_size=16, num_prompts=8),
       r1_zero_lr=rl(n["shipped_steps"], lr=5e-5),
-      r1_zero_t06=rl(n["steps"], lr=5e-5, group_size=16, num_prompts=8, temperature=0.6))
+      r1_zero_t06=rl(n["steps"], lr=5e-5, group_size=16, num_prompts=8, temperature=0.6),
+      r1_zero_ds=rl(n["steps"], lr=5e-5, group_size=16, num_prompts=8, dynamic_sampling=True))
   for b in branches:
     stages[b] = all_rl[b]
 

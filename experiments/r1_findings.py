@@ -35,7 +35,7 @@ from typing import Any
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "r1_findings.py"
 RESULTS = ROOT / "experiments" / "results"
-RL_BRANCHES = ("r1_zero_shipped", "r1_zero", "r1_zero_lr", "r1_zero_t06")
+RL_BRANCHES = ("r1_zero_shipped", "r1_zero", "r1_zero_lr", "r1_zero_t06", "r1_zero_ds")
 # Margin of finding 0: held-out pass@1 must rise by at least this many points (the issue's bar).
 FINDING0_MIN_GAIN = 10.0
 NOT_RUN = [
@@ -102,6 +102,7 @@ def collect_seed(workdir: str | os.PathLike) -> dict[str, Any]:
   from r1jax.metrics import read_metrics  # pylint: disable=import-outside-toplevel
   wd = pathlib.Path(workdir)
   evals, stages, diags, dirs, strategies, curves, num_steps = {}, {}, {}, {}, [], [], {}
+  consks = []
   for run_dir in [wd] + sorted(wd.parent.glob(wd.name + "_*")):
     if not run_dir.is_dir():
       continue
@@ -113,6 +114,8 @@ def collect_seed(workdir: str | os.PathLike) -> dict[str, Any]:
     strategies += json.loads(strat.read_text()) if strat.exists() else []
     curve = run_dir / CURVE
     curves += json.loads(curve.read_text()) if curve.exists() else []
+    consk = run_dir / CONSK
+    consks += json.loads(consk.read_text()) if consk.exists() else []
     for r in json.loads(partial.read_text()) if partial.exists() else []:
       if r["stage"] not in evals:   # a finished stage's own evaluation wins
         evals[r["stage"]] = dict(r["summary"], cut_at_step=r["step"], num_steps=r["num_steps"])
@@ -126,7 +129,7 @@ def collect_seed(workdir: str | os.PathLike) -> dict[str, Any]:
         if resolved.exists():
           num_steps[d.name] = int(json.loads(resolved.read_text())["train"]["num_steps"])
   return {"workdir": str(wd), "evals": evals, "wall_s": stages, "rl": diags, "dirs": dirs,
-          "strategy": strategies, "curve": curves, "num_steps": num_steps}
+          "strategy": strategies, "curve": curves, "num_steps": num_steps, "consk": consks}
 
 
 def _stage_dir(root: str | os.PathLike, seed: int, branch: str
@@ -289,6 +292,30 @@ def strategy_breakdown(root: str | os.PathLike, seed: int, stage: str, preset: s
   return out
 
 
+CONSK = "consk_evals.json"
+
+
+def evaluate_k(root: str | os.PathLike, seed: int, stage: str, k: int, preset: str = "tiny"
+               ) -> dict[str, Any]:
+  """Held-out evaluation of `stage` with k samples per problem instead of the table's (same
+  problems, temperature and top-p): pass@1 averaged over k and cons@k. The paper's majority vote
+  is over 64; with the table's 4 a vote rarely differs from one sample. Recorded in
+  `<run dir>/consk_evals.json` ({stage, k, summary}) for finding 1."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  from r1jax import pipeline  # pylint: disable=import-outside-toplevel
+  run_dir, _ = _stage_dir(root, seed, stage)
+  config = load_config(preset, seed)
+  eval_cfg = dataclasses.replace(pipeline.pipeline_config(config).eval, num_samples=int(k))
+  summary = pipeline.evaluate_workdir(config, str(run_dir / stage), eval_cfg)
+  path = run_dir / CONSK
+  rows = [r for r in (json.loads(path.read_text()) if path.exists() else [])
+          if (r["stage"], r["k"]) != (stage, int(k))]
+  path.write_text(json.dumps(rows + [{"stage": stage, "k": int(k), "summary": summary}], indent=1))
+  print(f"[cons@{k}] seed {seed} {stage}: pass@1 {100 * summary['pass@1']:.1f}%, "
+        f"cons@{k} {100 * summary[f'cons@{k}']:.1f}%", flush=True)
+  return summary
+
+
 def format_strategies(results: dict[int, dict]) -> str:
   rows = [(s, r) for s in sorted(results) for r in results[s].get("strategy", [])]
   if not rows:
@@ -346,7 +373,8 @@ def findings_rows(results: dict[int, dict]) -> list[dict[str, Any]]:
   for branch, label in (("r1_zero", "findings recipe: lr 5e-5, G=16"),
                         ("r1_zero_shipped", "quickstart recipe: lr 2e-4, G=8"),
                         ("r1_zero_lr", "ablation: quickstart recipe with lr 5e-5"),
-                        ("r1_zero_t06", "findings recipe sampling at T 0.6 instead of 1")):
+                        ("r1_zero_t06", "findings recipe sampling at T 0.6 instead of 1"),
+                        ("r1_zero_ds", "findings recipe with DAPO dynamic sampling")):
     gains = {s: _gain(results[s], branch) for s in seeds}
     if all(v is None for v in gains.values()):
       continue
@@ -370,6 +398,14 @@ def findings_rows(results: dict[int, dict]) -> list[dict[str, Any]]:
               - _pct(results[s]["evals"]["r1_zero"], "pass@1")) for s in seeds}
   add("1", f"R1-Zero: cons@{k} > pass@1", f"cons@{k} - pass@1 after R1-Zero, points", cons,
       holds=_all(cons, lambda v: v > 0))
+  for kk in sorted({r["k"] for s in seeds for r in results[s].get("consk", [])
+                    if r["stage"] == "r1_zero"}):
+    summ = {s: next((r["summary"] for r in results[s].get("consk", [])
+                     if (r["stage"], r["k"]) == ("r1_zero", kk)), None) for s in seeds}
+    cons = {s: None if v is None else _pct(v, f"cons@{kk}") - _pct(v, "pass@1")
+            for s, v in summ.items()}
+    add("1", f"R1-Zero: cons@{kk} > pass@1 (both over the same {kk} samples, `--cons-k {kk}`)",
+        f"cons@{kk} - pass@1 after R1-Zero, points", cons, holds=_all(cons, lambda v: v > 0))
   return rows
 
 
@@ -609,10 +645,14 @@ def main(argv=None) -> int:
   p.add_argument("--snapshots", default="",
                  help="for --curve: a folder of copied <step> checkpoints ({seed} is replaced), "
                       "for steps the stage no longer keeps")
+  p.add_argument("--cons-k", default="",
+                 help="'+'-separated stages@k: evaluate them with k samples per problem "
+                      "(pass@1 over k, cons@k; finding 1's majority vote), then write the report")
   args = p.parse_args(argv)
   seeds = [int(s) for s in args.seeds.split(",") if s]
   branches = tuple(args.branches.split("+")) if args.branches else None
-  collect_only = args.report_only or args.evaluate_partial or args.strategy or args.curve
+  collect_only = (args.report_only or args.evaluate_partial or args.strategy or args.curve
+                  or args.cons_k)
   load0 = tuple(round(x, 2) for x in os.getloadavg())
   t0 = time.time()
   results = {}
@@ -627,6 +667,9 @@ def main(argv=None) -> int:
       branch, _, steps = spec.partition("@")
       evaluate_steps(args.root, s, branch, [int(x) for x in steps.split(",") if x], args.preset,
                      args.snapshots)
+    for spec in filter(None, args.cons_k.split("+")):
+      stage, _, k = spec.partition("@")
+      evaluate_k(args.root, s, stage, int(k), args.preset)
     if collect_only:
       results[s] = collect_seed(pathlib.Path(args.root) / f"seed{s}")
     else:

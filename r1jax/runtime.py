@@ -24,15 +24,46 @@ log = logging.getLogger(__name__)
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 EIGEN_DOTS = {YNN_FLAG.lstrip("-"): ""}   # jit compiler_options: XLA's own dots, no YNNPACK
 MAX_AUTO_CPU_DEVICES = 8
+# From this many non-embedding parameters, 'auto' gives one CPU device. Measured on 2 cores
+# (docs/performance.md, session 7): the 3.2M peers-table model runs its GRPO step faster on two
+# devices (2.43-2.49 s against 2.77-2.96 s), the 25M shape on one (17.4-17.7 s against 19.0 s;
+# decode 58-61 against 82-97 ms a step at batch 64): its matmuls keep both cores busy from one
+# program, and two devices' programs contend for them. The threshold sits between the two.
+AUTO_ONE_DEVICE_PARAMS = 10_000_000
 
 
-def auto_cpu_devices(cores: int | None = None) -> int:
-  """One device per core, rounded down to a power of two (batch sizes divide it), <= 8."""
+def auto_cpu_devices(cores: int | None = None, model_params: int | None = None) -> int:
+  """One device per core, rounded down to a power of two (batch sizes divide it), <= 8; one
+  device for a model of `AUTO_ONE_DEVICE_PARAMS` non-embedding parameters or more."""
+  if model_params is not None and model_params >= AUTO_ONE_DEVICE_PARAMS:
+    return 1
   cores = cores or os.cpu_count() or 1
   n = 1
   while n * 2 <= min(cores, MAX_AUTO_CPU_DEVICES):
     n *= 2
   return n
+
+
+def non_embedding_params(model_cfg) -> int:
+  """Parameters of the transformer layers of a `ModelConfig` (embeddings, norms, biases excluded):
+  the weights every token's forward pass multiplies by."""
+  d, hd = model_cfg.embed_dim, model_cfg.head_dim
+  attn = d * hd * (2 * model_cfg.num_heads + 2 * model_cfg.num_kv_heads)
+  return model_cfg.num_layers * (attn + 3 * d * model_cfg.mlp_dim)
+
+
+def model_params_of(config) -> int | None:
+  """`non_embedding_params` of the largest model a stage config (or a pipeline's stages) names,
+  read from the config and `init_from`'s model config alone (no JAX backend); None if unknown."""
+  from r1jax import experiment   # pylint: disable=import-outside-toplevel
+  stages = config.get("stages") if hasattr(config, "get") else None
+  found = []
+  for c in (list(stages.values()) if stages else [config]):
+    try:
+      found.append(non_embedding_params(experiment.model_config_from(c)))
+    except Exception:   # pylint: disable=broad-except
+      continue        # e.g. a pipeline stage whose init_from is a stage not yet run
+  return max(found) if found else None
 
 
 def _backends_started() -> bool:
@@ -43,10 +74,12 @@ def _backends_started() -> bool:
     return True
 
 
-def configure_cpu(cpu_devices: int | str = "auto", cpu_matmul: str = "eigen") -> dict:
+def configure_cpu(cpu_devices: int | str = "auto", cpu_matmul: str = "eigen",
+                  model_params: int | None = None) -> dict:
   """Sets the CPU device count and the training programs' matmuls; returns what was applied.
 
-  cpu_devices: 'auto' (`auto_cpu_devices()`), or a count; 0 leaves JAX's default (1).
+  cpu_devices: 'auto' (`auto_cpu_devices(model_params=model_params)`), or a count; 0 leaves
+    JAX's default (1).
   cpu_matmul: the training programs' dots on CPU: 'eigen' (XLA's own; `train_jit_kwargs`) or
     'ynnpack' (XLA:CPU's default, which the sampler always uses).
   Call before the first JAX computation: once a backend exists the device count cannot
@@ -57,7 +90,7 @@ def configure_cpu(cpu_devices: int | str = "auto", cpu_matmul: str = "eigen") ->
   if isinstance(cpu_devices, str):
     if cpu_devices != "auto":
       raise ValueError(f"cpu_devices={cpu_devices!r}: expected 'auto' or a device count")
-    n = auto_cpu_devices()
+    n = auto_cpu_devices(model_params=model_params)
   else:
     n = int(cpu_devices)
     if n < 0:
@@ -94,8 +127,10 @@ def train_jit_kwargs() -> dict:
 
 
 def configure_cpu_from(config) -> dict:
-  """`configure_cpu` with a stage's (or a pipeline's) `cpu_devices` / `cpu_matmul` fields."""
+  """`configure_cpu` with a stage's (or a pipeline's) `cpu_devices` / `cpu_matmul` fields; 'auto'
+  also looks at the size of the model the config names (`model_params_of`)."""
   from r1jax.stage_config import CommonConfig
   get = config.get if hasattr(config, "get") else lambda k, d: getattr(config, k, d)
-  return configure_cpu(get("cpu_devices", CommonConfig.cpu_devices),
-                       get("cpu_matmul", CommonConfig.cpu_matmul))
+  devices = get("cpu_devices", CommonConfig.cpu_devices)
+  params = model_params_of(config) if devices == "auto" and not _backends_started() else None
+  return configure_cpu(devices, get("cpu_matmul", CommonConfig.cpu_matmul), model_params=params)

@@ -89,6 +89,18 @@ def test_findings_rows_mean_se_and_criteria():
   assert math.isclose(f.mean_se([2.0, 2.0])[1], 0.0)
 
 
+def test_cons_k_row_reads_the_k_sample_evaluation():
+  f = _findings()
+  one, two = _seed(0.30, 0.45, 0.45), _seed(0.30, 0.55, 0.55)
+  one["consk"] = [{"stage": "r1_zero", "k": 16, "summary": {"pass@1": 0.44, "cons@16": 0.50}},
+                  {"stage": "pretrain", "k": 16, "summary": {"pass@1": 0.3, "cons@16": 0.2}}]
+  two["consk"] = [{"stage": "r1_zero", "k": 16, "summary": {"pass@1": 0.56, "cons@16": 0.55}}]
+  rows = f.findings_rows({0: one, 1: two})
+  row = next(r for r in rows if "cons@16 >" in r["claim"])
+  assert row["values"] == pytest.approx({0: 6.0, 1: -1.0}) and row["holds"] is False
+  assert not any("cons@16" in r["claim"] for r in f.findings_rows({0: _seed(0.3, 0.4, 0.4)}))
+
+
 def test_curve_table_has_base_checkpoints_and_final_row():
   f = _findings()
   res = _seed(0.30, 0.45, 0.50)

@@ -10,6 +10,8 @@ import pytest
 
 from r1jax import runtime
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 PROBE = """
 import json, os, jax, jax.numpy as jnp
 from r1jax import runtime
@@ -67,3 +69,56 @@ def test_the_test_session_runs_8_devices_and_eigen_training_programs():
   x = jnp.ones((8, 8))
   hlo = jax.jit(lambda a: a @ a, **runtime.train_jit_kwargs()).lower(x).compile().as_text()
   assert "ynn" not in hlo
+
+
+def test_auto_gives_large_models_one_device():
+  assert runtime.auto_cpu_devices(2, model_params=runtime.AUTO_ONE_DEVICE_PARAMS) == 1
+  assert runtime.auto_cpu_devices(2, model_params=runtime.AUTO_ONE_DEVICE_PARAMS - 1) == 2
+  assert runtime.auto_cpu_devices(8, model_params=None) == 8
+
+
+def _config(name, arg):
+  from r1jax.config import sibling_config
+  return sibling_config(os.path.join(REPO, "configs", "x.py"), name).get_config(arg)
+
+
+def test_model_params_of_a_stage_and_a_pipeline(tmp_path):
+  from r1jax import experiment
+  from r1jax.models.config import ModelConfig
+  tiny = ModelConfig()   # the defaults: d 128, 4 layers, 4 heads of 32, 2 kv heads, mlp 384
+  assert runtime.non_embedding_params(tiny) == 4 * (128 * 32 * 12 + 3 * 128 * 384)
+  sft = _config("sft", "tiny")
+  assert runtime.model_params_of(sft) < runtime.AUTO_ONE_DEVICE_PARAMS
+  # The 25M shape of benchmarks/peers.py, set on the stage: one device.
+  sft.model.overrides.update(embed_dim=512, mlp_dim=1536, num_layers=8, num_heads=8,
+                             num_kv_heads=4, head_dim=64)
+  assert runtime.model_params_of(sft) == 8 * (512 * 64 * 24 + 3 * 512 * 1536)
+  assert runtime.auto_cpu_devices(2, runtime.model_params_of(sft)) == 1
+  # A pipeline: the largest stage whose model is known; a stage that starts from a stage not
+  # yet run is skipped.
+  pipe = _config("r1_pipeline", "tiny")
+  assert runtime.model_params_of(pipe) == runtime.non_embedding_params(
+      experiment.model_config_from(pipe.stages[pipe.order[0]]))
+  # A stage that starts from a r1jax workdir reads its model_config.json.
+  experiment.save_model_config(tiny.replace(num_layers=100), tmp_path)
+  rl = _config("r1_zero", "tiny")
+  rl.init_from = str(tmp_path)
+  assert runtime.model_params_of(rl) == 25 * runtime.non_embedding_params(tiny)
+
+
+def test_configure_cpu_from_a_25m_stage_gives_one_device():
+  script = f"""
+import json, jax
+from r1jax import runtime
+from r1jax.config import sibling_config
+c = sibling_config("{REPO}/configs/x.py", "sft").get_config("tiny")
+c.model.overrides.update(embed_dim=512, mlp_dim=1536, num_layers=8, num_heads=8, num_kv_heads=4,
+                         head_dim=64)
+print(json.dumps(dict(applied=runtime.configure_cpu_from(c), devices=len(jax.devices()))))
+"""
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+  out = subprocess.run([sys.executable, "-c", script], env=dict(env, JAX_PLATFORMS="cpu"),
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  r = json.loads(out.stdout.strip().splitlines()[-1])
+  assert r["devices"] == 1 and r["applied"]["cpu_devices"] == 1
