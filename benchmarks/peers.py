@@ -31,8 +31,9 @@ unembedding, attention 4 * layers * heads * head_dim per (query, key) pair):
   reference = one forward over R x (P + L)
   update    = forward + backward (3 forwards) over R x (P + L)
 r1jax runs as `python -m r1jax.main` would: `r1jax.runtime.configure_cpu_from(config)` first,
-which on a CPU gives one JAX device per core (the batch split over that CPU mesh) and Eigen
-dots in the training programs (docs/performance.md; `JAX_NUM_CPU_DEVICES=1` or
+which on a CPU gives one JAX device per core (the batch split over that CPU mesh; one device
+for the 25m workload's model, of >= 10M non-embedding params) and Eigen dots in the training
+programs (docs/performance.md; `JAX_NUM_CPU_DEVICES=1` or
 `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=individual_dot` undo either). The peak is
 the better of XLA:CPU's two matmul libraries.
 The machine is shared on the development box: the 1-minute load average is printed
