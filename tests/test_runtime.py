@@ -104,6 +104,17 @@ def test_model_params_of_a_stage_and_a_pipeline(tmp_path):
   rl = _config("r1_zero", "tiny")
   rl.init_from = str(tmp_path)
   assert runtime.model_params_of(rl) == 25 * runtime.non_embedding_params(tiny)
+  # ... and a Hugging Face directory its config.json (the peers benchmark's 25m checkpoint shape).
+  hf_dir = tmp_path / "hf"
+  hf_dir.mkdir()
+  (hf_dir / "config.json").write_text(json.dumps(dict(
+      model_type="qwen2", architectures=["Qwen2ForCausalLM"], vocab_size=1024, hidden_size=512,
+      intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
+      tie_word_embeddings=True, max_position_embeddings=4096, rope_theta=10000.0,
+      rms_norm_eps=1e-6)))
+  (hf_dir / "model.safetensors").write_bytes(b"")
+  rl.init_from = str(hf_dir)
+  assert runtime.model_params_of(rl) == 8 * (512 * 64 * 24 + 3 * 512 * 1536)
 
 
 def test_configure_cpu_from_a_25m_stage_gives_one_device():
