@@ -99,6 +99,10 @@ def test_cons_k_row_reads_the_k_sample_evaluation():
   row = next(r for r in rows if "cons@16 >" in r["claim"])
   assert row["values"] == pytest.approx({0: 6.0, 1: -1.0}) and row["holds"] is False
   assert not any("cons@16" in r["claim"] for r in f.findings_rows({0: _seed(0.3, 0.4, 0.4)}))
+  # Finding 0 with the 16-sample pass@1: only seed 0 has the base's 16-sample evaluation.
+  gain = next(r for r in rows if "pass@1 over 16 samples" in r["claim"])
+  assert gain["values"][0] == pytest.approx(14.0) and gain["values"][1] is None
+  assert gain["holds"] is True
 
 
 def test_curve_table_has_base_checkpoints_and_final_row():
