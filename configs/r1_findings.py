@@ -25,15 +25,26 @@ One pipeline per seed (`r1jax.pipeline`), stages shared between findings:
                   optimises the expected reward of the tempered policy the evaluation samples.
                   (Tried on the first design's base: no better than T 1.)
 
+  pretrain_lang   findings 3 and 6's base: as pretrain (same problems, sizes, error_rate), but a
+                  worded CoT ("3 times 4 is 12, then 12 plus 5 is 17."), `mix_rate` (0.3) of the
+                  solutions switching to Chinese from a step on, `reflect_rate` (0.2) correcting a
+                  slip after "wait, let me check" (r1jax.data.procedural.make_sft_corpus); window 96
+  rl_lang_off     the findings recipe from pretrain_lang, accuracy + format rewards
+  rl_lang_on      the same + R1's language-consistency reward (weight `language_weight`, 1.0)
+
 Finding 0 (RL improves correctness, not only format) compares pretrain with r1_zero_shipped and
 r1_zero; finding 1 (R1-Zero without SFT: held-out pass@1 rises, cons@k > pass@1) reads r1_zero.
 Held-out evaluation after every stage is the quickstart's: 200 hash-disjoint test problems,
 pass@1 over k=4 samples at temperature 0.6, top-p 0.95, and cons@4, strict `<answer>` rule.
+Finding 3 (language consistency removes mixing at a small accuracy cost) compares rl_lang_off with
+rl_lang_on; finding 6 (response length and reflection over RL steps) reads r1_zero and rl_lang_off.
 
 Presets: `tiny` (the recorded run), `small` (the slow test: shorter stages, same structure).
 Options: `seed=N`, `branches=r1_zero_shipped+r1_zero` (which RL branches to run; default all),
 `error_rate=0.4` and `pretrain_steps=N` (the base's corpus and length; the preset's by default),
 `rl_steps=N` (the findings recipe's length, r1_zero and r1_zero_t06; the preset's by default).
+`mix_rate=0.3`, `reflect_rate=0.2` (pretrain_lang's corpus), `language_weight=1.0` (rl_lang_on);
+`rl_steps` sets rl_lang_off/on's length too. A base runs only when a selected branch starts from it.
 """
 import ml_collections
 
