@@ -23,8 +23,8 @@ from typing import Any
 import ml_collections
 
 from r1jax import paths
-from r1jax.data.procedural import REFLECTION_PHRASES
 from r1jax.config_schema import build, configdict_of, to_dict  # noqa: F401  (re-exported)
+from r1jax.data.procedural import REFLECTION_PHRASES
 from r1jax.metrics import WandbConfig
 from r1jax.rl import advantages as adv_lib
 from r1jax.rl import losses

@@ -108,15 +108,14 @@ class ExperienceMaker:
   def __init__(self, sampler: Sampler, sampler_config: SamplerConfig, tokenizer, reward_system,
                rl, *, extra_fields: Mapping[str, Any] | None = None):
     """`rl`: the stage's `r1jax.stage_config.RLConfig` (advantage estimator, its ddof and
-    eps, sample_chunks, stop_strings)."""
+    eps, sample_chunks, stop_strings, the text statistics `cot_metrics` / `reflection_phrases`)."""
     self.sampler, self.scfg, self.tokenizer = sampler, sampler_config, tokenizer
     self.rewards = reward_system
     self.advantage, self.adv_ddof, self.adv_eps = rl.advantage, rl.adv_ddof, rl.adv_eps
     self.num_chunks = max(1, int(rl.sample_chunks))
     self.stop_strings = tuple(rl.stop_strings)
     self.extra_fields = dict(extra_fields or {})
-    self.cot_metrics = bool(getattr(rl, "cot_metrics", False))
-    self.reflection_phrases = tuple(getattr(rl, "reflection_phrases", ()))
+    self.cot_metrics, self.reflection_phrases = rl.cot_metrics, tuple(rl.reflection_phrases)
 
   def _score_async(self, rollout: Rollout, fields: dict[str, list]):
     """Fetch ids, decode this process's rows, cut them at the first stop string (the
