@@ -397,13 +397,16 @@ def _finding3_rows(results, seeds, add) -> None:
   if not any(b in ev[s] for s in seeds for b in LANG_BRANCHES):
     return
   claim = "Language consistency costs little accuracy and removes mixing"
+  lengths = sorted({results[s].get("num_steps", {}).get(b) for s in seeds for b in LANG_BRANCHES}
+                   - {None})
+  steps = f", {'/'.join(map(str, lengths))} RL steps" if lengths else ""
   mix = {b: {s: _pct(ev[s].get(b), "language_mixing_rate") for s in seeds}
          for b in (LANG_BASE,) + LANG_BRANCHES}
   add("3", f"{claim}: the base mixes", "held-out mixing rate of the base, %", mix[LANG_BASE],
       holds=_all(mix[LANG_BASE], lambda v: v > 0))
-  add("3", f"{claim}: RL without the language reward", "held-out mixing rate, %",
+  add("3", f"{claim}: RL without the language reward{steps}", "held-out mixing rate, %",
       mix["rl_lang_off"])
-  add("3", f"{claim}: RL with it (weight 1, as accuracy)", "held-out mixing rate, %",
+  add("3", f"{claim}: RL with it (weights in Configs){steps}", "held-out mixing rate, %",
       mix["rl_lang_on"], holds=_all(mix["rl_lang_on"], lambda v: v <= FINDING3_MAX_MIXING))
   cost = {s: (None if not all(b in ev[s] for b in LANG_BRANCHES) else
               _pct(ev[s]["rl_lang_off"], "pass@1") - _pct(ev[s]["rl_lang_on"], "pass@1"))
