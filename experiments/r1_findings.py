@@ -408,6 +408,14 @@ def _finding3_rows(results, seeds, add) -> None:
       mix["rl_lang_off"])
   add("3", f"{claim}: RL with it (weights in Configs){steps}", "held-out mixing rate, %",
       mix["rl_lang_on"], holds=_all(mix["rl_lang_on"], lambda v: v <= FINDING3_MAX_MIXING))
+  # The rollouts' mixing (T 1, 128 samples a step) over the last 10 steps: without minus with the
+  # reward. RL alone may lower mixing too; this row asks whether the reward lowers it further.
+  last = {s: (None if any("mixing_rate" not in results[s]["rl"].get(b, {}) for b in LANG_BRANCHES)
+              else 100.0 * (results[s]["rl"]["rl_lang_off"]["mixing_rate"][1]
+                            - results[s]["rl"]["rl_lang_on"]["mixing_rate"][1])) for s in seeds}
+  add("3", f"{claim}: the reward lowers mixing below RL without it",
+      "rollouts' mixing rate (T 1), last 10 RL steps, without minus with, points", last,
+      holds=_all(last, lambda v: v > 0))
   cost = {s: (None if not all(b in ev[s] for b in LANG_BRANCHES) else
               _pct(ev[s]["rl_lang_off"], "pass@1") - _pct(ev[s]["rl_lang_on"], "pass@1"))
           for s in seeds}
@@ -670,9 +678,10 @@ def write_report(results: dict[int, dict], preset: str, path: pathlib.Path,
         "`rl_lang_off` / `rl_lang_on` are the findings recipe from it without / with the "
         "language-consistency reward. Mixing: share of samples whose CoT has under 95% of its "
         "words in the question's language (`r1jax.rewards.language`); reflection: share with "
-        "\"wait\" or \"let me check\". Finding 3 holds when the mixing rate with the reward is at "
-        f"most {FINDING3_MAX_MIXING:.0f}% and its pass@1 cost at most {FINDING3_MAX_COST:.0f} "
-        "points, for every seed; finding 6 has no criterion (the issue: report whatever they "
+        "\"wait\" or \"let me check\". Finding 3 holds when the held-out mixing rate with the "
+        f"reward is at most {FINDING3_MAX_MIXING:.0f}%, the rollouts' mixing over the last 10 RL "
+        "steps is lower with it than without, and its pass@1 cost is at most "
+        f"{FINDING3_MAX_COST:.0f} points, for every seed; finding 6 has no criterion (the issue: report whatever they "
         "show).", "", language, ""]
   strategies = format_strategies(results)
   if strategies:

@@ -94,9 +94,10 @@ def test_config_language_branches():
 
 
 def _lang_seed(mix_off, mix_on, p_off, p_on):
-  diag = lambda a, b: {"completion_len/mean": (40.0, 40.0 + a), "reflection_rate": (0.2, 0.2 + b)}
+  diag = lambda a, b, m: {"completion_len/mean": (40.0, 40.0 + a), "reflection_rate": (0.2, 0.2 + b),
+                          "mixing_rate": (0.3, m)}
   return {"workdir": "/nonexistent", "wall_s": {},
-          "rl": {"rl_lang_off": diag(5.0, -0.1), "rl_lang_on": diag(1.0, 0.0),
+          "rl": {"rl_lang_off": diag(5.0, -0.1, 0.2), "rl_lang_on": diag(1.0, 0.0, mix_on),
                  "r1_zero": {"completion_len/mean": (30.0, 28.0)}},
           "evals": {"pretrain_lang": {"pass@1": 0.3, "language_mixing_rate": 0.3},
                     "rl_lang_off": {"pass@1": p_off, "language_mixing_rate": mix_off},
@@ -107,9 +108,10 @@ def test_findings_rows_language_and_length():
   f = _findings()
   rows = f.findings_rows({0: _lang_seed(0.25, 0.01, 0.45, 0.43), 1: _lang_seed(0.2, 0.03, 0.5, 0.47)})
   three = [r for r in rows if r["finding"] == "3"]
-  assert [r["holds"] for r in three] == [True, None, True, True]
+  assert [r["holds"] for r in three] == [True, None, True, True, True]
   assert three[2]["values"] == pytest.approx({0: 1.0, 1: 3.0})
-  assert three[3]["values"] == pytest.approx({0: 2.0, 1: 3.0})
+  assert three[3]["values"] == pytest.approx({0: 19.0, 1: 17.0})     # rollouts: 20% - mix_on
+  assert three[4]["values"] == pytest.approx({0: 2.0, 1: 3.0})
   six = [r for r in rows if r["finding"] == "6"]
   assert [r["values"] for r in six] == [pytest.approx({0: -2.0, 1: -2.0}),
                                         pytest.approx({0: 5.0, 1: 5.0}),
@@ -117,7 +119,7 @@ def test_findings_rows_language_and_length():
   assert all(r["holds"] is None for r in six)
   # Mixing left with the reward, or a large accuracy cost, fails the row.
   rows = f.findings_rows({0: _lang_seed(0.25, 0.2, 0.45, 0.30)})
-  assert [r["holds"] for r in rows if r["finding"] == "3"] == [True, None, False, False]
+  assert [r["holds"] for r in rows if r["finding"] == "3"] == [True, None, False, False, False]
   table = f.format_findings(rows, [0])
   assert "| 3 | Language consistency costs little accuracy and removes mixing | — |" not in table
   assert "| 6 | Response length and reflection under RL | — |" not in table
