@@ -312,8 +312,8 @@ def render_cot(node: Node, style: str = 'symbolic', switch_at: int | None = None
   """
   if style not in COT_STYLES:
     raise ValueError(f'cot_style must be one of {COT_STYLES}, got {style!r}')
-  parts = []
-  for k, (a, op, b, value) in enumerate(worked_steps(node)):
+  worked, parts = worked_steps(node), []
+  for k, (a, op, b, value) in enumerate(worked):
     lang = second_language if switch_at is not None and k >= switch_at else 'en'
     text = _render_step(a, op, b, value, style, lang)
     if reflect is not None and reflect[0] == k:
@@ -323,9 +323,10 @@ def render_cot(node: Node, style: str = 'symbolic', switch_at: int | None = None
     if style == 'worded' and k:
       text = f"{COT_WORDS[lang]['then']} {text}"
     parts.append(text)
+  value = worked[-1][3] if worked else Fraction(node)
   if style == 'symbolic':
-    return ' '.join(f'{p}.' for p in parts), worked_steps(node)[-1][3]
-  return ', '.join(parts) + '.', worked_steps(node)[-1][3]
+    return ' '.join(f'{p}.' for p in parts), value
+  return (', '.join(parts) + '.' if parts else ''), value
 
 
 def make_sft_corpus(task: str = 'countdown', num_examples: int = 1000, seed: int = 0,
@@ -399,7 +400,7 @@ def make_sft_corpus(task: str = 'countdown', num_examples: int = 1000, seed: int
       mix_rng, reflect_rng = _rng(seed, i, 5), _rng(seed, i, 6)
       if mix_rng.random() < mix_rate:
         switch_at = int(mix_rng.integers(1, n_steps)) if n_steps > 1 else 0
-      if reflect_rng.random() < reflect_rate:
+      if reflect_rng.random() < reflect_rate and n_steps:
         k = int(reflect_rng.integers(n_steps))
         d = int(reflect_rng.integers(1, 4))
         reflect = (k, -d if reflect_rng.random() < 0.5 else d)
