@@ -28,15 +28,26 @@ One pipeline per seed (`r1jax.pipeline`), stages shared between findings:
                   the prompts are sampled and the update keeps the groups whose rewards differ),
                   so zero-variance groups (24-42% of the findings recipe's) do not thin the batch
 
+  pretrain_lang   findings 3 and 6's base: as pretrain (same problems, sizes, error_rate), but a
+                  worded CoT ("3 times 4 is 12, then 12 plus 5 is 17."), `mix_rate` (0.3) of the
+                  solutions switching to Chinese from a step on, `reflect_rate` (0.2) correcting a
+                  slip after "wait, let me check" (r1jax.data.procedural.make_sft_corpus); window 96
+  rl_lang_off     the findings recipe from pretrain_lang, accuracy + format rewards
+  rl_lang_on      the same + R1's language-consistency reward (weight `language_weight`, 1.0)
+
 Finding 0 (RL improves correctness, not only format) compares pretrain with r1_zero_shipped and
 r1_zero; finding 1 (R1-Zero without SFT: held-out pass@1 rises, cons@k > pass@1) reads r1_zero.
 Held-out evaluation after every stage is the quickstart's: 200 hash-disjoint test problems,
 pass@1 over k=4 samples at temperature 0.6, top-p 0.95, and cons@4, strict `<answer>` rule.
+Finding 3 (language consistency removes mixing at a small accuracy cost) compares rl_lang_off with
+rl_lang_on; finding 6 (response length and reflection over RL steps) reads r1_zero and rl_lang_off.
 
 Presets: `tiny` (the recorded run), `small` (the slow test: shorter stages, same structure).
 Options: `seed=N`, `branches=r1_zero_shipped+r1_zero` (which RL branches to run; default all),
 `error_rate=0.4` and `pretrain_steps=N` (the base's corpus and length; the preset's by default),
 `rl_steps=N` (the findings recipe's length, r1_zero and r1_zero_t06; the preset's by default).
+`mix_rate=0.3`, `reflect_rate=0.2` (pretrain_lang's corpus), `language_weight=1.0` (rl_lang_on);
+`rl_steps` sets rl_lang_off/on's length too. A base runs only when a selected branch starts from it.
 """
 import ml_collections
 
@@ -44,6 +55,9 @@ from r1jax.config import sibling_config
 
 # Run order: the main row first.
 BRANCHES = ("r1_zero", "r1_zero_shipped", "r1_zero_lr", "r1_zero_t06", "r1_zero_ds")
+# Findings 3 and 6: RL branches from `pretrain_lang`, the worded, language-mixing base.
+LANG_BRANCHES = ("rl_lang_off", "rl_lang_on")
+LANG_BASE = "pretrain_lang"
 
 
 def _sizes(preset: str) -> dict:
@@ -62,12 +76,13 @@ def _sizes(preset: str) -> dict:
 
 def get_config(arg: str = "tiny"):
   preset, opts = sibling_config(__file__, "sft_mix").parse_arg(
-      arg, seed="0", branches="+".join(BRANCHES), error_rate="0.4", pretrain_steps="", rl_steps="")
+      arg, seed="0", branches="+".join(BRANCHES + LANG_BRANCHES), error_rate="0.4",
+      pretrain_steps="", rl_steps="", mix_rate="0.3", reflect_rate="0.2", language_weight="1.0")
   seed = int(opts["seed"])
   branches = tuple(b for b in opts["branches"].split("+") if b)
-  unknown = set(branches) - set(BRANCHES)
+  unknown = set(branches) - set(BRANCHES + LANG_BRANCHES)
   if unknown:
-    raise ValueError(f"Unknown branches {sorted(unknown)}; known: {BRANCHES}")
+    raise ValueError(f"Unknown branches {sorted(unknown)}; known: {BRANCHES + LANG_BRANCHES}")
   n = _sizes(preset)
   if opts["pretrain_steps"]:
     n["pretrain"] = int(opts["pretrain_steps"])
@@ -100,23 +115,56 @@ def get_config(arg: str = "tiny"):
     c.rl.dynamic_sampling = dynamic_sampling
     return c
 
+  # The second base (findings 3 and 6): the same problems, sizes and error rate, but a worded
+  # CoT ("3 times 4 is 12, then ..."), `mix_rate` of the solutions switching to Chinese from a
+  # step on and `reflect_rate` with a corrected slip ("..., wait, let me check, ..."). Its
+  # text is up to 84 tokens, hence the window of 96 (the RL and evaluation budget of 64 new
+  # tokens holds the completions: at most 66 tokens in the corpus, 99% under 60).
+  pretrain_lang = sibling_config(__file__, "sft").tiny_base_pretrain(
+      seed, steps=n["pretrain"], arith=task, error_rate=float(opts["error_rate"]),
+      examples=n["examples"], untagged_rate=0.0, log_every=100,
+      checkpoint_every=min(500, n["pretrain"]), seq_len=96,
+      corpus=dict(cot_style="worded", mix_rate=float(opts["mix_rate"]),
+                  reflect_rate=float(opts["reflect_rate"])))
+
+  def lang_rl(language: float):
+    # The findings recipe; `language` > 0 adds R1's language-consistency reward (share of CoT
+    # words in the question's language; R1 sums it with accuracy: weight 1.0 by default), as
+    # configs/r1_reasoning_rl.py's stage does.
+    c = rl(n["steps"], lr=5e-5, group_size=16, num_prompts=8)
+    if language:
+      c.rewards.weights = dict(c.rewards.weights.to_dict(), language=language)
+      c.rewards.kwargs = dict(c.rewards.kwargs.to_dict(), language={"target_language": "auto"})
+    return c
+
   stages = dict(pretrain=pretrain)
   all_rl = dict(
       r1_zero_shipped=rl(n["shipped_steps"]),
       r1_zero=rl(n["steps"], lr=5e-5, group_size=16, num_prompts=8),
       r1_zero_lr=rl(n["shipped_steps"], lr=5e-5),
       r1_zero_t06=rl(n["steps"], lr=5e-5, group_size=16, num_prompts=8, temperature=0.6),
-      r1_zero_ds=rl(n["steps"], lr=5e-5, group_size=16, num_prompts=8, dynamic_sampling=True))
+      r1_zero_ds=rl(n["steps"], lr=5e-5, group_size=16, num_prompts=8, dynamic_sampling=True),
+      rl_lang_off=lang_rl(0.0),
+      rl_lang_on=lang_rl(float(opts["language_weight"])))
   for b in branches:
     stages[b] = all_rl[b]
+  # A base runs when a branch starts from it (only the findings base without any branch).
+  bases = tuple(base for base, used in (
+      ("pretrain", any(b in BRANCHES for b in branches) or not branches),
+      (LANG_BASE, any(b in LANG_BRANCHES for b in branches))) if used)
+  if LANG_BASE in bases:
+    stages[LANG_BASE] = pretrain_lang
+  if "pretrain" not in bases:
+    del stages["pretrain"]
 
   c = ml_collections.ConfigDict()
   c.stage = "pipeline"
   c.seed = seed
   c.mesh = ml_collections.ConfigDict(dict(shape=(-1, 1, 1)))
-  c.order = ("pretrain",) + branches
+  c.order = bases + branches
   c.stages = ml_collections.ConfigDict(stages)
-  c.init_from = ml_collections.ConfigDict({b: "pretrain" for b in branches})
+  c.init_from = ml_collections.ConfigDict(
+      {b: LANG_BASE if b in LANG_BRANCHES else "pretrain" for b in branches})
   c.data_from = ml_collections.ConfigDict()
   ev = q.eval.to_dict()
   ev["after"] = c.order

@@ -12,12 +12,15 @@ from r1jax.config import base_config
 
 def tiny_base_pretrain(seed: int, steps: int, arith: dict, error_rate: float, examples: int,
                        untagged_rate: float = 0.0, log_every: int = 50,
-                       checkpoint_every: int | None = None):
+                       checkpoint_every: int | None = None, seq_len: int = 80,
+                       corpus: dict | None = None):
   """Pre-training of a tiny base model (and its tokenizer) on the synthetic arithmetic corpus.
 
   The corpus is deliberately imperfect (see `r1jax.data.procedural.make_sft_corpus`):
   `error_rate` of the solutions read the expression left to right, and `untagged_rate` give
   the answer in prose instead of `<answer>` tags. Used by the quickstart and R1 in miniature.
+  `corpus`: further `make_sft_corpus` options (e.g. `cot_style='worded'`, `mix_rate`,
+  `reflect_rate`); `seq_len`: the training window (a worded CoT needs more than 80 tokens).
   """
   c = base_config()
   c.stage = "pretrain"
@@ -28,10 +31,11 @@ def tiny_base_pretrain(seed: int, steps: int, arith: dict, error_rate: float, ex
       sources=(dict(kind="procedural", task="arithmetic", num_examples=examples,
                     error_rate=error_rate, template="r1_zero_bare", seed=seed,
                     options=dict({k: v for k, v in arith.items() if k != "name"},
-                                 error_mode="left_to_right", untagged_rate=untagged_rate)),),
+                                 error_mode="left_to_right", untagged_rate=untagged_rate,
+                                 **(corpus or {}))),),
       pack=False, overflow="truncate", loss_on_prompt=True))
   c.optim.update(learning_rate=3e-3, warmup_steps=min(50, steps // 4))
-  c.train.update(num_steps=steps, batch_size=32, seq_len=80, log_every=log_every,
+  c.train.update(num_steps=steps, batch_size=32, seq_len=seq_len, log_every=log_every,
                  checkpoint_every=checkpoint_every or steps)
   return c
 

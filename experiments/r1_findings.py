@@ -35,9 +35,18 @@ from typing import Any
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "r1_findings.py"
 RESULTS = ROOT / "experiments" / "results"
-RL_BRANCHES = ("r1_zero_shipped", "r1_zero", "r1_zero_lr", "r1_zero_t06", "r1_zero_ds")
+# Findings 3 and 6 read the branches from the worded, language-mixing base (`LANG_BASE`).
+LANG_BRANCHES = ("rl_lang_off", "rl_lang_on")
+LANG_BASE = "pretrain_lang"
+RL_BRANCHES = ("r1_zero_shipped", "r1_zero", "r1_zero_lr", "r1_zero_t06", "r1_zero_ds"
+               ) + LANG_BRANCHES
 # Margin of finding 0: held-out pass@1 must rise by at least this many points (the issue's bar).
 FINDING0_MIN_GAIN = 10.0
+# Finding 3: with the language reward, the held-out mixing rate is "near 0" (at most this many %
+# of the samples), and its accuracy cost (pass@1 without minus with it) "small" (at most this
+# many points, about 1.5 standard errors of a 200-problem evaluation).
+FINDING3_MAX_MIXING = 5.0
+FINDING3_MAX_COST = 5.0
 NOT_RUN = [
     (2, "Cold start makes RL start higher and converge faster, with readable output"),
     (3, "Language consistency costs little accuracy and removes mixing"),
@@ -82,7 +91,7 @@ def _mean(xs):
 def rl_diagnostics(records: list[dict], window: int = 10) -> dict[str, Any]:
   """First / last `window` steps' means of the GRPO diagnostics of one RL stage."""
   keys = ("kl", "zero_variance_groups", "entropy", "accuracy_rate", "format_rate",
-          "completion_len/mean", "time/step_s")
+          "completion_len/mean", "time/step_s", "mixing_rate", "reflection_rate")
   recs = [r for r in records if "accuracy_rate" in r]
   out: dict[str, Any] = {"steps": len(recs)}
   for k in keys:
@@ -350,11 +359,19 @@ def _pct(summary: dict | None, key: str) -> float | None:
   return 100.0 * summary[key]
 
 
-def _gain(res: dict, branch: str, key: str = "pass@1") -> float | None:
+def _gain(res: dict, branch: str, key: str = "pass@1", base: str = "pretrain") -> float | None:
   ev = res["evals"]
-  if "pretrain" not in ev or branch not in ev:
+  if base not in ev or branch not in ev:
     return None
-  return _pct(ev[branch], key) - _pct(ev["pretrain"], key)
+  return _pct(ev[branch], key) - _pct(ev[base], key)
+
+
+def _change(res: dict, branch: str, key: str, scale: float = 1.0) -> float | None:
+  """Last-10-steps mean minus first-10-steps mean of a GRPO training metric of `branch`."""
+  d = res.get("rl", {}).get(branch, {})
+  if key not in d or None in d[key]:
+    return None
+  return scale * (d[key][1] - d[key][0])
 
 
 def findings_rows(results: dict[int, dict]) -> list[dict[str, Any]]:
@@ -411,7 +428,8 @@ def findings_rows(results: dict[int, dict]) -> list[dict[str, Any]]:
                for s in seeds}
       if any(v is not None for v in gains.values()):
         add("0", f"RL improves correctness ({branch}; pass@1 over {kk} samples, `--cons-k {kk}`)",
-            "held-out pass@1 gain, points", gains, holds=_all(gains, lambda v: v >= FINDING0_MIN_GAIN))
+            "held-out pass@1 gain, points", gains,
+            holds=_all(gains, lambda v: v >= FINDING0_MIN_GAIN))
   for kk in sorted({r["k"] for s in seeds for r in results[s].get("consk", [])
                     if r["stage"] == "r1_zero"}):
     summ = {s: consk(s, "r1_zero", kk) for s in seeds}
@@ -419,7 +437,56 @@ def findings_rows(results: dict[int, dict]) -> list[dict[str, Any]]:
             for s, v in summ.items()}
     add("1", f"R1-Zero: cons@{kk} > pass@1 (both over the same {kk} samples, `--cons-k {kk}`)",
         f"cons@{kk} - pass@1 after R1-Zero, points", cons, holds=_all(cons, lambda v: v > 0))
+  _finding3_rows(results, seeds, add)
+  _finding6_rows(results, seeds, add)
   return rows
+
+
+def _finding3_rows(results, seeds, add) -> None:
+  """Finding 3: held-out mixing without / with the language reward, and its accuracy cost."""
+  ev = {s: results[s]["evals"] for s in seeds}
+  if not any(b in ev[s] for s in seeds for b in LANG_BRANCHES):
+    return
+  claim = "Language consistency costs little accuracy and removes mixing"
+  lengths = sorted({results[s].get("num_steps", {}).get(b) for s in seeds for b in LANG_BRANCHES}
+                   - {None})
+  steps = f", {'/'.join(map(str, lengths))} RL steps" if lengths else ""
+  mix = {b: {s: _pct(ev[s].get(b), "language_mixing_rate") for s in seeds}
+         for b in (LANG_BASE,) + LANG_BRANCHES}
+  add("3", f"{claim}: the base mixes", "held-out mixing rate of the base, %", mix[LANG_BASE],
+      holds=_all(mix[LANG_BASE], lambda v: v > 0))
+  add("3", f"{claim}: RL without the language reward{steps}", "held-out mixing rate, %",
+      mix["rl_lang_off"])
+  add("3", f"{claim}: RL with it (weights in Configs){steps}", "held-out mixing rate, %",
+      mix["rl_lang_on"], holds=_all(mix["rl_lang_on"], lambda v: v <= FINDING3_MAX_MIXING))
+  # The rollouts' mixing (T 1, 128 samples a step) over the last 10 steps: without minus with the
+  # reward. RL alone may lower mixing too; this row asks whether the reward lowers it further.
+  last = {s: (None if any("mixing_rate" not in results[s]["rl"].get(b, {}) for b in LANG_BRANCHES)
+              else 100.0 * (results[s]["rl"]["rl_lang_off"]["mixing_rate"][1]
+                            - results[s]["rl"]["rl_lang_on"]["mixing_rate"][1])) for s in seeds}
+  add("3", f"{claim}: the reward lowers mixing below RL without it",
+      "rollouts' mixing rate (T 1), last 10 RL steps, without minus with, points", last,
+      holds=_all(last, lambda v: v > 0))
+  cost = {s: (None if not all(b in ev[s] for b in LANG_BRANCHES) else
+              _pct(ev[s]["rl_lang_off"], "pass@1") - _pct(ev[s]["rl_lang_on"], "pass@1"))
+          for s in seeds}
+  add("3", f"{claim}: accuracy cost", "pass@1 without minus with the language reward, points",
+      cost, holds=_all(cost, lambda v: v <= FINDING3_MAX_COST))
+
+
+def _finding6_rows(results, seeds, add) -> None:
+  """Finding 6: how mean response length and the reflection rate move over RL (no criterion)."""
+  for branch in ("r1_zero", "rl_lang_off"):
+    base = "pretrain" if branch == "r1_zero" else LANG_BASE
+    length = {s: _change(results[s], branch, "completion_len/mean") for s in seeds}
+    if all(v is None for v in length.values()):
+      continue
+    add("6", f"Response length under RL ({branch}, from `{base}`)",
+        "mean completion length, last 10 minus first 10 RL steps, tokens", length)
+    refl = {s: _change(results[s], branch, "reflection_rate", 100.0) for s in seeds}
+    if any(v is not None for v in refl.values()):
+      add("6", f"Reflection under RL ({branch}, from `{base}`)",
+          "completions with a reflection phrase, last 10 minus first 10 RL steps, points", refl)
 
 
 def _k(results) -> int:
@@ -452,7 +519,10 @@ def format_findings(rows: list[dict], seeds: list[int]) -> str:
     holds = {True: "yes", False: "**no**", None: "—"}[r["holds"]]
     lines.append(f"| {r['finding']} | {r['claim']} | {r['measure']} | {vals} | {ms} | {holds} |")
   blanks = " | ".join("not run" for _ in seeds)
+  measured = {str(r["finding"]) for r in rows}
   for n, claim in NOT_RUN:
+    if str(n) in measured:
+      continue
     lines.append(f"| {n} | {claim} | — | {blanks} | not run | not run |")
   return "\n".join(lines)
 
@@ -483,6 +553,35 @@ def format_curve(results: dict[int, dict]) -> str:
   return "\n".join(lines) if any_row else ""
 
 
+def format_language(results: dict[int, dict]) -> str:
+  """Findings 3 and 6 on the held-out samples: mixing, reflection and length per stage, and the
+  same over RL steps (first and last 10 steps' means of the GRPO metrics)."""
+  stages = ("pretrain", "r1_zero", LANG_BASE) + LANG_BRANCHES
+  lines = ["| seed | stage | pass@1 | held-out mixing % | held-out reflection % | held-out mean "
+           "length | RL mixing % first→last 10 steps | RL reflection % first→last | RL length "
+           "first→last |", "|" + "---|" * 9]
+  any_row = False
+  for s in sorted(results):
+    res = results[s]
+    for stage in stages:
+      summ = res["evals"].get(stage)
+      d = res["rl"].get(stage, {})
+      if summ is None or (stage in ("pretrain", "r1_zero") and "language_mixing_rate" not in summ):
+        continue
+
+      def fl(key, scale=1.0, nd=1):
+        if key not in d or None in d[key]:
+          return "—"
+        return f"{_f(d[key][0] * scale, nd)} → {_f(d[key][1] * scale, nd)}"
+
+      lines.append(f"| {s} | {stage} | {_f(_pct(summ, 'pass@1'))} "
+                   f"| {_f(_pct(summ, 'language_mixing_rate'))} | {_f(_pct(summ, 'reflection_rate'))} "
+                   f"| {_f(summ.get('mean_length'))} | {fl('mixing_rate', 100)} "
+                   f"| {fl('reflection_rate', 100)} | {fl('completion_len/mean')} |")
+      any_row = True
+  return "\n".join(lines) if any_row else ""
+
+
 def format_seed_details(results: dict[int, dict]) -> str:
   k = _k(results)
   lines = [f"| seed | stage | pass@1 (k={k}) | ± se (problems) | cons@{k} | format rate | "
@@ -509,7 +608,8 @@ def format_seed_details(results: dict[int, dict]) -> str:
   return "\n".join(lines)
 
 
-CURVE_KEYS = ("accuracy_rate", "kl", "zero_variance_groups", "entropy", "completion_len/mean")
+CURVE_KEYS = ("accuracy_rate", "kl", "zero_variance_groups", "entropy", "completion_len/mean",
+              "mixing_rate", "reflection_rate")
 
 
 def write_curves(results: dict[int, dict], out_base: pathlib.Path) -> str:
@@ -544,7 +644,8 @@ def write_curves(results: dict[int, dict], out_base: pathlib.Path) -> str:
       sm = [sum(ys[max(0, i - w // 2):i + w // 2 + 1]) / len(ys[max(0, i - w // 2):i + w // 2 + 1])
             for i in range(len(ys))]
       ax.plot(steps, sm, label=f"{b} s{s}", lw=1.2,
-              ls={"r1_zero": "-", "r1_zero_shipped": "--", "r1_zero_t06": "-."}.get(b, ":"))
+              ls={"r1_zero": "-", "r1_zero_shipped": "--", "r1_zero_t06": "-.",
+                  "rl_lang_off": (0, (5, 1)), "rl_lang_on": (0, (1, 1))}.get(b, ":"))
       ax.set_title(key, fontsize=9)
       ax.set_xlabel("RL step", fontsize=8)
   axes[0].legend(fontsize=6)
@@ -567,7 +668,7 @@ def config_summary(preset: str, seed: int = 0) -> str:
                    f"{src['error_rate']} (left to right), untagged_rate "
                    f"{src['options']['untagged_rate']}, task {dict(src['options'])}")
     else:
-      lines.append(f"- `{name}`: GRPO from `pretrain`, lr {st.optim.learning_rate} "
+      lines.append(f"- `{name}`: GRPO from `{c.init_from[name]}`, lr {st.optim.learning_rate} "
                    f"({st.optim.schedule}, warmup {st.optim.warmup_steps}), G={st.rl.group_size}, "
                    f"{st.rl.num_prompts} prompts/step, {st.train.num_steps} steps, loss preset "
                    f"`{st.rl.loss.preset}` (beta 0.001, k3, eps 0.2), sampling temperature "
@@ -604,7 +705,8 @@ def write_report(results: dict[int, dict], preset: str, path: pathlib.Path,
       "## Findings", "",
       "Mean ± standard error over seeds (no ± with one seed). `holds` is the issue's criterion "
       f"for every seed: base format ≥ 95%, a pass@1 gain ≥ {FINDING0_MIN_GAIN:.0f} points "
-      "(finding 0), a positive gain and cons@k > pass@1 (finding 1).", "",
+      "(finding 0), a positive gain and cons@k > pass@1 (finding 1); finding 3's are in its "
+      "section below, finding 6 has none.", "",
       format_findings(rows, seeds), "",
       "## Per seed and stage", "",
       "Held-out pass@1 / cons@k / format rate in %; the ± is the standard error over the "
@@ -619,6 +721,20 @@ def write_report(results: dict[int, dict], preset: str, path: pathlib.Path,
         "## Held-out pass@1 against RL steps (`--curve`)", "",
         "The table's protocol on intermediate checkpoints (step 0 is the base; the last step is "
         "the stage's own evaluation).", "", curve, ""]
+  language = format_language(results)
+  if language:
+    lines += [
+        "## Language mixing, reflection and length (findings 3 and 6)", "",
+        f"`{LANG_BASE}` is the worded base (`configs/r1_findings.py`: 30% of its solutions switch "
+        "to Chinese from a step on, 20% correct a slip after \"wait, let me check\"); "
+        "`rl_lang_off` / `rl_lang_on` are the findings recipe from it without / with the "
+        "language-consistency reward. Mixing: share of samples whose CoT has under 95% of its "
+        "words in the question's language (`r1jax.rewards.language`); reflection: share with "
+        "\"wait\" or \"let me check\". Finding 3 holds when the held-out mixing rate with the "
+        f"reward is at most {FINDING3_MAX_MIXING:.0f}%, the rollouts' mixing over the last 10 RL "
+        "steps is lower with it than without, and its pass@1 cost is at most "
+        f"{FINDING3_MAX_COST:.0f} points, for every seed; finding 6 has no criterion (the issue: report whatever they "
+        "show).", "", language, ""]
   strategies = format_strategies(results)
   if strategies:
     lines += [

@@ -24,6 +24,7 @@ import ml_collections
 
 from r1jax import paths
 from r1jax.config_schema import build, configdict_of, to_dict  # noqa: F401  (re-exported)
+from r1jax.data.procedural import REFLECTION_PHRASES
 from r1jax.metrics import WandbConfig
 from r1jax.rl import advantages as adv_lib
 from r1jax.rl import losses
@@ -328,6 +329,11 @@ class RLConfig:
   # (r1jax.rollout.buckets), so short prompts do not pay for max_prompt_len.
   auto_prompt_buckets: bool = False
   stop_strings: tuple[str, ...] = ("</answer>",)
+  # Host-side text statistics logged every step (r1jax/evals/curation.py: cot_flags): `mixing_rate`
+  # (share of completions whose CoT is not in the question's language, by the language reward's
+  # scorer) and `reflection_rate` (share whose CoT has one of `reflection_phrases`; () = off).
+  cot_metrics: bool = True
+  reflection_phrases: tuple[str, ...] = REFLECTION_PHRASES
   ignore_eos: bool = False       # as vLLM's ignore_eos: every completion runs to max_new_tokens
   # Rollout engine, as in `SamplerSection` (docs/sampler.md): 'continuous' or 'static'.
   engine: str = DEFAULT_ENGINE

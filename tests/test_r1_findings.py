@@ -24,8 +24,9 @@ def test_config_branches_share_the_base():
   f = _findings()
   c = f.load_config("tiny", seed=1)
   config_lib.validate(c)
-  assert c.order[0] == "pretrain" and set(c.order[1:]) == set(f.RL_BRANCHES)
-  assert all(c.init_from[b] == "pretrain" for b in f.RL_BRANCHES)
+  assert c.order[:2] == ("pretrain", f.LANG_BASE) and set(c.order[2:]) == set(f.RL_BRANCHES)
+  assert all(c.init_from[b] == (f.LANG_BASE if b in f.LANG_BRANCHES else "pretrain")
+             for b in f.RL_BRANCHES)
   # The base writes the R1 format on every sample: no untagged solutions in its corpus.
   assert c.stages.pretrain.data.sources[0]["options"]["untagged_rate"] == 0.0
   # The second design's base: 60% precedence solutions, 1000 steps; the first design's is an option.
@@ -55,6 +56,75 @@ def test_config_branches_share_the_base():
   assert tuple(only.order) == ("pretrain", "r1_zero")
   with pytest.raises(ValueError, match="Unknown branches"):
     f.load_config("tiny", branches=("nope",))
+
+
+def test_config_language_branches():
+  """Findings 3 and 6: a worded, mixing, reflecting base and two RL branches from it that differ
+  only in the language reward; the findings base runs only when a branch needs it."""
+  f = _findings()
+  c = f.load_config("tiny", seed=0, branches=f.LANG_BRANCHES)
+  config_lib.validate(c)
+  assert tuple(c.order) == (f.LANG_BASE,) + f.LANG_BRANCHES and "pretrain" not in c.stages
+  base = c.stages[f.LANG_BASE]
+  opts = base.data.sources[0]["options"]
+  assert (opts["cot_style"], opts["mix_rate"], opts["reflect_rate"]) == ("worded", 0.3, 0.2)
+  ref = f.load_config("tiny", seed=0, branches=("r1_zero",)).stages
+  # The same problems, sizes and strategy errors as the findings base; a longer window.
+  assert (base.train.num_steps, base.data.sources[0]["num_examples"],
+          base.data.sources[0]["error_rate"]) == (ref.pretrain.train.num_steps,
+                                                  ref.pretrain.data.sources[0]["num_examples"],
+                                                  ref.pretrain.data.sources[0]["error_rate"])
+  assert base.train.seq_len == 96
+  off, on = c.stages.rl_lang_off, c.stages.rl_lang_on
+  assert dict(off.rewards.weights) == dict(ref.r1_zero.rewards.weights) == {"accuracy": 1.0,
+                                                                             "format": 0.5}
+  assert dict(on.rewards.weights) == {"accuracy": 1.0, "format": 0.5, "language": 1.0}
+  assert on.rewards.kwargs["language"]["target_language"] == "auto"
+  for st in (off, on):   # the findings recipe
+    assert (st.optim.learning_rate, st.rl.group_size, st.rl.num_prompts, st.train.num_steps) == (
+        ref.r1_zero.optim.learning_rate, ref.r1_zero.rl.group_size, ref.r1_zero.rl.num_prompts,
+        ref.r1_zero.train.num_steps)
+  on.rewards.weights = dict(off.rewards.weights)
+  on.rewards.kwargs = dict(off.rewards.kwargs)
+  assert on.to_dict() == off.to_dict()
+  assert f.load_config("tiny", branches=("rl_lang_on",), language_weight=0.5).stages.rl_lang_on \
+      .rewards.weights["language"] == 0.5
+  both = f.load_config("small", branches=("r1_zero", "rl_lang_off"))
+  assert tuple(both.order) == ("pretrain", f.LANG_BASE, "r1_zero", "rl_lang_off")
+
+
+def _lang_seed(mix_off, mix_on, p_off, p_on):
+  diag = lambda a, b, m: {"completion_len/mean": (40.0, 40.0 + a), "reflection_rate": (0.2, 0.2 + b),
+                          "mixing_rate": (0.3, m)}
+  return {"workdir": "/nonexistent", "wall_s": {},
+          "rl": {"rl_lang_off": diag(5.0, -0.1, 0.2), "rl_lang_on": diag(1.0, 0.0, mix_on),
+                 "r1_zero": {"completion_len/mean": (30.0, 28.0)}},
+          "evals": {"pretrain_lang": {"pass@1": 0.3, "language_mixing_rate": 0.3},
+                    "rl_lang_off": {"pass@1": p_off, "language_mixing_rate": mix_off},
+                    "rl_lang_on": {"pass@1": p_on, "language_mixing_rate": mix_on}}}
+
+
+def test_findings_rows_language_and_length():
+  f = _findings()
+  rows = f.findings_rows({0: _lang_seed(0.25, 0.01, 0.45, 0.43), 1: _lang_seed(0.2, 0.03, 0.5, 0.47)})
+  three = [r for r in rows if r["finding"] == "3"]
+  assert [r["holds"] for r in three] == [True, None, True, True, True]
+  assert three[2]["values"] == pytest.approx({0: 1.0, 1: 3.0})
+  assert three[3]["values"] == pytest.approx({0: 19.0, 1: 17.0})     # rollouts: 20% - mix_on
+  assert three[4]["values"] == pytest.approx({0: 2.0, 1: 3.0})
+  six = [r for r in rows if r["finding"] == "6"]
+  assert [r["values"] for r in six] == [pytest.approx({0: -2.0, 1: -2.0}),
+                                        pytest.approx({0: 5.0, 1: 5.0}),
+                                        pytest.approx({0: -10.0, 1: -10.0})]
+  assert all(r["holds"] is None for r in six)
+  # Mixing left with the reward, or a large accuracy cost, fails the row.
+  rows = f.findings_rows({0: _lang_seed(0.25, 0.2, 0.45, 0.30)})
+  assert [r["holds"] for r in rows if r["finding"] == "3"] == [True, None, False, False, False]
+  table = f.format_findings(rows, [0])
+  assert "| 3 | Language consistency costs little accuracy and removes mixing | — |" not in table
+  assert "| 6 | Response length and reflection under RL | — |" not in table
+  assert "| 5 | Distillation" in table
+  assert "rl_lang_on" in f.format_language({0: _lang_seed(0.25, 0.2, 0.45, 0.30)})
 
 
 def _seed(base, r1, cons, fmt=1.0):

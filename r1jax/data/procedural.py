@@ -260,10 +260,81 @@ def _mutate_op(rng: np.random.Generator, tree: Node) -> Node:
   return go(tree)
 
 
+# Worded chains of thought (`cot_style='worded'`): each step as a short phrase,
+# "3 times 4 is 12, then 12 plus 5 is 17.", so that the CoT has words a language reward can
+# score. The second language is Chinese: Han characters are a script of one language for
+# `r1jax.rewards.language`, so a switch is identified without a statistical model.
+COT_WORDS = {
+    'en': {'+': 'plus', '-': 'minus', '*': 'times', '/': 'divided by', 'is': 'is', 'then': 'then'},
+    'zh': {'+': '加', '-': '减', '*': '乘', '/': '除以', 'is': '得', 'then': '然后'},
+}
+COT_STYLES = ('symbolic', 'worded')
+# The reflection the corpus writes after a wrong step (`reflect_rate`), and the phrases the
+# reflection metrics look for by default (`r1jax.evals.curation.reflection_rate`).
+REFLECTION = 'wait, let me check'
+REFLECTION_PHRASES = ('wait', 'let me check')
+
+
+def worked_steps(node: Node) -> list[tuple[Fraction, str, Fraction, Fraction]]:
+  """Post-order steps of `node` as (left value, op, right value, result), as `steps` computes them."""
+  out = []
+
+  def go(n):
+    if not isinstance(n, tuple):
+      return Fraction(n)
+    op, left, right = n
+    a, b = go(left), go(right)
+    value = _apply(op, a, b)
+    value = Fraction(0) if value is None else value
+    out.append((a, op, b, value))
+    return value
+
+  go(node)
+  return out
+
+
+def _render_step(a, op, b, value, style: str, lang: str) -> str:
+  if style == 'symbolic':
+    return f'{_fmt(a)} {op} {_fmt(b)} = {_fmt(value)}'
+  w = COT_WORDS[lang]
+  return f"{_fmt(a)} {w[op]} {_fmt(b)} {w['is']} {_fmt(value)}"
+
+
+def render_cot(node: Node, style: str = 'symbolic', switch_at: int | None = None,
+               second_language: str = 'zh', reflect: tuple[int, int] | None = None) -> tuple[str, Fraction]:
+  """The chain of thought solving `node` and its value.
+
+  style 'symbolic': "3 * 4 = 12. 12 + 5 = 17." (the corpus's original text);
+  'worded': "3 times 4 is 12, then 12 plus 5 is 17." in English, and from step `switch_at`
+  on in `second_language` ("3 times 4 is 12, 然后 12 加 5 得 17.").
+  `reflect=(k, delta)`: step k is first written with its result off by `delta`, then
+  `REFLECTION` and the step again, right ("3 times 4 is 13, wait, let me check, 3 times 4 is 12").
+  """
+  if style not in COT_STYLES:
+    raise ValueError(f'cot_style must be one of {COT_STYLES}, got {style!r}')
+  worked, parts = worked_steps(node), []
+  for k, (a, op, b, value) in enumerate(worked):
+    lang = second_language if switch_at is not None and k >= switch_at else 'en'
+    text = _render_step(a, op, b, value, style, lang)
+    if reflect is not None and reflect[0] == k:
+      wrong = _render_step(a, op, b, value + reflect[1], style, lang)
+      sep = '. ' if style == 'symbolic' else ', '
+      text = f'{wrong}{sep}{REFLECTION}{sep}{text}'
+    if style == 'worded' and k:
+      text = f"{COT_WORDS[lang]['then']} {text}"
+    parts.append(text)
+  value = worked[-1][3] if worked else Fraction(node)
+  if style == 'symbolic':
+    return ' '.join(f'{p}.' for p in parts), value
+  return (', '.join(parts) + '.' if parts else ''), value
+
+
 def make_sft_corpus(task: str = 'countdown', num_examples: int = 1000, seed: int = 0,
                     split: str = 'train', error_rate: float = 0.2, template='plain',
                     test_fraction: float = 0.1, error_mode: str = 'random',
-                    untagged_rate: float = 0.0, **options) -> list[dict]:
+                    untagged_rate: float = 0.0, cot_style: str = 'symbolic',
+                    mix_rate: float = 0.0, second_language: str = 'zh',
+                    reflect_rate: float = 0.0, **options) -> list[dict]:
   """Worked solutions in the R1 format, for pretraining / SFT of a tiny base model.
 
   `error_mode` (arithmetic): 'random' slips one step by a small amount; 'left_to_right'
@@ -271,6 +342,18 @@ def make_sft_corpus(task: str = 'countdown', num_examples: int = 1000, seed: int
   is right on some problems and wrong on others, so reward can tell the strategies apart.
   `untagged_rate`: the fraction of completions that end in prose ("The answer is 7.") instead
   of `<answer> 7 </answer>`, i.e. not in the format a strict rule-based verifier reads.
+
+  Chain-of-thought options (arithmetic with `error_mode='left_to_right'`; all off by default,
+  and then the corpus is unchanged, byte for byte). Each draws from its own random stream, so
+  turning one on changes neither the problems nor the other draws:
+  `cot_style`: 'symbolic' ("3 * 4 = 12. 12 + 5 = 17.") or 'worded' ("3 times 4 is 12, then
+    12 plus 5 is 17."), whose words the language-consistency reward scores.
+  `mix_rate` (worded only): the fraction of solutions that switch to `second_language` (COT_WORDS:
+    'zh') from a random step on (never the first of two or more steps); prompts stay English.
+    Item field `mixed`.
+  `reflect_rate`: the fraction of solutions in which one random step is first written with a
+    wrong result, then "wait, let me check" and the step again, right (the final answer is as
+    without it). Item field `reflected`.
 
   Each item is the task record plus `prompt` (the question rendered by `template`), `completion`
   (`template.render_completion(reasoning, answer)`), `text` (prompt + completion) and `correct`
@@ -288,13 +371,44 @@ def make_sft_corpus(task: str = 'countdown', num_examples: int = 1000, seed: int
     raise ValueError(f"error_mode must be 'random' or 'left_to_right', got {error_mode!r}")
   if task not in ('countdown', 'arithmetic'):
     raise ValueError(f"task must be 'countdown' or 'arithmetic', got {task!r}")
+  cot_opts = cot_style != 'symbolic' or mix_rate or reflect_rate
+  if cot_opts:
+    if task != 'arithmetic' or error_mode != 'left_to_right':
+      raise ValueError("cot_style / mix_rate / reflect_rate need task='arithmetic' and "
+                       f"error_mode='left_to_right' (got {task!r}, {error_mode!r})")
+    if cot_style not in COT_STYLES:
+      raise ValueError(f'cot_style must be one of {COT_STYLES}, got {cot_style!r}')
+    if mix_rate and cot_style != 'worded':
+      raise ValueError("mix_rate needs cot_style='worded' (a symbolic CoT has no words to mix)")
+    if second_language not in COT_WORDS or second_language == 'en':
+      raise ValueError(f'second_language must be one of {sorted(set(COT_WORDS) - {"en"})}, '
+                       f'got {second_language!r}')
+    for name, rate in (('mix_rate', mix_rate), ('reflect_rate', reflect_rate)):
+      if not 0.0 <= rate <= 1.0:
+        raise ValueError(f'{name} must be in [0, 1], got {rate}')
   recs = _generate(task, split, num_examples, seed, test_fraction, **options)
   out = []
   for i, rec in enumerate(recs):
     rng = _rng(seed, i, 3)
     tree = rec['_tree']
     wrong = bool(rng.random() < error_rate)
-    if task == 'arithmetic' and error_mode == 'left_to_right':
+    extra = {}
+    if cot_opts:
+      solved = left_to_right(tree) if wrong else tree
+      n_steps = len(worked_steps(solved))
+      switch_at = reflect = None
+      mix_rng, reflect_rng = _rng(seed, i, 5), _rng(seed, i, 6)
+      if mix_rng.random() < mix_rate:
+        switch_at = int(mix_rng.integers(1, n_steps)) if n_steps > 1 else 0
+      if reflect_rng.random() < reflect_rate and n_steps:
+        k = int(reflect_rng.integers(n_steps))
+        d = int(reflect_rng.integers(1, 4))
+        reflect = (k, -d if reflect_rng.random() < 0.5 else d)
+      reasoning, value = render_cot(solved, cot_style, switch_at, second_language, reflect)
+      answer = _fmt(value)
+      correct = answer == rec['answer']
+      extra = dict(mixed=switch_at is not None, reflected=reflect is not None)
+    elif task == 'arithmetic' and error_mode == 'left_to_right':
       lines, value = steps(left_to_right(tree) if wrong else tree)
       reasoning = ' '.join(f'{line}.' for line in lines)
       answer = _fmt(value)
@@ -331,6 +445,6 @@ def make_sft_corpus(task: str = 'countdown', num_examples: int = 1000, seed: int
       completion = f'{tmpl.think_open} {reasoning} {tmpl.think_close} The answer is {answer}.'
     item = {k: v for k, v in rec.items() if not k.startswith('_')}
     item.update(prompt=prompt, completion=completion, text=prompt + completion,
-                correct=bool(correct), tagged=tagged)
+                correct=bool(correct), tagged=tagged, **extra)
     out.append(item)
   return out

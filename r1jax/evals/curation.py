@@ -18,11 +18,14 @@ sample index) or `all` (every candidate).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from typing import Optional, Sequence
 
 import numpy as np
 
+from r1jax.data.procedural import REFLECTION_PHRASES
+from r1jax.rewards import format as rformat
 from r1jax.rewards import language as rlanguage
 
 SELECT_RULES = ('random', 'shortest', 'first', 'all')
@@ -114,3 +117,42 @@ def language_mixing_rate(cots: Sequence[str], questions: Sequence[Optional[str]]
   n = len(cots)
   resolved = rlanguage.resolve_targets(n, list(targets) if targets is not None else None, list(questions))
   return rlanguage.mixing_rate(list(cots), resolved, min_share)
+
+
+def mixed_flags(cots: Sequence[str], questions: Sequence[Optional[str]],
+                targets: Optional[Sequence[Optional[str]]] = None, min_share: float = 0.95) -> np.ndarray:
+  """Per chain of thought, whether it mixes languages (`language_mixing_rate` is their mean): fewer than
+  `min_share` of its words in the target (row i: `targets[i]` when set, else the language of `questions[i]`).
+  A CoT without words, or with an unknown target, is not mixed."""
+  n = len(cots)
+  resolved = rlanguage.resolve_targets(n, list(targets) if targets is not None else None, list(questions))
+  return np.asarray([rlanguage.is_mixed(c, t, min_share) if t in rlanguage.LANGUAGE_SCRIPTS else False
+                     for c, t in zip(cots, resolved, strict=True)], bool)
+
+
+@functools.lru_cache(maxsize=16)
+def _phrase_re(phrases: tuple[str, ...]) -> Optional[re.Pattern]:
+  words = [re.escape(p.strip()).replace(r'\ ', r'\s+') for p in phrases if p and p.strip()]
+  return re.compile(r'(?<!\w)(?:' + '|'.join(words) + r')(?!\w)', re.I) if words else None
+
+
+def reflection_flags(texts: Sequence[str], phrases: Sequence[str] = REFLECTION_PHRASES) -> np.ndarray:
+  """Per text, whether it contains one of the reflection `phrases` (whole words, any case, any spacing;
+  default: the procedural corpus's "wait" / "let me check"). No phrases: all False."""
+  pattern = _phrase_re(tuple(phrases))
+  return np.asarray([bool(pattern and isinstance(t, str) and pattern.search(t)) for t in texts], bool)
+
+
+def reflection_rate(texts: Sequence[str], phrases: Sequence[str] = REFLECTION_PHRASES) -> float:
+  """Share of `texts` with a reflection phrase (`reflection_flags`); 0 for no texts."""
+  flags = reflection_flags(texts, phrases)
+  return float(flags.mean()) if flags.size else 0.0
+
+
+def cot_flags(completions: Sequence[str], questions: Sequence[Optional[str]], prompt_opens_think: bool = False,
+              phrases: Sequence[str] = REFLECTION_PHRASES,
+              targets: Optional[Sequence[Optional[str]]] = None) -> dict[str, np.ndarray]:
+  """Per completion: `mixed` (its chain of thought mixes languages, `mixed_flags`) and `reflection` (its chain of
+  thought has a reflection phrase). Host-side text statistics for the GRPO step metrics and the evaluator."""
+  cots = [rformat.think_text(c, prompt_opens_think) if isinstance(c, str) else '' for c in completions]
+  return {'mixed': mixed_flags(cots, questions, targets), 'reflection': reflection_flags(cots, phrases)}

@@ -213,8 +213,8 @@ def evaluate(*, sampler: Sampler, params: Any, tokenizer: Tokenizer, template: T
   Returns:
     EvalResult. summary keys: pass@1, pass@1_se, pass@{k}, pass@{k}_se, cons@{n}, cons@{n}_se
     (n = num_samples; absent when no problem is votable, i.e. code), format_rate, mean_length,
-    truncation_rate, language_mixing_rate (`r1jax.evals.curation`), num_problems, num_samples,
-    num_voted, verify_errors, eval_time_s. Each sample:
+    truncation_rate, language_mixing_rate and reflection_rate (`r1jax.evals.curation`), num_problems,
+    num_samples, num_voted, verify_errors, eval_time_s. Each sample:
     id, problem_index, sample_index, task, question, answer (gold), completion, extracted_answer,
     correct, format_ok, length, finish_reason ('stop' | 'length').
   """
@@ -276,9 +276,11 @@ def evaluate(*, sampler: Sampler, params: Any, tokenizer: Tokenizer, template: T
       if samples else 0.0,
       verify_errors=float(errors), eval_time_s=time.time() - t0)
   # Share of sampled CoTs that mix languages (target: the record's target_language, else the question's).
+  cots = [rformat.think_text(s['completion'], template.prompt_opens_think) for s in samples]
   summary['language_mixing_rate'] = curation.language_mixing_rate(
-      [rformat.think_text(s['completion'], template.prompt_opens_think) for s in samples],
-      [s['question'] for s in samples], [r.get('target_language') for r in flat_records])
+      cots, [s['question'] for s in samples], [r.get('target_language') for r in flat_records])
+  # Share of sampled CoTs with a reflection phrase ("wait", "let me check": `curation.REFLECTION_PHRASES`).
+  summary['reflection_rate'] = curation.reflection_rate(cots)
   for p in problems:   # the per-sample lists already live in `samples`
     del p['correct'], p['answers']
   return EvalResult(summary=summary, samples=samples, problems=problems)

@@ -108,13 +108,14 @@ class ExperienceMaker:
   def __init__(self, sampler: Sampler, sampler_config: SamplerConfig, tokenizer, reward_system,
                rl, *, extra_fields: Mapping[str, Any] | None = None):
     """`rl`: the stage's `r1jax.stage_config.RLConfig` (advantage estimator, its ddof and
-    eps, sample_chunks, stop_strings)."""
+    eps, sample_chunks, stop_strings, the text statistics `cot_metrics` / `reflection_phrases`)."""
     self.sampler, self.scfg, self.tokenizer = sampler, sampler_config, tokenizer
     self.rewards = reward_system
     self.advantage, self.adv_ddof, self.adv_eps = rl.advantage, rl.adv_ddof, rl.adv_eps
     self.num_chunks = max(1, int(rl.sample_chunks))
     self.stop_strings = tuple(rl.stop_strings)
     self.extra_fields = dict(extra_fields or {})
+    self.cot_metrics, self.reflection_phrases = rl.cot_metrics, tuple(rl.reflection_phrases)
 
   def _score_async(self, rollout: Rollout, fields: dict[str, list]):
     """Fetch ids, decode this process's rows, cut them at the first stop string (the
@@ -139,7 +140,13 @@ class ExperienceMaker:
     for k, v in self.extra_fields.items():
       local_fields.setdefault(k, [v] * len(texts))
     future = self.rewards.submit(texts, local_fields)
-    return future, texts, lengths, finish, rollout
+    flags = {}
+    if self.cot_metrics:   # text statistics of this process's rows, while the rewards are scored
+      from r1jax.evals import curation  # pylint: disable=import-outside-toplevel
+      flags = curation.cot_flags(texts, local_fields.get("question", [None] * len(texts)),
+                                 bool(self.extra_fields.get("prompt_opens_think", False)),
+                                 self.reflection_phrases, local_fields.get("target_language"))
+    return future, texts, lengths, finish, rollout, flags
 
   def make(self, params, batch: Mapping[str, Any], rng: jax.Array) -> Experience:
     """`batch`: the global prompt batch (prompt_ids/prompt_mask [B, P] numpy + host fields)."""
@@ -221,6 +228,11 @@ class ExperienceMaker:
     for rate, name in _RATES.items():
       if name in comps:
         metrics[rate] = float((comps[name] >= 1.0).mean())
+    if self.cot_metrics:
+      # All-gathered chunk by chunk, like the rewards: the share of all rows, on every process.
+      for rate, name in (("mixing_rate", "mixed"), ("reflection_rate", "reflection")):
+        flags = np.concatenate([_allgather_rows(p[5][name].astype(np.float32)) for p in pending])
+        metrics[rate] = float(flags.mean()) if flags.size else 0.0
     counts = np.asarray([sum(r.metrics.get(k, 0.0) for r in results) for k in _COUNTS],
                         np.float32)
     for k, v in zip(_COUNTS, _allgather_rows(counts[None]).sum(axis=0)):

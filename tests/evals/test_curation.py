@@ -58,3 +58,32 @@ def test_language_mixing_rate_targets_from_questions():
   assert curation.target_for({'question': 'Combien font 3 et 4 ?'}) == 'fr'
   assert curation.target_for({'question': 'x', 'target_language': 'de'}) == 'de'
   assert np.isclose(curation.language_mixing_rate([], []), 0.0)
+
+
+def test_reflection_flags_whole_words_any_case():
+  texts = ['3 plus 4 is 8, wait, let me check, 3 plus 4 is 7.', 'Wait. 3 + 4 = 7', 'let  me\ncheck',
+           'awaited; waiting; let me checkout', '', None]
+  assert curation.reflection_flags(texts).tolist() == [True, True, True, False, False, False]
+  assert curation.reflection_rate(texts) == pytest.approx(0.5)
+  assert curation.reflection_flags(texts, ('hmm',)).tolist() == [False] * 6
+  assert curation.reflection_flags(['Hmm, so'], ('hmm',)).tolist() == [True]
+  assert curation.reflection_flags(texts, ()).tolist() == [False] * 6      # no phrases: off
+  assert curation.reflection_rate([]) == 0.0
+
+
+def test_cot_flags_score_the_chain_of_thought_only():
+  q = 'Compute 3 + 4 * 2.'
+  comps = ['<think> 4 times 2 is 8, then 3 plus 8 is 11. </think> <answer> 11 </answer>',
+           '<think> 4 times 2 is 8, 然后 3 加 8 得 11. </think> <answer> 11 </answer>',
+           '<think> 4 times 2 is 9, wait, let me check, 4 times 2 is 8, then 3 plus 8 is 11. </think>',
+           '<think> 4 * 2 = 8. 3 + 8 = 11. </think> <answer> 11 </answer> 然后 wait',   # after the CoT
+           '4 times 2 is 8, 然后 3 加 8 得 11 wait']                                      # no tags: all CoT
+  flags = curation.cot_flags(comps, [q] * len(comps))
+  assert flags['mixed'].tolist() == [False, True, False, False, True]
+  assert flags['reflection'].tolist() == [False, False, True, False, True]
+  # The same flags as the evaluator's language_mixing_rate and the language reward's is_mixed.
+  from r1jax.rewards.format import think_text
+  assert flags['mixed'].mean() == pytest.approx(
+      curation.language_mixing_rate([think_text(c) for c in comps], [q] * len(comps)))
+  # An explicit target wins over the question's language.
+  assert curation.cot_flags(comps[:1], [q], targets=['zh'])['mixed'].tolist() == [True]

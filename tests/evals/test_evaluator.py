@@ -22,7 +22,7 @@ RECORDS = [
 RESPONSES = {
     'half': [r1('half is', '0.5'), r1('one over two', '1/2'), r1('嗯，我们再算一次 and again', '3'), 'no idea'],
     'two': [r1('a', '7'), r1('b', '7'), r1('c', '2'), 'seven ' * 200],   # the last is truncated
-    'poly': [r1('p', '1+x'), r1('p', 'x + 1'), r1('p', 'x+1'), r1('p', '1 + x')],
+    'poly': [r1('p, wait, p', '1+x'), r1('p', 'x + 1'), r1('p', 'x+1'), r1('p', '1 + x')],
     'add': [CODE, WRONG_CODE, CODE, WRONG_CODE],
 }
 
@@ -62,6 +62,7 @@ def test_scripted_metrics_match_hand_computed(tok, scripted):
   assert s['format_rate'] == pytest.approx(10 / 16)
   assert s['truncation_rate'] == pytest.approx(1 / 16)
   assert s['language_mixing_rate'] == pytest.approx(1 / 16)   # the Chinese/English CoT of 'half'
+  assert s['reflection_rate'] == pytest.approx(1 / 16)        # the 'wait' of 'poly'
   by_id = {p['id']: p for p in res.problems}
   assert by_id['half']['voted_answer'] == '0.5' and by_id['half']['cons'] is True
   assert by_id['two']['voted_answer'] == '7' and by_id['two']['cons'] is False
