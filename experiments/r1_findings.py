@@ -406,15 +406,6 @@ def findings_rows(results: dict[int, dict]) -> list[dict[str, Any]]:
       label += f"; **cut short at step {'/'.join(map(str, cut))}**"
     add("0", f"RL improves correctness ({label})", "held-out pass@1 gain, points", gains,
         holds=holds)
-  gains = {s: _gain(results[s], "r1_zero") for s in seeds}
-  add("1", "R1-Zero: held-out pass@1 rises (no SFT)", "pass@1 gain, points", gains,
-      holds=_all(gains, lambda v: v > 0))
-  k = _k(results)
-  cons = {s: (None if "r1_zero" not in results[s]["evals"] else
-              _pct(results[s]["evals"]["r1_zero"], f"cons@{k}")
-              - _pct(results[s]["evals"]["r1_zero"], "pass@1")) for s in seeds}
-  add("1", f"R1-Zero: cons@{k} > pass@1", f"cons@{k} - pass@1 after R1-Zero, points", cons,
-      holds=_all(cons, lambda v: v > 0))
   def consk(s, stage, kk):
     return next((r["summary"] for r in results[s].get("consk", [])
                  if (r["stage"], r["k"]) == (stage, kk)), None)
@@ -430,6 +421,15 @@ def findings_rows(results: dict[int, dict]) -> list[dict[str, Any]]:
         add("0", f"RL improves correctness ({branch}; pass@1 over {kk} samples, `--cons-k {kk}`)",
             "held-out pass@1 gain, points", gains,
             holds=_all(gains, lambda v: v >= FINDING0_MIN_GAIN))
+  gains = {s: _gain(results[s], "r1_zero") for s in seeds}
+  add("1", "R1-Zero: held-out pass@1 rises (no SFT)", "pass@1 gain, points", gains,
+      holds=_all(gains, lambda v: v > 0))
+  k = _k(results)
+  cons = {s: (None if "r1_zero" not in results[s]["evals"] else
+              _pct(results[s]["evals"]["r1_zero"], f"cons@{k}")
+              - _pct(results[s]["evals"]["r1_zero"], "pass@1")) for s in seeds}
+  add("1", f"R1-Zero: cons@{k} > pass@1", f"cons@{k} - pass@1 after R1-Zero, points", cons,
+      holds=_all(cons, lambda v: v > 0))
   for kk in sorted({r["k"] for s in seeds for r in results[s].get("consk", [])
                     if r["stage"] == "r1_zero"}):
     summ = {s: consk(s, "r1_zero", kk) for s in seeds}
