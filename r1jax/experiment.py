@@ -207,6 +207,23 @@ def init_model(config, mesh: Mesh, rules: sharding.ShardingRules,
 # ---------------------------------------------------------------------------- preemption
 
 
+# Set when a training loop stopped on a termination signal before its last step, so that a
+# caller running several stages in one process (`r1jax.pipeline.run`) does not take the stage
+# for finished. Cleared by `clear_stopped_early()`.
+_stopped_early = False
+
+
+def stopped_early() -> bool:
+  """Whether a training loop stopped on a termination signal before its last step since the
+  last `clear_stopped_early()`."""
+  return _stopped_early
+
+
+def clear_stopped_early() -> None:
+  global _stopped_early
+  _stopped_early = False
+
+
 class PreemptionGuard:
   """Turns SIGTERM (TPU preemption, Slurm) into a flag the training loop checks.
 
@@ -250,4 +267,7 @@ class PreemptionGuard:
       save()
     if stop:
       log.warning("Stopping at step %d after a termination signal (checkpoint saved).", done)
+      if done < num_steps:
+        global _stopped_early
+        _stopped_early = True
     return stop

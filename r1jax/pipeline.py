@@ -205,7 +205,15 @@ def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
       c = _stage_config(config, name, workdir)
       t0 = time.time()
       print(f"\n=== stage {name} ({c.stage}) -> {stage_dir}", flush=True)
+      experiment.clear_stopped_early()
       out = run_lib.run(c, stage_dir)
+      if experiment.stopped_early():
+        # A termination signal (preemption): the stage saved a checkpoint and returned before
+        # its last step. It is not DONE; the same command resumes it.
+        print(f"\n=== stage {name} stopped on a termination signal before its last step "
+              "(checkpoint saved; not marked DONE). Run the same command again to resume.",
+              flush=True)
+        return {"table": rows, "stages": results, "stopped": name}
       results[name] = {k2: v for k2, v in (out or {}).items()
                        if isinstance(v, (int, float, str))} if isinstance(out, dict) else {}
       if jax.process_index() == 0:

@@ -297,3 +297,27 @@ def test_full_miniature_chain(tmp_path, capsys):
   out = _check_chain(c, tmp_path, capsys)
   assert (tmp_path / "cold_start_data" / "sft_data.jsonl").stat().st_size > 0
   assert len(out["table"]) == 7
+
+
+def test_a_stage_stopped_by_sigterm_is_not_done_and_resumes(tmp_path, monkeypatch, capsys):
+  """A preempted stage saves a checkpoint and returns early: the pipeline must not mark it DONE,
+  evaluate it or start the next stage; the same command then resumes it."""
+  from r1jax import experiment
+  c = _short_chain(("pretrain", "r1_zero"))
+  c.eval.after = ()
+  with monkeypatch.context() as m:
+    # What SIGTERM does to the guard (tests/test_checkpoint.py sends the real signal).
+    m.setattr(experiment.PreemptionGuard, "should_stop", lambda self: True)
+    out = pipeline.run(c, tmp_path)
+  assert out["stopped"] == "pretrain" and out["stages"] == {}
+  assert not (tmp_path / "pretrain" / "DONE").exists()
+  assert (tmp_path / "pretrain" / "checkpoints" / "1").is_dir()   # saved at the stop
+  assert not (tmp_path / "r1_zero").exists()
+  assert "not marked DONE" in capsys.readouterr().out
+  c.order = ("pretrain",)
+  again = pipeline.run(c, tmp_path)
+  assert "stopped" not in again and (tmp_path / "pretrain" / "DONE").exists()
+  from r1jax.metrics import read_metrics
+  steps = [r["step"] for r in read_metrics(tmp_path / "pretrain") if "loss" in r]
+  assert steps and steps[-1] == c.stages.pretrain.train.num_steps
+  assert len(steps) == len(set(steps))     # resumed, each step logged once
