@@ -36,6 +36,7 @@ from r1jax.models import create_model, get_model_config, split_params
 from r1jax.models.config import ModelConfig
 from r1jax.rollout import Sampler, SamplerConfig, bucket_prompts
 
+DEFAULT_CONFIGS = "25m"
 CONFIGS = {
     "tiny": lambda: get_model_config("tiny"),
     # ~29M params: big enough that the matmuls, not dispatch, dominate on CPU.
@@ -158,7 +159,7 @@ def report(name, cfg, batch, prompt_len, new_tokens, cache_dtype, measured, mach
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--configs", default="25m")
+  parser.add_argument("--configs", default=DEFAULT_CONFIGS)
   parser.add_argument("--batches", default="64,256")
   parser.add_argument("--prompt_len", type=int, default=64)
   parser.add_argument("--new_tokens", type=int, default=64)
@@ -191,7 +192,7 @@ def _largest_model_params() -> int:
   """Non-embedding params of the largest `--configs` model: 'auto' chooses the CPU device count
   from it, as `python -m r1jax.main` does from a stage's model (r1jax/runtime.py)."""
   p = argparse.ArgumentParser(add_help=False)
-  p.add_argument("--configs", default="25m")
+  p.add_argument("--configs", default=DEFAULT_CONFIGS)
   names = p.parse_known_args()[0].configs.split(",")
   return max(runtime.non_embedding_params(CONFIGS[n]() if n in CONFIGS else get_model_config(n))
              for n in names)

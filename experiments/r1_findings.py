@@ -153,6 +153,17 @@ def _stage_dir(root: str | os.PathLike, seed: int, branch: str
   raise FileNotFoundError(f"no checkpoints of {branch!r} under {wd}[_*]")
 
 
+def _upsert(path: pathlib.Path, row: dict, key: tuple[str, ...], sort: bool = False) -> list[dict]:
+  """Writes `row` into the JSON list at `path`, replacing the row with the same `key` fields;
+  returns the list (sorted by `key` when `sort`)."""
+  rows = [r for r in (json.loads(path.read_text()) if path.exists() else [])
+          if tuple(r.get(k) for k in key) != tuple(row.get(k) for k in key)] + [row]
+  if sort:
+    rows.sort(key=lambda r: tuple(r.get(k) for k in key))
+  path.write_text(json.dumps(rows, indent=1))
+  return rows
+
+
 PARTIAL = "partial_evals.json"
 
 
@@ -172,9 +183,7 @@ def evaluate_partial(root: str | os.PathLike, seed: int, branch: str, preset: st
   summary = pipeline.evaluate_workdir(config, str(stage_dir), eval_cfg)
   row = {"stage": branch, "summary": summary, "step": steps[-1],
          "num_steps": int(config.stages[branch].train.num_steps)}
-  path = run_dir / PARTIAL
-  rows = [r for r in (json.loads(path.read_text()) if path.exists() else []) if r["stage"] != branch]
-  path.write_text(json.dumps(rows + [row], indent=1))
+  _upsert(run_dir / PARTIAL, row, ("stage",))
   return row
 
 
@@ -212,9 +221,8 @@ def evaluate_steps(root: str | os.PathLike, seed: int, branch: str, steps: list[
       for f in stage_dir.glob("*.json"):
         shutil.copy(f, one / f.name)
       summary = pipeline.evaluate_workdir(config, str(one), eval_cfg)
-    rows = [r for r in rows if (r["stage"], r["step"]) != (branch, step)]
-    rows.append({"stage": branch, "step": step, "summary": summary})
-    path.write_text(json.dumps(sorted(rows, key=lambda r: (r["stage"], r["step"])), indent=1))
+    rows = _upsert(path, {"stage": branch, "step": step, "summary": summary}, ("stage", "step"),
+                   sort=True)
     print(f"[curve] seed {seed} {branch} step {step}: pass@1 {100 * summary['pass@1']:.1f}%",
           flush=True)
   return rows
@@ -294,10 +302,7 @@ def strategy_breakdown(root: str | os.PathLike, seed: int, stage: str, preset: s
   res = pipeline.evaluate_stage(config, str(run_dir / stage), eval_cfg)
   out = dict(classify_strategies(res.samples), stage=stage, temperature=eval_cfg.temperature,
              pass_at_1=res.summary["pass@1"])
-  path = run_dir / STRATEGY
-  rows = [r for r in (json.loads(path.read_text()) if path.exists() else [])
-          if (r["stage"], r["temperature"]) != (stage, out["temperature"])]
-  path.write_text(json.dumps(rows + [out], indent=1))
+  _upsert(run_dir / STRATEGY, out, ("stage", "temperature"))
   return out
 
 
@@ -316,10 +321,7 @@ def evaluate_k(root: str | os.PathLike, seed: int, stage: str, k: int, preset: s
   config = load_config(preset, seed)
   eval_cfg = dataclasses.replace(pipeline.pipeline_config(config).eval, num_samples=int(k))
   summary = pipeline.evaluate_workdir(config, str(run_dir / stage), eval_cfg)
-  path = run_dir / CONSK
-  rows = [r for r in (json.loads(path.read_text()) if path.exists() else [])
-          if (r["stage"], r["k"]) != (stage, int(k))]
-  path.write_text(json.dumps(rows + [{"stage": stage, "k": int(k), "summary": summary}], indent=1))
+  _upsert(run_dir / CONSK, {"stage": stage, "k": int(k), "summary": summary}, ("stage", "k"))
   print(f"[cons@{k}] seed {seed} {stage}: pass@1 {100 * summary['pass@1']:.1f}%, "
         f"cons@{k} {100 * summary[f'cons@{k}']:.1f}%", flush=True)
   return summary

@@ -65,13 +65,14 @@ def _fmt(x: Fraction) -> str:
   return str(x.numerator) if x.denominator == 1 else f'{x.numerator}/{x.denominator}'
 
 
-def steps(node: Node, perturb: tuple[int, int] | None = None) -> tuple[list[str], Fraction]:
-  """Post-order worked steps ('3 + 4 = 7') and the final value.
+def worked_steps(node: Node, perturb: tuple[int, int] | None = None
+                 ) -> list[tuple[Fraction, str, Fraction, Fraction]]:
+  """Post-order steps of `node` as (left value, op, right value, result).
 
   `perturb=(k, delta)` adds `delta` to the result of step k and carries the error forward
   (a plausible arithmetic slip for the SFT corpus).
   """
-  lines: list[str] = []
+  out: list[tuple[Fraction, str, Fraction, Fraction]] = []
 
   def go(n):
     if not isinstance(n, tuple):
@@ -79,14 +80,29 @@ def steps(node: Node, perturb: tuple[int, int] | None = None) -> tuple[list[str]
     op, left, right = n
     a, b = go(left), go(right)
     value = _apply(op, a, b)
-    if value is None:
-      value = Fraction(0)
-    if perturb is not None and len(lines) == perturb[0]:
+    value = Fraction(0) if value is None else value
+    if perturb is not None and len(out) == perturb[0]:
       value += perturb[1]
-    lines.append(f'{_fmt(a)} {op} {_fmt(b)} = {_fmt(value)}')
+    out.append((a, op, b, value))
     return value
 
-  return lines, go(node)
+  go(node)
+  return out
+
+
+def _value(node: Node, worked: list[tuple[Fraction, str, Fraction, Fraction]]) -> Fraction:
+  """The final value of `node` given its `worked_steps`."""
+  return worked[-1][3] if worked else Fraction(node)
+
+
+def _step_text(a: Fraction, op: str, b: Fraction, value: Fraction) -> str:
+  return f'{_fmt(a)} {op} {_fmt(b)} = {_fmt(value)}'
+
+
+def steps(node: Node, perturb: tuple[int, int] | None = None) -> tuple[list[str], Fraction]:
+  """Post-order worked steps ('3 + 4 = 7') and the final value (`worked_steps`, as text)."""
+  worked = worked_steps(node, perturb)
+  return [_step_text(*w) for w in worked], _value(node, worked)
 
 
 def _inorder(node: Node) -> tuple[list[int], list[str]]:
@@ -275,27 +291,9 @@ REFLECTION = 'wait, let me check'
 REFLECTION_PHRASES = ('wait', 'let me check')
 
 
-def worked_steps(node: Node) -> list[tuple[Fraction, str, Fraction, Fraction]]:
-  """Post-order steps of `node` as (left value, op, right value, result), as `steps` computes them."""
-  out = []
-
-  def go(n):
-    if not isinstance(n, tuple):
-      return Fraction(n)
-    op, left, right = n
-    a, b = go(left), go(right)
-    value = _apply(op, a, b)
-    value = Fraction(0) if value is None else value
-    out.append((a, op, b, value))
-    return value
-
-  go(node)
-  return out
-
-
 def _render_step(a, op, b, value, style: str, lang: str) -> str:
   if style == 'symbolic':
-    return f'{_fmt(a)} {op} {_fmt(b)} = {_fmt(value)}'
+    return _step_text(a, op, b, value)
   w = COT_WORDS[lang]
   return f"{_fmt(a)} {w[op]} {_fmt(b)} {w['is']} {_fmt(value)}"
 
@@ -323,7 +321,7 @@ def render_cot(node: Node, style: str = 'symbolic', switch_at: int | None = None
     if style == 'worded' and k:
       text = f"{COT_WORDS[lang]['then']} {text}"
     parts.append(text)
-  value = worked[-1][3] if worked else Fraction(node)
+  value = _value(node, worked)
   if style == 'symbolic':
     return ' '.join(f'{p}.' for p in parts), value
   return (', '.join(parts) + '.' if parts else ''), value
