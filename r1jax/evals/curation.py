@@ -114,9 +114,8 @@ def language_mixing_rate(cots: Sequence[str], questions: Sequence[Optional[str]]
 
   The target of row i is `targets[i]` when set, else the language of `questions[i]`.
   """
-  n = len(cots)
-  resolved = rlanguage.resolve_targets(n, list(targets) if targets is not None else None, list(questions))
-  return rlanguage.mixing_rate(list(cots), resolved, min_share)
+  flags = mixed_flags(cots, questions, targets, min_share)
+  return float(flags.mean()) if flags.size else 0.0
 
 
 def mixed_flags(cots: Sequence[str], questions: Sequence[Optional[str]],
@@ -124,10 +123,9 @@ def mixed_flags(cots: Sequence[str], questions: Sequence[Optional[str]],
   """Per chain of thought, whether it mixes languages (`language_mixing_rate` is their mean): fewer than
   `min_share` of its words in the target (row i: `targets[i]` when set, else the language of `questions[i]`).
   A CoT without words, or with an unknown target, is not mixed."""
-  n = len(cots)
-  resolved = rlanguage.resolve_targets(n, list(targets) if targets is not None else None, list(questions))
-  return np.asarray([rlanguage.is_mixed(c, t, min_share) if t in rlanguage.LANGUAGE_SCRIPTS else False
-                     for c, t in zip(cots, resolved, strict=True)], bool)
+  resolved = rlanguage.resolve_targets(len(cots), list(targets) if targets is not None else None,
+                                       list(questions))
+  return rlanguage.mixed_flags(list(cots), resolved, min_share)
 
 
 @functools.lru_cache(maxsize=16)

@@ -332,7 +332,13 @@ def language_reward(completions: list[str], target_language=None, question=None,
   return out
 
 
+def mixed_flags(cots: Sequence[str], targets: Sequence[str], min_share: float = 0.95) -> np.ndarray:
+  """Per chain of thought, `is_mixed`; without words, or with an unknown target, not mixed."""
+  return np.asarray([is_mixed(c, t, min_share) if t in LANGUAGE_SCRIPTS else False
+                     for c, t in zip(cots, targets, strict=True)], bool)
+
+
 def mixing_rate(cots: Sequence[str], targets: Sequence[str], min_share: float = 0.95) -> float:
-  """Share of chains of thought that mix languages (`is_mixed`); CoTs without words count as not mixed."""
-  flags = [is_mixed(c, t, min_share) if t in LANGUAGE_SCRIPTS else False for c, t in zip(cots, targets, strict=True)]
-  return float(np.mean(flags)) if flags else 0.0
+  """Share of chains of thought that mix languages (`mixed_flags`); 0 for none."""
+  flags = mixed_flags(cots, targets, min_share)
+  return float(flags.mean()) if flags.size else 0.0
