@@ -35,19 +35,28 @@ One pipeline per seed (`r1jax.pipeline`), stages shared between findings:
   rl_lang_off     the findings recipe from pretrain_lang, accuracy + format rewards
   rl_lang_on      the same + R1's language-consistency reward (weight `language_weight`, 1.0)
 
+  cold_start .. distill   findings 2, 4 and 5: R1's stages after R1-Zero (`_stage_branches`):
+                  cold-start SFT of pretrain on readable traces, reasoning RL from it, rejection
+                  sampling, SFT of the base on the traces (sft_rs); a smaller student's own base
+                  (student_base) trained with R1-Zero RL (student_rl) or on the traces (distill)
+
 Finding 0 (RL improves correctness, not only format) compares pretrain with r1_zero_shipped and
 r1_zero; finding 1 (R1-Zero without SFT: held-out pass@1 rises, cons@k > pass@1) reads r1_zero.
 Held-out evaluation after every stage is the quickstart's: 200 hash-disjoint test problems,
 pass@1 over k=4 samples at temperature 0.6, top-p 0.95, and cons@4, strict `<answer>` rule.
 Finding 3 (language consistency removes mixing at a small accuracy cost) compares rl_lang_off with
 rl_lang_on; finding 6 (response length and reflection over RL steps) reads r1_zero and rl_lang_off.
+Finding 2 (cold start starts higher, converges faster, stays readable) compares cold_rl with
+r1_zero; finding 4 sft_rs with cold_rl; finding 5 distill with student_rl.
 
 Presets: `tiny` (the recorded run), `small` (the slow test: shorter stages, same structure).
-Options: `seed=N`, `branches=r1_zero_shipped+r1_zero` (which RL branches to run; default all),
+Options: `seed=N`, `branches=r1_zero_shipped+r1_zero` (which branches to run; default all; a
+stage branch brings the stages it starts from),
 `error_rate=0.4` and `pretrain_steps=N` (the base's corpus and length; the preset's by default),
 `rl_steps=N` (the findings recipe's length, r1_zero and r1_zero_t06; the preset's by default).
 `mix_rate=0.3`, `reflect_rate=0.2` (pretrain_lang's corpus), `language_weight=1.0` (rl_lang_on);
-`rl_steps` sets rl_lang_off/on's length too. A base runs only when a selected branch starts from it.
+`rl_steps` sets rl_lang_off/on's and student_rl's length too. A base runs only when a selected
+branch starts from it.
 """
 import ml_collections
 
@@ -58,6 +67,24 @@ BRANCHES = ("r1_zero", "r1_zero_shipped", "r1_zero_lr", "r1_zero_t06", "r1_zero_
 # Findings 3 and 6: RL branches from `pretrain_lang`, the worded, language-mixing base.
 LANG_BRANCHES = ("rl_lang_off", "rl_lang_on")
 LANG_BASE = "pretrain_lang"
+# Findings 2, 4 and 5: R1's stages after R1-Zero, in run order. Selecting one selects what it
+# needs (`STAGE_NEEDS`); `rejection` samples traces and is not evaluated.
+STAGE_BRANCHES = ("cold_start", "cold_rl", "rejection", "sft_rs", "rm_helpful", "all_scenarios",
+                  "student_rl", "distill")
+STAGE_NEEDS = dict(cold_rl=("cold_start",), rejection=("cold_rl",), sft_rs=("rejection",),
+                   all_scenarios=("sft_rs", "rm_helpful"), distill=("rejection",))
+# Stages that train no policy: not evaluated on the held-out problems.
+NOT_EVALUATED = ("rejection", "rm_helpful")
+# The non-reasoning data (r1jax.data.chitchat), written by the pipeline's `prepare` hook.
+CHITCHAT_SFT = "{workdir}/data/chitchat_sft.jsonl"
+CHITCHAT_PROMPTS = "{workdir}/data/chitchat_prompts.jsonl"
+PREFS = "{workdir}/data/prefs_{split}.jsonl"
+STUDENT_BASE = "student_base"
+# Where each branch starts (`init_from`) and whose traces it trains on (`data_from`).
+INIT_FROM = dict(cold_start="pretrain", cold_rl="cold_start", rejection="cold_rl",
+                 sft_rs="pretrain", rm_helpful=None, all_scenarios="sft_rs",
+                 student_rl=STUDENT_BASE, distill=STUDENT_BASE)
+DATA_FROM = dict(sft_rs="rejection", distill="rejection")
 
 
 def _sizes(preset: str) -> dict:
@@ -74,15 +101,34 @@ def _sizes(preset: str) -> dict:
   raise ValueError(f"Unknown preset {preset!r} for configs/r1_findings.py (tiny, small)")
 
 
+def _stage_sizes(preset: str) -> dict:
+  """Findings 2, 4 and 5's stages (`cold_*`, `rejection`, `sft_rs`, `student_*`, `distill`)."""
+  if preset == "tiny":
+    # 400 cold-start traces (R1: thousands, against 800k SFT samples; here 1 in 20 of the base's
+    # corpus); 2,000 training prompts sampled twice for rejection sampling (thousands of traces,
+    # as finding 5 asks). The student's base and RL are as long as the teacher's base and R1-Zero.
+    return dict(cold_examples=400, cold_sft=100, cold_rl=100, rs_prompts=2000, rs_samples=2,
+                sft=300)
+  return dict(cold_examples=200, cold_sft=40, cold_rl=20, rs_prompts=256, rs_samples=2, sft=60)
+
+
 def get_config(arg: str = "tiny"):
   preset, opts = sibling_config(__file__, "sft_mix").parse_arg(
-      arg, seed="0", branches="+".join(BRANCHES + LANG_BRANCHES), error_rate="0.4",
+      arg, seed="0", branches="+".join(BRANCHES + LANG_BRANCHES + STAGE_BRANCHES), error_rate="0.4",
       pretrain_steps="", rl_steps="", mix_rate="0.3", reflect_rate="0.2", language_weight="1.0")
   seed = int(opts["seed"])
+  known = BRANCHES + LANG_BRANCHES + STAGE_BRANCHES
   branches = tuple(b for b in opts["branches"].split("+") if b)
-  unknown = set(branches) - set(BRANCHES + LANG_BRANCHES)
+  unknown = set(branches) - set(known)
   if unknown:
-    raise ValueError(f"Unknown branches {sorted(unknown)}; known: {BRANCHES + LANG_BRANCHES}")
+    raise ValueError(f"Unknown branches {sorted(unknown)}; known: {known}")
+  wanted, todo = set(branches), list(branches)
+  while todo:                       # a stage branch brings the stages it starts from
+    for need in STAGE_NEEDS.get(todo.pop(), ()):
+      if need not in wanted:
+        wanted.add(need)
+        todo.append(need)
+  branches = tuple(b for b in known if b in wanted)
   n = _sizes(preset)
   if opts["pretrain_steps"]:
     n["pretrain"] = int(opts["pretrain_steps"])
@@ -146,14 +192,17 @@ def get_config(arg: str = "tiny"):
       r1_zero_ds=rl(n["steps"], lr=5e-5, group_size=16, num_prompts=8, dynamic_sampling=True),
       rl_lang_off=lang_rl(0.0),
       rl_lang_on=lang_rl(float(opts["language_weight"])))
+  all_rl.update(_stage_branches(seed, task, n, rl, _stage_sizes(preset)))
   for b in branches:
     stages[b] = all_rl[b]
   # A base runs when a branch starts from it (only the findings base without any branch).
-  bases = tuple(base for base, used in (
-      ("pretrain", any(b in BRANCHES for b in branches) or not branches),
-      (LANG_BASE, any(b in LANG_BRANCHES for b in branches))) if used)
+  on = {b: INIT_FROM.get(b, LANG_BASE if b in LANG_BRANCHES else "pretrain") for b in branches}
+  bases = tuple(base for base in ("pretrain", LANG_BASE, STUDENT_BASE)
+                if base in on.values() or (base == "pretrain" and not branches))
   if LANG_BASE in bases:
     stages[LANG_BASE] = pretrain_lang
+  if STUDENT_BASE in bases:
+    stages[STUDENT_BASE] = student_base(seed, task, n, opts)
   if "pretrain" not in bases:
     del stages["pretrain"]
 
@@ -163,12 +212,107 @@ def get_config(arg: str = "tiny"):
   c.mesh = ml_collections.ConfigDict(dict(shape=(-1, 1, 1)))
   c.order = bases + branches
   c.stages = ml_collections.ConfigDict(stages)
-  c.init_from = ml_collections.ConfigDict(
-      {b: LANG_BASE if b in LANG_BRANCHES else "pretrain" for b in branches})
-  c.data_from = ml_collections.ConfigDict()
+  c.init_from = ml_collections.ConfigDict({b: v for b, v in on.items() if v})
+  c.data_from = ml_collections.ConfigDict({b: DATA_FROM[b] for b in branches if b in DATA_FROM})
+  if "sft_rs" in branches:         # the chit-chat SFT rows, RL prompts and preference pairs
+    c.prepare = ({"fn": "r1jax.data.chitchat:write_chitchat",
+                  "kwargs": {"subdir": "data", "seed": seed, "template": "r1_zero_bare",
+                             "num_pairs": 800, "style": "short"}},)
   ev = q.eval.to_dict()
-  ev["after"] = c.order
+  ev["after"] = tuple(s for s in c.order if s not in NOT_EVALUATED)
   ev["task"] = dict(ev["task"], num_examples=n["eval"])
   ev["batch_size"] = min(100, n["eval"])
   c.eval = ml_collections.ConfigDict(ev)
   return c
+
+
+def student_base(seed: int, task: dict, n: dict, opts: dict):
+  """Finding 5's student: a `tiny-student` (2 layers, d=64: ~1/8 of the teacher's non-embedding
+  parameters) pre-trained on the teacher base's corpus, as long (its own base, not from scratch)."""
+  c = sibling_config(__file__, "sft").tiny_base_pretrain(
+      seed, steps=n["pretrain"], arith=task, error_rate=float(opts["error_rate"]),
+      examples=n["examples"], untagged_rate=0.0, log_every=100,
+      checkpoint_every=min(500, n["pretrain"]))
+  c.model.preset = "tiny-student"
+  return c
+
+
+def _stage_branches(seed: int, task: dict, n: dict, rl, m: dict) -> dict:
+  """Findings 2, 4 and 5's stages, R1's order after R1-Zero (docs/pipeline.md), in miniature.
+
+  cold_start  SFT of `pretrain` on `cold_examples` correct solutions in the readable format
+              (reasoning, then a summary: `make_sft_corpus(summary=True)`), problems drawn with
+              another seed than the base's corpus: R1's few thousand curated cold-start traces
+  cold_rl     reasoning RL from cold_start: the findings recipe, `cold_rl` steps (a third of
+              R1-Zero's), format_soft (tags in order, the summary between them allowed)
+  rejection   `rs_prompts` training prompts sampled `rs_samples` times from cold_rl at T 0.7;
+              the shortest correct sample of each prompt is kept (R1 stage 3)
+  sft_rs      SFT of the *base* on those traces, 3 in 4 rows, and chit-chat (r1jax.data.chitchat,
+              the short style: the base's tokenizer writes English in byte pieces), 1 in 4: R1
+              stage 4's curated mix with non-reasoning data (finding 4)
+  rm_helpful  a helpfulness reward model (tiny, from scratch) on chit-chat preference pairs:
+              the reply that answers what was asked over another exchange's reply
+  all_scenarios  RL from sft_rs on arithmetic (3 in 4 prompts) and chit-chat prompts: accuracy
+              and format rules, plus the reward model's score of the summary on general rows
+              (R1 stage 5; finding 4's second half), `cold_rl`'s length
+  student_rl  R1-Zero RL of the student's own base (finding 5a), the findings recipe
+  distill     SFT of the student's base on the same traces (finding 5b)
+  """
+  sft = sibling_config(__file__, "sft_mix")
+  quick_task = dict(task, seed=seed)
+
+  def sft_stage(steps: int, sources, lr: float = 1e-3):
+    c = sft.get_config("tiny")
+    c.seed = seed
+    c.data.sources = sources
+    c.data.epoch_proportions = ()
+    c.optim.update(learning_rate=lr, warmup_steps=min(10, steps))
+    c.train.update(num_steps=steps, batch_size=16, seq_len=96, log_every=10,
+                   checkpoint_every=steps, num_epochs=0)     # step-based, as the other stages
+    return c
+
+  cold_data = dict(kind="procedural", task="arithmetic", num_examples=m["cold_examples"],
+                   error_rate=0.0, template="r1_zero_bare", seed=seed + 1000, weight=1.0,
+                   options=dict({k: v for k, v in task.items() if k != "name"},
+                                error_mode="left_to_right", summary=True))
+  cold_start = sft_stage(m["cold_sft"], (cold_data,))
+  cold_start.data.loss_on_prompt = False
+
+  cold_rl = rl(m["cold_rl"], lr=5e-5, group_size=16, num_prompts=8)
+  weights = cold_rl.rewards.weights.to_dict()
+  weights["format_soft"] = weights.pop("format")
+  cold_rl.rewards.weights = weights
+
+  rej = sibling_config(__file__, "rejection_sampling").get_config("tiny")
+  rej.seed = seed
+  rej.rejection.update(
+      tasks=[dict(quick_task, split="train", num_examples=m["rs_prompts"], seed=seed + 100)],
+      template="r1_zero_bare", num_samples=m["rs_samples"], temperature=0.7, max_new_tokens=64,
+      max_prompt_len=48, batch_size=128, chunk_size=256, seed=seed, select="shortest",
+      max_per_prompt=1, stop_strings=["</answer>"],
+      allow_summary=True)         # R1-Zero's format, with cold start's summary before <answer>
+  rej.rejection.reward.kwargs = {"accuracy": {"fallback": "none"}}   # R1's strict answer rule
+
+  traces = dict(kind="jsonl", path="", prompt_field="prompt", completion_field="completion",
+                weight=1.0)
+  sft_rs = sft_stage(m["sft"], (dict(traces, weight=0.75),
+                                dict(traces, path=CHITCHAT_SFT, weight=0.25)))
+
+  rm = sibling_config(__file__, "reward_model").get_config("tiny")
+  rm.seed = seed
+  rm.reward_model.update(train_path=PREFS.format(workdir="{workdir}", split="train"),
+                         eval_path=PREFS.format(workdir="{workdir}", split="eval"), seed=seed)
+
+  alls = rl(m["cold_rl"], lr=5e-5, group_size=16, num_prompts=8)
+  alls.task = ml_collections.ConfigDict(dict(
+      sources=(cold_rl.task.to_dict(), dict(name="jsonl", task="general", path=CHITCHAT_PROMPTS,
+                                           question_field="question")),
+      weights=(0.75, 0.25)))
+  alls.rewards.weights = dict(weights, helpfulness=1.0)
+  alls.rewards.kwargs = dict(cold_rl.rewards.kwargs.to_dict(), helpfulness={
+      "scorer": "r1jax.rm.scorer:RewardModelScorer",
+      "scorer_init": {"path": "{workdir}/rm_helpful", "batch_size": 64}})
+  return dict(cold_start=cold_start, cold_rl=cold_rl, rejection=rej, sft_rs=sft_rs,
+              rm_helpful=rm, all_scenarios=alls,
+              student_rl=rl(n["steps"], lr=5e-5, group_size=16, num_prompts=8),
+              distill=sft_stage(m["sft"], (dict(traces),)))

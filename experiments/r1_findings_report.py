@@ -19,6 +19,8 @@ FINDING0_MIN_GAIN = 10.0
 # many points, about 1.5 standard errors of a 200-problem evaluation).
 FINDING3_MAX_MIXING = 5.0
 FINDING3_MAX_COST = 5.0
+# Finding 2: cold-started RL keeps the readable format on at least this many % of the samples.
+FINDING2_MIN_SUMMARY = 90.0
 NOT_RUN = [
     (2, "Cold start makes RL start higher and converge faster, with readable output"),
     (3, "Language consistency costs little accuracy and removes mixing"),
@@ -140,9 +142,105 @@ def findings_rows(results: dict[int, dict]) -> list[dict[str, Any]]:
             for s, v in summ.items()}
     add("1", f"R1-Zero: cons@{kk} > pass@1 (both over the same {kk} samples, `--cons-k {kk}`)",
         f"cons@{kk} - pass@1 after R1-Zero, points", cons, holds=_all(cons, lambda v: v > 0))
+  _finding2_rows(results, seeds, add)
   _finding3_rows(results, seeds, add)
+  _finding45_rows(results, seeds, add)
   _finding6_rows(results, seeds, add)
   return rows
+
+
+def _diff(res: dict, a: str, b: str, key: str = "pass@1") -> float | None:
+  """Held-out `key` of stage a minus stage b, in points."""
+  ev = res["evals"]
+  return None if a not in ev or b not in ev else _pct(ev[a], key) - _pct(ev[b], key)
+
+
+def _within_noise(res: dict, a: str, b: str) -> float | None:
+  """The standard error of `_diff(res, a, b)` (independent evaluations), in points."""
+  ev = res["evals"]
+  if a not in ev or b not in ev or "pass@1_se" not in ev[a] or "pass@1_se" not in ev[b]:
+    return None
+  return 100.0 * math.hypot(ev[a]["pass@1_se"], ev[b]["pass@1_se"])
+
+
+def steps_to_reach(records: list[dict], target: float, key: str = "accuracy_rate",
+                   window: int = 10) -> int | None:
+  """First RL step whose trailing `window`-step mean of `key` reaches `target`; None if never."""
+  vals = [(r["step"], r[key]) for r in records if key in r]
+  for i in range(window - 1, len(vals)):
+    if sum(v for _, v in vals[i - window + 1:i + 1]) / window >= target:
+      return vals[i][0]
+  return None
+
+
+def _finding2_rows(results, seeds, add) -> None:
+  """Finding 2: cold start (SFT on readable traces) then RL, against R1-Zero from the same base."""
+  ev = {s: results[s]["evals"] for s in seeds}
+  if not any("cold_rl" in ev[s] for s in seeds):
+    return
+  claim = "Cold start: RL starts higher, converges faster, output stays readable"
+  first = {s: (None if any("accuracy_rate" not in results[s]["rl"].get(b, {})
+                           for b in ("r1_zero", "cold_rl")) else
+               100.0 * (results[s]["rl"]["cold_rl"]["accuracy_rate"][0]
+                        - results[s]["rl"]["r1_zero"]["accuracy_rate"][0])) for s in seeds}
+  add("2", f"{claim}: starts higher", "training accuracy, first 10 RL steps, cold_rl minus "
+      "r1_zero, points", first, holds=_all(first, lambda v: v > 0))
+  reach = {s: results[s].get("reach", {}).get("cold_rl") for s in seeds}
+  r1_steps = sorted({results[s].get("num_steps", {}).get("r1_zero") for s in seeds} - {None})
+  add("2", f"{claim}: reaches R1-Zero's final training accuracy (last 10 of "
+      f"{'/'.join(map(str, r1_steps)) or '?'} steps) sooner",
+      "RL steps cold_rl needs (trailing 10-step mean)", reach,
+      holds=None if not r1_steps else _all(reach, lambda v: v < min(r1_steps)))
+  lengths = sorted({results[s].get("num_steps", {}).get("cold_rl") for s in seeds} - {None})
+  final = {s: _diff(results[s], "cold_rl", "r1_zero") for s in seeds}
+  add("2", f"{claim}: held-out, after {'/'.join(map(str, lengths)) or '?'} RL steps against "
+      f"R1-Zero's {'/'.join(map(str, r1_steps)) or '?'}",
+      "pass@1, cold_rl minus r1_zero, points", final,
+      holds=_all({s: (v, _within_noise(results[s], "cold_rl", "r1_zero")) for s, v in final.items()
+                  if v is not None}, lambda t: t[0] >= -(t[1] or 0.0)))
+  for stage in ("r1_zero", "cold_rl"):
+    summ = {s: _pct(ev[s].get(stage), "summary_rate") for s in seeds}
+    add("2", f"{claim}: readable format (reasoning, then a summary), {stage}",
+        "held-out samples with a summary, %", summ,
+        holds=_all(summ, lambda v: v >= FINDING2_MIN_SUMMARY) if stage == "cold_rl" else None)
+
+
+def _finding45_rows(results, seeds, add) -> None:
+  """Findings 4 (SFT on rejection-sampled traces >= the RL checkpoint) and 5 (distillation beats
+  RL for the student)."""
+  ev = {s: results[s]["evals"] for s in seeds}
+  if any("sft_rs" in ev[s] for s in seeds):
+    diff = {s: _diff(results[s], "sft_rs", "cold_rl") for s in seeds}
+    traces = sorted({results[s].get("traces") for s in seeds} - {None})
+    add("4", "Rejection sampling + SFT of the base >= the RL checkpoint it sampled"
+        + (f" ({'/'.join(map(str, traces))} traces)" if traces else ""),
+        "pass@1, sft_rs minus cold_rl, points (holds within one standard error)", diff,
+        holds=_all({s: (v, _within_noise(results[s], "sft_rs", "cold_rl"))
+                    for s, v in diff.items() if v is not None},
+                   lambda t: t[0] >= -(t[1] or 0.0)))
+  if any("all_scenarios" in ev[s] for s in seeds):
+    claim = "All-scenario RL keeps reasoning and raises the reward-model score on general prompts"
+    acc = {s: results[s].get("rm_accuracy") for s in seeds}
+    add("4", f"{claim}: the helpfulness reward model", "held-out pair accuracy, %",
+        {s: None if v is None else 100.0 * v for s, v in acc.items()})
+    keep = {s: _diff(results[s], "all_scenarios", "sft_rs") for s in seeds}
+    add("4", f"{claim}: keeps reasoning", "pass@1, all_scenarios minus sft_rs, points (holds "
+        "within one standard error)", keep,
+        holds=_all({s: (v, _within_noise(results[s], "all_scenarios", "sft_rs"))
+                    for s, v in keep.items() if v is not None}, lambda t: t[0] >= -(t[1] or 0.0)))
+    # The rollouts' helpfulness reward (the reward model's sigmoid score on general rows, 0 on
+    # arithmetic rows, which are 3 in 4), last 10 minus first 10 RL steps.
+    rise = {s: _change(results[s], "all_scenarios", "reward/helpfulness", 100.0) for s in seeds}
+    add("4", f"{claim}: raises the score", "rollouts' helpfulness reward (mean over all rows, a "
+        "quarter general), last 10 minus first 10 steps, x100", rise,
+        holds=_all(rise, lambda v: v > 0))
+  if any("distill" in ev[s] or "student_rl" in ev[s] for s in seeds):
+    for stage in ("student_rl", "distill"):
+      gain = {s: _gain(results[s], stage, base="student_base") for s in seeds}
+      add("5", f"The student ({stage}) over its own base", "held-out pass@1 gain, points", gain)
+    diff = {s: _diff(results[s], "distill", "student_rl") for s in seeds}
+    add("5", "Distillation beats RL for the small model", "pass@1, distill minus student_rl, "
+        "points", diff, holds=_all(diff, lambda v: v > 0))
 
 
 def _finding3_rows(results, seeds, add) -> None:
@@ -312,7 +410,7 @@ def format_seed_details(results: dict[int, dict]) -> str:
 
 
 CURVE_KEYS = ("accuracy_rate", "kl", "zero_variance_groups", "entropy", "completion_len/mean",
-              "mixing_rate", "reflection_rate")
+              "mixing_rate", "reflection_rate", "summary_rate")
 
 
 def write_curves(results: dict[int, dict], out_base: pathlib.Path) -> str:
@@ -348,7 +446,8 @@ def write_curves(results: dict[int, dict], out_base: pathlib.Path) -> str:
             for i in range(len(ys))]
       ax.plot(steps, sm, label=f"{b} s{s}", lw=1.2,
               ls={"r1_zero": "-", "r1_zero_shipped": "--", "r1_zero_t06": "-.",
-                  "rl_lang_off": (0, (5, 1)), "rl_lang_on": (0, (1, 1))}.get(b, ":"))
+                  "rl_lang_off": (0, (5, 1)), "rl_lang_on": (0, (1, 1)), "cold_rl": "-",
+                  "student_rl": "--"}.get(b, ":"))
       ax.set_title(key, fontsize=9)
       ax.set_xlabel("RL step", fontsize=8)
   axes[0].legend(fontsize=6)

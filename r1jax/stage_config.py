@@ -331,7 +331,8 @@ class RLConfig:
   stop_strings: tuple[str, ...] = ("</answer>",)
   # Host-side text statistics logged every step (r1jax/evals/curation.py: cot_flags): `mixing_rate`
   # (share of completions whose CoT is not in the question's language, by the language reward's
-  # scorer) and `reflection_rate` (share whose CoT has one of `reflection_phrases`; () = off).
+  # scorer), `reflection_rate` (share whose CoT has one of `reflection_phrases`; () = off) and
+  # `summary_rate` (share with a readable summary after `</think>`, R1's cold-start format).
   cot_metrics: bool = True
   reflection_phrases: tuple[str, ...] = REFLECTION_PHRASES
   ignore_eos: bool = False       # as vLLM's ignore_eos: every completion runs to max_new_tokens

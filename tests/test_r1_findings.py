@@ -24,9 +24,11 @@ def test_config_branches_share_the_base():
   f = _findings()
   c = f.load_config("tiny", seed=1)
   config_lib.validate(c)
-  assert c.order[:2] == ("pretrain", f.LANG_BASE) and set(c.order[2:]) == set(f.RL_BRANCHES)
+  assert c.order[:3] == ("pretrain", f.LANG_BASE, "student_base")
+  assert set(c.order[3:]) == set(f.RL_BRANCHES) | {"cold_start", "rejection", "sft_rs",
+                                                    "rm_helpful", "distill"}
   assert all(c.init_from[b] == (f.LANG_BASE if b in f.LANG_BRANCHES else "pretrain")
-             for b in f.RL_BRANCHES)
+             for b in f.RL_BRANCHES if b not in ("cold_rl", "student_rl", "all_scenarios"))
   # The base writes the R1 format on every sample: no untagged solutions in its corpus.
   assert c.stages.pretrain.data.sources[0]["options"]["untagged_rate"] == 0.0
   # The second design's base: 60% precedence solutions, 1000 steps; the first design's is an option.
@@ -56,6 +58,55 @@ def test_config_branches_share_the_base():
   assert tuple(only.order) == ("pretrain", "r1_zero")
   with pytest.raises(ValueError, match="Unknown branches"):
     f.load_config("tiny", branches=("nope",))
+
+
+def test_config_stage_branches_findings_2_4_5():
+  """Cold start -> reasoning RL -> rejection sampling -> SFT of the base / of the student's base;
+  selecting a stage brings the stages it needs, and each starts from the right workdir."""
+  f = _findings()
+  c = f.load_config("tiny", seed=1, branches=("r1_zero", "distill"))
+  config_lib.validate(c)
+  assert tuple(c.order) == ("pretrain", "student_base", "r1_zero", "cold_start", "cold_rl",
+                            "rejection", "distill")
+  assert dict(c.init_from) == dict(r1_zero="pretrain", cold_start="pretrain", cold_rl="cold_start",
+                                   rejection="cold_rl", distill="student_base")
+  assert dict(c.data_from) == dict(distill="rejection")
+  assert "rejection" not in c.eval.after and "distill" in c.eval.after
+  # Cold start: correct (error_rate 0) readable traces on other problems than the base's corpus.
+  cold = c.stages.cold_start.data.sources[0]
+  assert (cold["error_rate"], cold["options"]["summary"], cold["num_examples"]) == (0.0, True, 400)
+  assert cold["seed"] != c.stages.pretrain.data.sources[0]["seed"]
+  # Reasoning RL from it: the findings recipe, a third of R1-Zero's steps, a format reward that
+  # accepts the summary.
+  cold_rl, r1 = c.stages.cold_rl, c.stages.r1_zero
+  assert (cold_rl.optim.learning_rate, cold_rl.rl.group_size, cold_rl.rl.num_prompts) == (
+      r1.optim.learning_rate, r1.rl.group_size, r1.rl.num_prompts)
+  assert cold_rl.train.num_steps == 100 < r1.train.num_steps
+  assert set(cold_rl.rewards.weights) == {"accuracy", "format_soft"}
+  rej = c.stages.rejection.rejection
+  assert (rej.allow_summary, rej.require_format, rej.tasks[0]["split"]) == (True, True, "train")
+  assert rej.reward.kwargs["accuracy"].to_dict() == {"fallback": "none"}
+  # The student: its own base (the teacher base's corpus and length, a smaller model).
+  sb = c.stages.student_base
+  assert sb.model.preset == "tiny-student" and sb.data == c.stages.pretrain.data
+  assert sb.train.num_steps == c.stages.pretrain.train.num_steps
+  full = f.load_config("small", seed=0, branches=("all_scenarios", "student_rl"))
+  assert tuple(full.order) == ("pretrain", "student_base", "cold_start", "cold_rl", "rejection",
+                               "sft_rs", "rm_helpful", "all_scenarios", "student_rl")
+  assert full.init_from.sft_rs == "pretrain" and full.data_from.sft_rs == "rejection"
+  # R1's stage-4 mix: the traces and chit-chat (written by the prepare hook), 3 to 1.
+  mix = full.stages.sft_rs.data.sources
+  assert [(s["path"], s["weight"]) for s in mix] == [("", 0.75), (
+      "{workdir}/data/chitchat_sft.jsonl", 0.25)]
+  assert full.prepare[0]["fn"] == "r1jax.data.chitchat:write_chitchat"
+  # Stage 5: a reward model trained from scratch on preference pairs scores general rows.
+  assert "rm_helpful" not in full.init_from and "rm_helpful" not in full.eval.after
+  assert full.stages.rm_helpful.reward_model.train_path == "{workdir}/data/prefs_train.jsonl"
+  alls = full.stages.all_scenarios
+  assert full.init_from.all_scenarios == "sft_rs"
+  assert alls.task.sources[1]["task"] == "general" and tuple(alls.task.weights) == (0.75, 0.25)
+  assert alls.rewards.kwargs.helpfulness.scorer_init.path == "{workdir}/rm_helpful"
+  assert set(alls.rewards.weights) == {"accuracy", "format_soft", "helpfulness"}
 
 
 def test_config_language_branches():
@@ -157,6 +208,60 @@ def test_findings_rows_mean_se_and_criteria():
   claims = [r["claim"] for r in f.findings_rows({0: one, 1: two})]
   assert "RL improves correctness (findings recipe: lr 5e-5, G=16, 250/300 steps)" in claims
   assert math.isclose(f.mean_se([2.0, 2.0])[1], 0.0)
+
+
+def _stages(res, cold, sft, student_rl, distill, summary=0.98, reach=40):
+  ev = res["evals"]
+  ev["r1_zero"]["summary_rate"] = 0.0
+  ev["cold_rl"] = {"pass@1": cold, "pass@1_se": 0.03, "summary_rate": summary}
+  ev["sft_rs"] = {"pass@1": sft, "pass@1_se": 0.03}
+  ev["student_base"] = {"pass@1": 0.10, "pass@1_se": 0.02}
+  ev["student_rl"] = {"pass@1": student_rl, "pass@1_se": 0.02}
+  ev["distill"] = {"pass@1": distill, "pass@1_se": 0.03}
+  ev["all_scenarios"] = {"pass@1": sft + 0.01, "pass@1_se": 0.03}
+  res["rl"] = {"r1_zero": {"accuracy_rate": (0.30, 0.50)}, "cold_rl": {"accuracy_rate": (0.55, 0.7)},
+               "all_scenarios": {"reward/helpfulness": (0.10, 0.15)}}
+  res["num_steps"] = {"r1_zero": 300, "cold_rl": 100}
+  res["reach"], res["traces"], res["rm_accuracy"] = {"cold_rl": reach}, 1800, 0.9
+  return res
+
+
+def test_findings_rows_cold_start_rejection_distillation():
+  """Findings 2, 4 and 5: the rows, their criteria, and the not-built half of finding 4."""
+  f = _findings()
+  res = {0: _stages(_seed(0.30, 0.45, 0.45), 0.60, 0.58, 0.15, 0.40),
+         1: _stages(_seed(0.30, 0.50, 0.50), 0.48, 0.40, 0.20, 0.35, reach=None)}
+  rows = f.findings_rows(res)
+  by = {(r["finding"], r["measure"]): r for r in rows}
+  start = by[("2", "training accuracy, first 10 RL steps, cold_rl minus r1_zero, points")]
+  assert start["values"] == pytest.approx({0: 25.0, 1: 25.0}) and start["holds"] is True
+  reach = next(r for r in rows if r["measure"].startswith("RL steps cold_rl needs"))
+  assert "(last 10 of 300 steps)" in reach["claim"]
+  assert reach["values"] == {0: 40, 1: None} and reach["holds"] is True
+  # Held-out after 100 against 300 steps: seed 1 is 2 points under, within one standard error.
+  final = by[("2", "pass@1, cold_rl minus r1_zero, points")]
+  assert final["values"] == pytest.approx({0: 15.0, 1: -2.0}) and final["holds"] is True
+  assert "after 100 RL steps against R1-Zero's 300" in final["claim"]
+  readable = [r for r in rows if r["measure"] == "held-out samples with a summary, %"]
+  assert [r["values"][0] for r in readable] == pytest.approx([0.0, 98.0])
+  assert [r["holds"] for r in readable] == [None, True]
+  # Finding 4: seed 1's SFT is 8 points under its RL checkpoint, beyond one standard error.
+  sft = by[("4", "pass@1, sft_rs minus cold_rl, points (holds within one standard error)")]
+  assert sft["values"] == pytest.approx({0: -2.0, 1: -8.0}) and sft["holds"] is False
+  assert "(1800 traces)" in sft["claim"]
+  keep = by[("4", "pass@1, all_scenarios minus sft_rs, points (holds within one standard error)")]
+  assert keep["values"] == pytest.approx({0: 1.0, 1: 1.0}) and keep["holds"] is True
+  rise = next(r for r in rows if r["measure"].startswith("rollouts' helpfulness reward"))
+  assert rise["values"] == pytest.approx({0: 5.0, 1: 5.0}) and rise["holds"] is True
+  assert by[("4", "held-out pair accuracy, %")]["values"] == pytest.approx({0: 90.0, 1: 90.0})
+  distill = by[("5", "pass@1, distill minus student_rl, points")]
+  assert distill["values"] == pytest.approx({0: 25.0, 1: 15.0}) and distill["holds"] is True
+  table = f.format_findings(rows, [0, 1])
+  assert "| 2 | Cold start" in table and "| 5 | Distillation beats RL" in table
+  # Steps to reach: the first step whose trailing 10-step mean gets there.
+  recs = [{"step": i + 1, "accuracy_rate": 0.5 * (i >= 5)} for i in range(30)]
+  assert f._report.steps_to_reach(recs, 0.5) == 15 and f._report.steps_to_reach(recs, 0.6) is None
+  assert f._report.steps_to_reach(recs, 0.25) == 10
 
 
 def test_cons_k_row_reads_the_k_sample_evaluation():

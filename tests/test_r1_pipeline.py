@@ -204,6 +204,34 @@ def test_scorer_resolution():
 
 # ---------------------------------------------------------------------------- general prompts
 
+def test_chitchat_short_style_and_preference_pairs(tmp_path):
+  """The findings' non-reasoning data: one-sentence replies, and pairs whose chosen reply answers
+  the question while the rejected one answers another exchange."""
+  paths = chitchat.write_chitchat(tmp_path, num_sft=40, num_prompts=10, seed=3,
+                                  template="r1_zero_bare", num_pairs=50, style="short")
+  assert set(paths) == {"sft", "prompts", "prefs_train", "prefs_eval"}
+  sft = [json.loads(l) for l in open(paths["sft"])]
+  assert sft == chitchat.make_chitchat(40, 3, "r1_zero_bare", "short")
+  for r in sft:
+    think, reply = r["completion"].split(" </think> ")
+    assert len(think.split()) == 2 and reply.startswith("<answer> ") and reply.count(".") == 1
+  train = [json.loads(l) for l in open(paths["prefs_train"])]
+  evals = [json.loads(l) for l in open(paths["prefs_eval"])]
+  assert len(train) == 50 and len(evals) == 10 and train != evals[:10]
+  assert all(r["chosen"] != r["rejected"] for r in train)
+  # The chosen reply names what the question named (a topic, a name); the rejected one does not.
+  names = [r for r in train if r["prompt"].startswith("Hello, I am ")]
+  assert names and all(r["chosen"] == f"Hello {r['prompt'][12:-1]}." for r in names)
+  topics = [r for r in train if r["prompt"].startswith("Tell me about ")]
+  assert topics and all(r["prompt"][14:-1].lower() in r["chosen"].lower() for r in topics)
+  assert all(r["prompt"][14:-1].lower() not in r["rejected"].lower() for r in topics
+             if not r["rejected"].startswith("You are welcome"))
+  # The full style (the R1 pipeline's) is unchanged by the new option.
+  assert chitchat.make_chitchat(5, 0) == chitchat.make_chitchat(5, 0, style="full")
+  with pytest.raises(ValueError, match="style"):
+    chitchat.make_chitchat(1, 0, style="long")
+
+
 def test_general_task_and_weighted_mix(tmp_path):
   paths = chitchat.write_chitchat(tmp_path, num_sft=20, num_prompts=30, seed=0)
   rows = [json.loads(l) for l in open(paths["sft"])]

@@ -332,7 +332,7 @@ def make_sft_corpus(task: str = 'countdown', num_examples: int = 1000, seed: int
                     test_fraction: float = 0.1, error_mode: str = 'random',
                     untagged_rate: float = 0.0, cot_style: str = 'symbolic',
                     mix_rate: float = 0.0, second_language: str = 'zh',
-                    reflect_rate: float = 0.0, **options) -> list[dict]:
+                    reflect_rate: float = 0.0, summary: bool = False, **options) -> list[dict]:
   """Worked solutions in the R1 format, for pretraining / SFT of a tiny base model.
 
   `error_mode` (arithmetic): 'random' slips one step by a small amount; 'left_to_right'
@@ -352,6 +352,9 @@ def make_sft_corpus(task: str = 'countdown', num_examples: int = 1000, seed: int
   `reflect_rate`: the fraction of solutions in which one random step is first written with a
     wrong result, then "wait, let me check" and the step again, right (the final answer is as
     without it). Item field `reflected`.
+  `summary`: a readable summary between the reasoning and the answer tag, restating the problem
+    with the reasoning's result ("</think> 3 + 4 * 2 = 11. <answer> 11 </answer>"): R1's
+    cold-start format (reasoning, then a summary for the reader) in the tiny vocabulary.
 
   Each item is the task record plus `prompt` (the question rendered by `template`), `completion`
   (`template.render_completion(reasoning, answer)`), `text` (prompt + completion) and `correct`
@@ -369,6 +372,8 @@ def make_sft_corpus(task: str = 'countdown', num_examples: int = 1000, seed: int
     raise ValueError(f"error_mode must be 'random' or 'left_to_right', got {error_mode!r}")
   if task not in ('countdown', 'arithmetic'):
     raise ValueError(f"task must be 'countdown' or 'arithmetic', got {task!r}")
+  if summary and task != 'arithmetic':
+    raise ValueError(f"summary needs task='arithmetic' (got {task!r})")
   cot_opts = cot_style != 'symbolic' or mix_rate or reflect_rate
   if cot_opts:
     if task != 'arithmetic' or error_mode != 'left_to_right':
@@ -439,6 +444,9 @@ def make_sft_corpus(task: str = 'countdown', num_examples: int = 1000, seed: int
     tagged = not (untagged_rate and _rng(seed, i, 4).random() < untagged_rate)
     if tagged:
       completion = tmpl.render_completion(reasoning=reasoning, answer=answer)
+      if summary:
+        head, close, tail = completion.partition(tmpl.think_close)
+        completion = f"{head}{close} {rec['expression']} = {answer}.{tail}"
     else:  # the answer in prose: right or wrong, a strict verifier cannot read it
       completion = f'{tmpl.think_open} {reasoning} {tmpl.think_close} The answer is {answer}.'
     item = {k: v for k, v in rec.items() if not k.startswith('_')}

@@ -147,10 +147,19 @@ def reflection_rate(texts: Sequence[str], phrases: Sequence[str] = REFLECTION_PH
   return float(flags.mean()) if flags.size else 0.0
 
 
+def summary_flags(completions: Sequence[str], prompt_opens_think: bool = False) -> np.ndarray:
+  """Per completion, whether it has a readable summary after its reasoning besides the answer
+  (`rformat.summary_text(keep_answer=False)` non-empty), the cold-start format R1-Zero's output lacks."""
+  return np.asarray([bool(rformat.summary_text(c, prompt_opens_think, keep_answer=False))
+                     for c in completions], bool)
+
+
 def cot_flags(completions: Sequence[str], questions: Sequence[Optional[str]], prompt_opens_think: bool = False,
               phrases: Sequence[str] = REFLECTION_PHRASES,
               targets: Optional[Sequence[Optional[str]]] = None) -> dict[str, np.ndarray]:
-  """Per completion: `mixed` (its chain of thought mixes languages, `mixed_flags`) and `reflection` (its chain of
-  thought has a reflection phrase). Host-side text statistics for the GRPO step metrics and the evaluator."""
+  """Per completion: `mixed` (its chain of thought mixes languages, `mixed_flags`), `reflection` (its chain of
+  thought has a reflection phrase) and `summary` (a readable summary follows it, `summary_flags`). Host-side
+  text statistics for the GRPO step metrics and the evaluator."""
   cots = [rformat.think_text(c, prompt_opens_think) if isinstance(c, str) else '' for c in completions]
-  return {'mixed': mixed_flags(cots, questions, targets), 'reflection': reflection_flags(cots, phrases)}
+  return {'mixed': mixed_flags(cots, questions, targets), 'reflection': reflection_flags(cots, phrases),
+          'summary': summary_flags(completions, prompt_opens_think)}

@@ -213,8 +213,8 @@ def evaluate(*, sampler: Sampler, params: Any, tokenizer: Tokenizer, template: T
   Returns:
     EvalResult. summary keys: pass@1, pass@1_se, pass@{k}, pass@{k}_se, cons@{n}, cons@{n}_se
     (n = num_samples; absent when no problem is votable, i.e. code), format_rate, mean_length,
-    truncation_rate, language_mixing_rate and reflection_rate (`r1jax.evals.curation`), num_problems,
-    num_samples, num_voted, verify_errors, eval_time_s. Each sample:
+    truncation_rate, language_mixing_rate, reflection_rate and summary_rate (`r1jax.evals.curation`),
+    num_problems, num_samples, num_voted, verify_errors, eval_time_s. Each sample:
     id, problem_index, sample_index, task, question, answer (gold), completion, extracted_answer,
     correct, format_ok, length, finish_reason ('stop' | 'length').
   """
@@ -281,6 +281,9 @@ def evaluate(*, sampler: Sampler, params: Any, tokenizer: Tokenizer, template: T
       cots, [s['question'] for s in samples], [r.get('target_language') for r in flat_records])
   # Share of sampled CoTs with a reflection phrase ("wait", "let me check": `curation.REFLECTION_PHRASES`).
   summary['reflection_rate'] = curation.reflection_rate(cots)
+  # Share with a readable summary after the reasoning (R1's cold-start format; R1-Zero writes none).
+  flags = curation.summary_flags([s['completion'] for s in samples], template.prompt_opens_think)
+  summary['summary_rate'] = float(flags.mean()) if flags.size else 0.0
   for p in problems:   # the per-sample lists already live in `samples`
     del p['correct'], p['answers']
   return EvalResult(summary=summary, samples=samples, problems=problems)

@@ -66,6 +66,7 @@ class RejectionOptions:
   select: str = 'random'             # 'random', 'shortest' (fewest tokens), 'first' or 'all' (curation.choose)
   max_per_prompt: int = 1
   require_format: bool = True        # strict R1 format of the sampling template
+  allow_summary: bool = False        # ... with a readable summary allowed before <answer>
   target_language: str = 'auto'      # 'auto': the question's language (or the record's target_language)
   min_language_share: float = 0.95   # CoT words in the target language; CoTs without words pass
   max_paragraph_words: int = 0       # 0: no bound; words per blank-line-separated CoT paragraph
@@ -173,7 +174,7 @@ def reject_reason(sample: Mapping[str, Any], template: Template, opts: Rejection
   if opts.max_completion_tokens and sample['length'] > opts.max_completion_tokens:
     return 'too_long'
   if opts.require_format and not rformat.is_strict_format(text, template.prompt_opens_think,
-                                                          template.answer_tags):
+                                                          template.answer_tags, opts.allow_summary):
     return 'format'
   reasoning, summary = split_reasoning(text, template)
   if opts.max_reasoning_chars and len(reasoning) > opts.max_reasoning_chars:

@@ -25,8 +25,13 @@ def _prepare(text: str, prompt_opens_think: bool) -> str:
   return THINK_OPEN + text if prompt_opens_think else text
 
 
-def is_strict_format(text: str, prompt_opens_think: bool = False, require_answer_tag: bool = True) -> bool:
-  """Exactly `<think>X</think><answer>Y</answer>` (whitespace allowed between and around), X and Y non-empty."""
+def is_strict_format(text: str, prompt_opens_think: bool = False, require_answer_tag: bool = True,
+                     allow_summary: bool = False) -> bool:
+  """Exactly `<think>X</think><answer>Y</answer>` (whitespace allowed between and around), X and Y non-empty.
+
+  `allow_summary`: text may also stand between `</think>` and `<answer>` (a readable summary, R1's
+  cold-start format); the tags are still each present once, in order, and nothing follows `</answer>`.
+  """
   s = _prepare(text, prompt_opens_think).strip()
   if s.count(THINK_OPEN) != 1 or s.count(THINK_CLOSE) != 1 or not s.startswith(THINK_OPEN):
     return False
@@ -38,6 +43,8 @@ def is_strict_format(text: str, prompt_opens_think: bool = False, require_answer
     return bool(rest) and ANSWER_OPEN not in rest and ANSWER_CLOSE not in rest
   if rest.count(ANSWER_OPEN) != 1 or rest.count(ANSWER_CLOSE) != 1:
     return False
+  if allow_summary:
+    rest = rest[rest.find(ANSWER_OPEN):]
   if not (rest.startswith(ANSWER_OPEN) and rest.endswith(ANSWER_CLOSE)):
     return False
   return bool(rest[len(ANSWER_OPEN):-len(ANSWER_CLOSE)].strip())
@@ -83,6 +90,29 @@ def format_soft_reward(completions: list[str], prompt_opens_think: bool = False,
 def tag_count_reward(completions: list[str], prompt_opens_think: bool = False, **kwargs) -> np.ndarray:
   del kwargs
   return np.asarray([tag_count_score(c, prompt_opens_think) for c in completions], dtype=np.float32)
+
+
+def summary_text(text: str, prompt_opens_think: bool = False, keep_answer: bool = True) -> str:
+  """The summary: the text after the last `</think>`, stripped; '' without `</think>`.
+
+  `keep_answer=True` removes the answer tags and keeps their content (what a helpfulness scorer
+  reads, `r1jax.rewards.general`); `keep_answer=False` removes the whole `<answer>...</answer>`
+  block, leaving what the reader gets besides the answer: '' for R1-Zero's
+  `</think> <answer> 7 </answer>`, '3 + 4 = 7.' for the cold-start format
+  `</think> 3 + 4 = 7. <answer> 7 </answer>`.
+  """
+  s = _prepare(text, prompt_opens_think)
+  j = s.rfind(THINK_CLOSE)
+  if j < 0:
+    return ''
+  rest = s[j + len(THINK_CLOSE):]
+  if keep_answer:
+    return rest.replace(ANSWER_OPEN, '').replace(ANSWER_CLOSE, '').strip()
+  k = rest.find(ANSWER_OPEN)
+  if k >= 0:
+    m = rest.find(ANSWER_CLOSE, k)
+    rest = rest[:k] + (rest[m + len(ANSWER_CLOSE):] if m >= 0 else '')
+  return rest.strip()
 
 
 def think_text(text: str, prompt_opens_think: bool = False) -> str:

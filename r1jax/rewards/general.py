@@ -111,14 +111,7 @@ def resolve_scorer(scorer: Any, scorer_init: Optional[Mapping[str, Any]] = None)
 
 def summary_text(completion: str, prompt_opens_think: bool = False) -> str:
   """The summary: the text after the last `</think>`, answer tags removed; '' without `</think>`."""
-  if not isinstance(completion, str):
-    return ''
-  s = (rformat.THINK_OPEN + completion) if prompt_opens_think else completion
-  i = s.rfind(rformat.THINK_CLOSE)
-  if i < 0:
-    return ''
-  out = s[i + len(rformat.THINK_CLOSE):]
-  return out.replace(rformat.ANSWER_OPEN, '').replace(rformat.ANSWER_CLOSE, '').strip()
+  return rformat.summary_text(completion, prompt_opens_think, keep_answer=True)
 
 
 def full_text(completion: str, prompt_opens_think: bool = False) -> str:

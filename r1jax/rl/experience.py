@@ -230,7 +230,8 @@ class ExperienceMaker:
         metrics[rate] = float((comps[name] >= 1.0).mean())
     if self.cot_metrics:
       # All-gathered chunk by chunk, like the rewards: the share of all rows, on every process.
-      for rate, name in (("mixing_rate", "mixed"), ("reflection_rate", "reflection")):
+      for rate, name in (("mixing_rate", "mixed"), ("reflection_rate", "reflection"),
+                         ("summary_rate", "summary")):
         flags = np.concatenate([_allgather_rows(p[5][name].astype(np.float32)) for p in pending])
         metrics[rate] = float(flags.mean()) if flags.size else 0.0
     counts = np.asarray([sum(r.metrics.get(k, 0.0) for r in results) for k in _COUNTS],

@@ -236,3 +236,18 @@ def test_cot_options_splits_and_errors():
   with pytest.raises(ValueError, match='second_language'):
     P.make_sft_corpus('arithmetic', 5, cot_style='worded', mix_rate=0.1, second_language='fr',
                       **_ARITH)
+
+
+def test_summary_adds_a_readable_summary_only():
+  """`summary=True`: R1's cold-start format (reasoning, a summary, the answer), nothing else changes."""
+  from r1jax.rewards import format as rformat
+  rows = P.make_sft_corpus('arithmetic', 200, seed=3, summary=True, **_ARITH)
+  plain = P.make_sft_corpus('arithmetic', 200, seed=3, **_ARITH)
+  for r, p in zip(rows, plain, strict=True):
+    line = f"{r['expression']} = {p['completion'].split('<answer> ')[1].split(' </answer>')[0]}."
+    assert r['completion'] == p['completion'].replace('</think> ', f'</think> {line} ', 1)
+    assert rformat.summary_text(r['completion'], keep_answer=False) == line
+    assert rformat.is_strict_format(r['completion'], allow_summary=True)
+    assert (r['question'], r['answer'], r['correct']) == (p['question'], p['answer'], p['correct'])
+  with pytest.raises(ValueError, match="summary needs task='arithmetic'"):
+    P.make_sft_corpus('countdown', 5, summary=True)

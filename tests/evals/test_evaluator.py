@@ -63,6 +63,7 @@ def test_scripted_metrics_match_hand_computed(tok, scripted):
   assert s['truncation_rate'] == pytest.approx(1 / 16)
   assert s['language_mixing_rate'] == pytest.approx(1 / 16)   # the Chinese/English CoT of 'half'
   assert s['reflection_rate'] == pytest.approx(1 / 16)        # the 'wait' of 'poly'
+  assert s['summary_rate'] == 0.0                 # R1-Zero format: nothing between </think> and <answer>
   by_id = {p['id']: p for p in res.problems}
   assert by_id['half']['voted_answer'] == '0.5' and by_id['half']['cons'] is True
   assert by_id['two']['voted_answer'] == '7' and by_id['two']['cons'] is False

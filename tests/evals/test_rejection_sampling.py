@@ -106,6 +106,10 @@ def test_filters_unit():
   french = {**ok, 'text': r1("On additionne d'abord les deux nombres entre eux.", '1')}
   assert rs.reject_reason(french, t, opts, target='fr') is None
   assert rs.reject_reason(french, t, opts, target='en') == 'language'
+  # A readable summary before <answer> fails the strict R1-Zero format unless allowed.
+  summary = {**ok, 'text': '<think> 4 * 2 = 8. </think> 4 * 2 = 8. <answer> 8 </answer>'}
+  assert rs.reject_reason(summary, t, opts) == 'format'
+  assert rs.reject_reason(summary, t, dataclasses.replace(opts, allow_summary=True)) is None
 
 
 def test_random_rule_is_per_prompt_deterministic(tok, scripted, countdown_records, tmp_path):

@@ -59,3 +59,26 @@ def test_batched_rewards_and_think_text():
   assert rformat.think_text(GOOD).strip() == 'reason'
   assert rformat.think_text('abc</think>x') == 'abc'
   assert rformat.think_text('<think>open ended') == 'open ended'
+
+
+def test_summary_text_and_strict_format_with_a_summary():
+  """R1's cold-start format: a readable summary between the reasoning and the answer tag."""
+  readable = "<think> 4 * 2 = 8. 3 + 8 = 11. </think> 3 + 4 * 2 = 11. <answer> 11 </answer>"
+  zero = "<think> 4 * 2 = 8. 3 + 8 = 11. </think> <answer> 11 </answer>"
+  def besides(t):
+    return rformat.summary_text(t, keep_answer=False)
+  assert besides(readable) == "3 + 4 * 2 = 11."
+  assert besides(zero) == "" and besides("no tags") == "" and besides(None) == ""
+  assert besides("<think> a </think> The answer is 7.") == "The answer is 7."
+  assert besides("<think> a </think> so <answer> 7") == "so"      # unclosed answer
+  # The helpfulness view keeps the answer's content (r1jax.rewards.general.summary_text).
+  assert rformat.summary_text(readable) == "3 + 4 * 2 = 11.  11"
+  assert rformat.summary_text("7 </think> x", prompt_opens_think=True) == "x"
+  # Strict R1-Zero format rejects the summary unless it is allowed; the tags stay strict.
+  assert not rformat.is_strict_format(readable)
+  assert rformat.is_strict_format(readable, allow_summary=True)
+  assert rformat.is_strict_format(zero, allow_summary=True)
+  for bad in (readable + " more", readable.replace("</think>", ""),
+              readable.replace("<answer> 11", "<answer> 1 <answer> 11"),
+              "<think> </think> s <answer> 1 </answer>", "<think> a </think> s <answer> </answer>"):
+    assert not rformat.is_strict_format(bad, allow_summary=True), bad

@@ -1,4 +1,4 @@
-"""Per-step GRPO text statistics (`mixing_rate`, `reflection_rate`): computed on the host from the
+"""Per-step GRPO text statistics (`mixing_rate`, `reflection_rate`, `summary_rate`): computed on the host from the
 decoded completions by `ExperienceMaker`, with the evaluator's rules (r1jax/evals/curation.py)."""
 import dataclasses
 
@@ -13,7 +13,7 @@ from r1jax.rl.experience import ExperienceMaker
 from r1jax.rollout.sampler import FINISH_STOP, Rollout, SamplerConfig
 from r1jax.tokenizer import load_tokenizer, train_sentencepiece
 
-TEXTS = ["<think> 4 times 2 is 8, then 3 plus 8 is 11. </think> <answer> 11 </answer>",
+TEXTS = ["<think> 4 times 2 is 8, then 3 plus 8 is 11. </think> 3 + 4 * 2 = 11. <answer> 11 </answer>",
          "<think> 4 times 2 is 8, 然后 3 加 8 得 11. </think> <answer> 11 </answer>",
          "<think> 4 times 2 is 9, wait, let me check, 4 times 2 is 8, then 3 plus 8 is 11. </think>"
          " <answer> 11 </answer>",
@@ -69,13 +69,15 @@ def test_step_metrics_mixing_and_reflection(tok):
   # Two of four CoTs are not all English; one reflects ("wait, let me check").
   assert exp.metrics["mixing_rate"] == pytest.approx(0.5)
   assert exp.metrics["reflection_rate"] == pytest.approx(0.25)
+  # One has a readable summary between </think> and <answer> (R1's cold-start format).
+  assert exp.metrics["summary_rate"] == pytest.approx(0.25)
   assert exp.metrics["accuracy_rate"] == pytest.approx(1.0)
   assert exp.metrics["completion_len/mean"] == pytest.approx(np.mean([len(tok.encode(t)) for t in TEXTS]))
   # The phrase list is configurable; () turns the reflection count off; cot_metrics=False logs neither.
   assert _make(tok, reflection_phrases=("then",)).metrics["reflection_rate"] == pytest.approx(0.5)
   assert _make(tok, reflection_phrases=()).metrics["reflection_rate"] == 0.0
   off = _make(tok, cot_metrics=False).metrics
-  assert "mixing_rate" not in off and "reflection_rate" not in off
+  assert "mixing_rate" not in off and "reflection_rate" not in off and "summary_rate" not in off
 
 
 def test_rl_config_defaults_are_the_corpus_phrases():
