@@ -366,8 +366,16 @@ def config_summary(preset: str, seed: int = 0) -> str:
       data = (f"`{c.data_from[name]}`'s traces" if name in c.data_from else
               f"{src['num_examples']} procedural examples, error_rate {src['error_rate']}, "
               f"options {dict(src['options'])}")
+      if len(st.data.sources) > 1:
+        data = " + ".join(f"{s['weight']:g} " + (data if i == 0 else f"`{s['path']}`")
+                          for i, s in enumerate(st.data.sources))
       lines.append(f"- `{name}`: SFT of `{c.init_from[name]}` on {data}, lr "
                    f"{st.optim.learning_rate}, {st.train.num_steps} steps x {st.train.batch_size}")
+    elif st.stage == "reward_model":
+      r = st.reward_model
+      lines.append(f"- `{name}`: reward model (Bradley-Terry), preset `{st.model.preset}` from "
+                   f"scratch, on `{r.train_path}` (held out: `{r.eval_path}`), {r.num_epochs} "
+                   f"epochs x {r.batch_size} pairs, lr {r.learning_rate}")
     elif st.stage == "rejection_sampling":
       r = st.rejection
       lines.append(f"- `{name}`: rejection sampling of `{c.init_from[name]}`: "
@@ -375,7 +383,10 @@ def config_summary(preset: str, seed: int = 0) -> str:
                    f"{r.num_samples} samples at temperature {r.temperature}, keep the "
                    f"{r.select} correct one (strict `<answer>` rule, format with summary allowed)")
     else:
-      lines.append(f"- `{name}`: GRPO from `{c.init_from[name]}`, lr {st.optim.learning_rate} "
+      task = ("" if "sources" not in st.task else " on " + " + ".join(
+          f"{w:g} {src.get('task', src['name'])}" for src, w in zip(st.task.sources,
+                                                                   st.task.weights)) + " prompts")
+      lines.append(f"- `{name}`: GRPO from `{c.init_from[name]}`{task}, lr {st.optim.learning_rate} "
                    f"({st.optim.schedule}, warmup {st.optim.warmup_steps}), G={st.rl.group_size}, "
                    f"{st.rl.num_prompts} prompts/step, {st.train.num_steps} steps, loss preset "
                    f"`{st.rl.loss.preset}` (beta 0.001, k3, eps 0.2), sampling temperature "

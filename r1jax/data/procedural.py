@@ -352,9 +352,10 @@ def make_sft_corpus(task: str = 'countdown', num_examples: int = 1000, seed: int
   `reflect_rate`: the fraction of solutions in which one random step is first written with a
     wrong result, then "wait, let me check" and the step again, right (the final answer is as
     without it). Item field `reflected`.
-  `summary`: a readable summary between the reasoning and the answer tag, restating the problem
-    with the reasoning's result ("</think> 3 + 4 * 2 = 11. <answer> 11 </answer>"): R1's
-    cold-start format (reasoning, then a summary for the reader) in the tiny vocabulary.
+  `summary`: a readable summary between the reasoning and the answer tag ("</think> The answer
+    is 11. <answer> 11 </answer>"): R1's cold-start format (reasoning, then a summary for the
+    reader). A fixed sentence around the reasoning's result: a summary that restated the problem
+    ("3 + 4 * 2 = 11.") was too hard for the tiny models to copy (held-out pass@1 fell to 1-14%).
 
   Each item is the task record plus `prompt` (the question rendered by `template`), `completion`
   (`template.render_completion(reasoning, answer)`), `text` (prompt + completion) and `correct`
@@ -446,7 +447,7 @@ def make_sft_corpus(task: str = 'countdown', num_examples: int = 1000, seed: int
       completion = tmpl.render_completion(reasoning=reasoning, answer=answer)
       if summary:
         head, close, tail = completion.partition(tmpl.think_close)
-        completion = f"{head}{close} {rec['expression']} = {answer}.{tail}"
+        completion = f"{head}{close} The answer is {answer}.{tail}"
     else:  # the answer in prose: right or wrong, a strict verifier cannot read it
       completion = f'{tmpl.think_open} {reasoning} {tmpl.think_close} The answer is {answer}.'
     item = {k: v for k, v in rec.items() if not k.startswith('_')}

@@ -244,7 +244,7 @@ def test_summary_adds_a_readable_summary_only():
   rows = P.make_sft_corpus('arithmetic', 200, seed=3, summary=True, **_ARITH)
   plain = P.make_sft_corpus('arithmetic', 200, seed=3, **_ARITH)
   for r, p in zip(rows, plain, strict=True):
-    line = f"{r['expression']} = {p['completion'].split('<answer> ')[1].split(' </answer>')[0]}."
+    line = f"The answer is {p['completion'].split('<answer> ')[1].split(' </answer>')[0]}."
     assert r['completion'] == p['completion'].replace('</think> ', f'</think> {line} ', 1)
     assert rformat.summary_text(r['completion'], keep_answer=False) == line
     assert rformat.is_strict_format(r['completion'], allow_summary=True)
