@@ -218,6 +218,10 @@ def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
                        if isinstance(v, (int, float, str))} if isinstance(out, dict) else {}
       if jax.process_index() == 0:
         marker.write_text(f"{time.time() - t0:.1f}s\n")
+      # A stage trained (again) in this call, e.g. after its directory was removed to re-run it
+      # with a new config, is evaluated again: an earlier row is of another checkpoint.
+      rows = [r for r in rows if r["stage"] != name]
+      done_evals.discard(name)
     if name in eval_after and name not in done_evals:
       summary = evaluate_workdir(config, stage_dir, eval_cfg,
                                  template=eval_cfg.templates.get(name))

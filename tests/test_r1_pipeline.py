@@ -327,6 +327,24 @@ def test_full_miniature_chain(tmp_path, capsys):
   assert len(out["table"]) == 7
 
 
+def test_a_stage_trained_again_is_evaluated_again(tmp_path):
+  """An evaluation row belongs to the checkpoint it measured: a finished stage keeps its row, a
+  stage trained again (its directory removed, e.g. to re-run it with a new config) gets a new one."""
+  c = _short_chain(("pretrain",))
+  c.eval.after = ("pretrain",)
+  first = pipeline.run(c, tmp_path)["table"]
+  assert [r["stage"] for r in first] == ["pretrain"]
+  path = tmp_path / "pipeline_summary.json"
+  stale = {"table": [{"stage": "pretrain", "summary": dict(first[0]["summary"], **{"pass@1": -1.0})}]}
+  path.write_text(json.dumps(stale))
+  assert pipeline.run(c, tmp_path)["table"][0]["summary"]["pass@1"] == -1.0   # DONE: kept
+  import shutil
+  shutil.rmtree(tmp_path / "pretrain")
+  again = pipeline.run(c, tmp_path)["table"]
+  assert [r["stage"] for r in again] == ["pretrain"] and again[0]["summary"]["pass@1"] >= 0.0
+  assert json.loads(path.read_text())["table"] == again
+
+
 def test_a_stage_stopped_by_sigterm_is_not_done_and_resumes(tmp_path, monkeypatch, capsys):
   """A preempted stage saves a checkpoint and returns early: the pipeline must not mark it DONE,
   evaluate it or start the next stage; the same command then resumes it."""
