@@ -86,9 +86,10 @@ def test_config_stage_branches_findings_2_4_5():
   rej = c.stages.rejection.rejection
   assert (rej.allow_summary, rej.require_format, rej.tasks[0]["split"]) == (True, True, "train")
   assert rej.reward.kwargs["accuracy"].to_dict() == {"fallback": "none"}
-  # The student: its own base (the teacher base's corpus and length, a smaller model).
+  # The student: its own base (the teacher base's corpus and length, half the layers).
   sb = c.stages.student_base
-  assert sb.model.preset == "tiny-student" and sb.data == c.stages.pretrain.data
+  assert (sb.model.preset, sb.model.overrides.to_dict()) == ("tiny", {"num_layers": 2})
+  assert sb.data == c.stages.pretrain.data
   assert sb.train.num_steps == c.stages.pretrain.train.num_steps
   full = f.load_config("small", seed=0, branches=("all_scenarios", "student_rl"))
   assert tuple(full.order) == ("pretrain", "student_base", "cold_start", "cold_rl", "rejection",
@@ -310,32 +311,6 @@ def test_one_seed_small_findings_0_and_1(tmp_path):
   se = math.hypot(base["pass@1_se"], r1["pass@1_se"])
   assert r1["pass@1"] - base["pass@1"] > 2 * se, (base, r1)
   assert r1["cons@4"] >= r1["pass@1"] - r1["pass@1_se"], r1
-
-
-@pytest.mark.slow
-def test_one_seed_small_findings_2_4_5(tmp_path):
-  """One seed of findings 2, 4 and 5 at a reduced size (~25 min on a 2-core CPU): each direction
-  with a margin of two combined standard errors where the claim is "not worse"."""
-  f = _findings()
-  res = f.run_seed(0, tmp_path, preset="small",
-                   branches=("r1_zero", "all_scenarios", "student_rl", "distill"))
-  ev = res["evals"]
-
-  def at_least(a, b):
-    margin = 2 * math.hypot(ev[a]["pass@1_se"], ev[b]["pass@1_se"])
-    assert ev[a]["pass@1"] >= ev[b]["pass@1"] - margin, (a, ev[a], b, ev[b])
-
-  # 2: cold start then RL (half R1-Zero's steps) is not worse, and keeps the readable summary.
-  at_least("cold_rl", "r1_zero")
-  assert ev["cold_rl"]["summary_rate"] >= 0.9 and ev["r1_zero"]["summary_rate"] <= 0.05, ev
-  # 4: SFT of the base on the rejection-sampled mix, then all-scenario RL, keep the accuracy.
-  at_least("sft_rs", "cold_rl")
-  at_least("all_scenarios", "sft_rs")
-  assert res["traces"] and res["traces"] > 50 and res["rm_accuracy"] > 0.8, res
-  # 5: distillation beats RL for the student.
-  assert ev["distill"]["pass@1"] > ev["student_rl"]["pass@1"], ev
-  table = f.format_findings(f.findings_rows({0: res}), [0])
-  assert "| 2 | Cold start" in table and "| 5 | Distillation beats RL" in table
 
 
 def test_strategy_classification_splits_strategy_from_slips():
