@@ -149,14 +149,8 @@ def findings_rows(results: dict[int, dict]) -> list[dict[str, Any]]:
   return rows
 
 
-def _diff(res: dict, a: str, b: str, key: str = "pass@1") -> float | None:
-  """Held-out `key` of stage a minus stage b, in points."""
-  ev = res["evals"]
-  return None if a not in ev or b not in ev else _pct(ev[a], key) - _pct(ev[b], key)
-
-
 def _within_noise(res: dict, a: str, b: str) -> float | None:
-  """The standard error of `_diff(res, a, b)` (independent evaluations), in points."""
+  """The standard error of `_gain(res, a, base=b)` (independent evaluations), in points."""
   ev = res["evals"]
   if a not in ev or b not in ev or "pass@1_se" not in ev[a] or "pass@1_se" not in ev[b]:
     return None
@@ -192,7 +186,7 @@ def _finding2_rows(results, seeds, add) -> None:
       "RL steps cold_rl needs (trailing 10-step mean)", reach,
       holds=None if not r1_steps else _all(reach, lambda v: v < min(r1_steps)))
   lengths = sorted({results[s].get("num_steps", {}).get("cold_rl") for s in seeds} - {None})
-  final = {s: _diff(results[s], "cold_rl", "r1_zero") for s in seeds}
+  final = {s: _gain(results[s], "cold_rl", base="r1_zero") for s in seeds}
   add("2", f"{claim}: held-out, after {'/'.join(map(str, lengths)) or '?'} RL steps against "
       f"R1-Zero's {'/'.join(map(str, r1_steps)) or '?'}",
       "pass@1, cold_rl minus r1_zero, points", final,
@@ -210,7 +204,7 @@ def _finding45_rows(results, seeds, add) -> None:
   RL for the student)."""
   ev = {s: results[s]["evals"] for s in seeds}
   if any("sft_rs" in ev[s] for s in seeds):
-    diff = {s: _diff(results[s], "sft_rs", "cold_rl") for s in seeds}
+    diff = {s: _gain(results[s], "sft_rs", base="cold_rl") for s in seeds}
     traces = sorted({results[s].get("traces") for s in seeds} - {None})
     add("4", "Rejection sampling + SFT of the base >= the RL checkpoint it sampled"
         + (f" ({'/'.join(map(str, traces))} traces)" if traces else ""),
@@ -223,7 +217,7 @@ def _finding45_rows(results, seeds, add) -> None:
     acc = {s: results[s].get("rm_accuracy") for s in seeds}
     add("4", f"{claim}: the helpfulness reward model", "held-out pair accuracy, %",
         {s: None if v is None else 100.0 * v for s, v in acc.items()})
-    keep = {s: _diff(results[s], "all_scenarios", "sft_rs") for s in seeds}
+    keep = {s: _gain(results[s], "all_scenarios", base="sft_rs") for s in seeds}
     add("4", f"{claim}: keeps reasoning", "pass@1, all_scenarios minus sft_rs, points (holds "
         "within one standard error)", keep,
         holds=_all({s: (v, _within_noise(results[s], "all_scenarios", "sft_rs"))
@@ -238,7 +232,7 @@ def _finding45_rows(results, seeds, add) -> None:
     for stage in ("student_rl", "distill"):
       gain = {s: _gain(results[s], stage, base="student_base") for s in seeds}
       add("5", f"The student ({stage}) over its own base", "held-out pass@1 gain, points", gain)
-    diff = {s: _diff(results[s], "distill", "student_rl") for s in seeds}
+    diff = {s: _gain(results[s], "distill", base="student_rl") for s in seeds}
     add("5", "Distillation beats RL for the small model", "pass@1, distill minus student_rl, "
         "points", diff, holds=_all(diff, lambda v: v > 0))
 
