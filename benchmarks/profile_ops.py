@@ -5,7 +5,8 @@
     python benchmarks/profile_ops.py --ab_decode_attention   # the decode-attention change, A/B
     python benchmarks/profile_ops.py --ab_shared_prompt      # prompt forward once per group, A/B
 
-Builds the peers "table" model (random Qwen2: hidden 256, 4 layers, vocab 1024, tied) and
+Builds the peers "table" model (random Qwen2: hidden 256, 4 layers, vocab 1024, tied; or with
+`--shape 25m` the peers' 25M workload: hidden 512, 8 layers) and
 the step's three programs at R = 64 rows, prompt width 12, 64 new tokens:
   decode     the sampler's prefill + decode loop (`Sampler.generate`, top-p off),
   reference  completion log-probs of a frozen copy (`completion_logprobs`),
@@ -33,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from r1jax import runtime
 from r1jax.models import create_model, split_params
 from r1jax.models.config import ModelConfig
 from r1jax.rl import losses
@@ -40,9 +42,19 @@ from r1jax.rl.logprobs import completion_logprobs
 from r1jax.rollout import Sampler, SamplerConfig
 from r1jax.train_state import init_train_state, make_train_step
 
-CFG = ModelConfig(family="qwen2", vocab_size=1024, embed_dim=256, mlp_dim=704, num_layers=4,
-                  num_heads=4, num_kv_heads=2, head_dim=64, qkv_bias=True, tie_embeddings=True,
-                  max_position_embeddings=4096, rope_theta=10000.0, rms_norm_eps=1e-6)
+SHAPES = {  # the peers benchmark's shapes (benchmarks/peers.py)
+    "3m": dict(embed_dim=256, mlp_dim=704, num_layers=4, num_heads=4, num_kv_heads=2, head_dim=64),
+    "25m": dict(embed_dim=512, mlp_dim=1536, num_layers=8, num_heads=8, num_kv_heads=4, head_dim=64),
+}
+
+
+def model_config(shape: str) -> ModelConfig:
+  return ModelConfig(family="qwen2", vocab_size=1024, qkv_bias=True, tie_embeddings=True,
+                     max_position_embeddings=4096, rope_theta=10000.0, rms_norm_eps=1e-6,
+                     **SHAPES[shape])
+
+
+CFG = model_config("3m")
 B, G, P, L = 8, 8, 12, 64
 
 
@@ -63,7 +75,8 @@ def _update_step(gd, group_size: int, donate: bool):
   opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-5))
   step = make_train_step(losses.make_grpo_loss(gd, lcfg, group_size), opt,
                          prepare_batch=lambda b: {**b, **losses.global_counts(b, lcfg)})
-  return jax.jit(step, donate_argnums=0 if donate else ()), opt
+  # As the trainer jits it (runtime.train_jit_kwargs: Eigen dots on CPU by default).
+  return jax.jit(step, donate_argnums=0 if donate else (), **runtime.train_jit_kwargs()), opt
 
 
 def programs():
@@ -78,7 +91,8 @@ def programs():
   batch = _grpo_batch(rng, rng.integers(2, 1000, (r, P)))
   step, opt = _update_step(gd, 1, donate=True)
   ref = jax.jit(lambda p, b: completion_logprobs(
-      (gd, p), b["prompt_ids"], b["prompt_mask"], b["completion_ids"], b["completion_mask"])[0])
+      (gd, p), b["prompt_ids"], b["prompt_mask"], b["completion_ids"], b["completion_mask"])[0],
+      **runtime.train_jit_kwargs())
   state = [init_train_state(jax.tree.map(jnp.copy, params), opt, 0)]
 
   def update():
@@ -171,12 +185,16 @@ def ab_shared_prompt(repeats: int = 8) -> None:
 
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  ap.add_argument("--shape", default="3m", choices=sorted(SHAPES),
+                  help="the model: the peers table's 3.2M or its 25M workload")
   ap.add_argument("--programs", default="decode,reference,update")
   ap.add_argument("--top", type=int, default=12, help="op instances listed per program")
   ap.add_argument("--hlo", default="", help="write each program's compiled HLO here")
   ap.add_argument("--ab_decode_attention", action="store_true")
   ap.add_argument("--ab_shared_prompt", action="store_true")
   args = ap.parse_args()
+  global CFG
+  CFG = model_config(args.shape)
   if args.ab_decode_attention:
     ab_decode_attention()
     return
@@ -214,6 +232,9 @@ def main():
 
 
 if __name__ == "__main__":
-  from r1jax import runtime
-  print("r1jax runtime:", runtime.configure_cpu())  # as `python -m r1jax.main` does
+  import sys
+  shape = "25m" if "25m" in sys.argv else "3m"
+  params = runtime.non_embedding_params(model_config(shape))
+  # As `python -m r1jax.main` does for a model of this size (one device from 10M parameters).
+  print("r1jax runtime:", runtime.configure_cpu(model_params=params))
   main()

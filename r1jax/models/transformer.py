@@ -94,10 +94,35 @@ def rope_inv_freq(head_dim: int, theta: float, scaling: RopeScaling | None) -> n
   return np.where(medium, smoothed, scaled).astype(np.float32)
 
 
-def apply_rope(x_BTNH, positions_BT, inv_freq):
-  """Rotary embedding, "rotate half" convention of HF Llama/Qwen, in float32."""
+def rope_tables(positions_BT, inv_freq):
+  """(cos, sin), each [B, T, 1, H/2] float32: the rotation of every position, computed once per
+  forward and shared by all layers (and by q and k).
+
+  On XLA:CPU they are materialised (`_materialize`): fused into their consumers, the sin / cos
+  were recomputed per head, per layer and again in the backward pass (docs/performance.md).
+  """
   angles = positions_BT.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)  # [B,T,H/2]
-  cos, sin = jnp.cos(angles)[:, :, None, :], jnp.sin(angles)[:, :, None, :]
+  cs = _materialize(jnp.stack([jnp.cos(angles), jnp.sin(angles)]))             # [2,B,T,H/2]
+  return cs[0][:, :, None, :], cs[1][:, :, None, :]
+
+
+def _materialize(x):
+  """x, computed once into a buffer of its own on XLA:CPU: routed through a matmul by the
+  identity, which XLA cannot fuse into its consumers. Without it XLA:CPU duplicated the
+  position cumsum and the sin / cos into every consumer (each head of q and k, each layer,
+  and again in the backward pass). An optimization barrier does not stop that (XLA removes
+  barriers before fusion), nor does a reduce (simplified away). Exact: each output is one
+  product by 1.0 plus zeros. Other backends keep x as is."""
+  if jax.default_backend() != "cpu":
+    return x
+  eye = jnp.eye(x.shape[-1], dtype=x.dtype)
+  return jnp.matmul(x, eye, precision=jax.lax.Precision.HIGHEST)
+
+
+def apply_rope(x_BTNH, rope):
+  """Rotary embedding, "rotate half" convention of HF Llama/Qwen, in float32. `rope` is
+  `rope_tables(positions, inv_freq)`."""
+  cos, sin = rope
   x = x_BTNH.astype(jnp.float32)
   x1, x2 = jnp.split(x, 2, axis=-1)
   out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
@@ -133,7 +158,8 @@ class Attention(_Sharded):
       self.q_norm = RMSNorm(h, cfg.rms_norm_eps, pdt, logical=("head_dim",))
       self.k_norm = RMSNorm(h, cfg.rms_norm_eps, pdt, logical=("head_dim",))
 
-  def __call__(self, x_BTD, positions_BT, mask_BTS, cache: dict | None, cache_index):
+  def __call__(self, x_BTD, rope, mask_BTS, cache: dict | None, cache_index):
+    """rope: `rope_tables` of the positions (cos, sin [B, T, 1, H/2])."""
     cfg, dt = self.cfg, self.cfg.jnp_dtype
     q = project("btd,dnh->btnh", x_BTD, self.q_proj[...].astype(dt))
     k = project("btd,dkh->btkh", x_BTD, self.k_proj[...].astype(dt))
@@ -144,9 +170,8 @@ class Attention(_Sharded):
       v = v + self.v_bias[...].astype(dt)
     if cfg.qk_norm:
       q, k = self.q_norm(q), self.k_norm(k)
-    inv_freq = rope_inv_freq(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
-    q = apply_rope(q, positions_BT, inv_freq)
-    k = apply_rope(k, positions_BT, inv_freq)
+    q = apply_rope(q, rope)
+    k = apply_rope(k, rope)
     q = self.shard(q, ("batch", "seq", "act_heads", "head_dim"))
 
     # Keys as [B, K, H, S] and values as [B, K, S, H]: the cache's layouts (see
@@ -223,15 +248,15 @@ class Block(_Sharded):
     self.mlp = MLP(cfg, rngs=rngs, rules=rules, mesh=mesh)
     self._init_sharding(rules, mesh)
 
-  def __call__(self, x_BTD, positions_BT, mask_BTS, cache, cache_index):
-    a, new_cache = self.attn(self.input_norm(x_BTD), positions_BT, mask_BTS, cache, cache_index)
+  def __call__(self, x_BTD, rope, mask_BTS, cache, cache_index):
+    a, new_cache = self.attn(self.input_norm(x_BTD), rope, mask_BTS, cache, cache_index)
     x = self.shard(x_BTD + a, ("batch", "seq", "act_embed"))
     x = self.shard(x + self.mlp(self.post_attn_norm(x)), ("batch", "seq", "act_embed"))
     return x, new_cache
 
 
-def _block_forward(block: Block, x, positions, mask, cache, cache_index):
-  return block(x, positions, mask, cache, cache_index)
+def _block_forward(block: Block, x, rope, mask, cache, cache_index):
+  return block(x, rope, mask, cache, cache_index)
 
 
 _remat_block_forward = nnx.remat(_block_forward)
@@ -313,9 +338,11 @@ class Transformer(_Sharded):
     x = jnp.take(self.embedding[...], tokens_BT, axis=0).astype(self.cfg.jnp_dtype)
     x = self.shard(x, ("batch", "seq", "act_embed"))
     forward = _remat_block_forward if (self.cfg.remat and cache is None) else _block_forward
+    rope = rope_tables(positions_BT, rope_inv_freq(self.cfg.head_dim, self.cfg.rope_theta,
+                                                   self.cfg.rope_scaling))
     new_cache = [] if cache is not None else None
     for i, block in enumerate(self.layers):
-      x, layer_cache = forward(block, x, positions_BT, mask,
+      x, layer_cache = forward(block, x, rope, mask,
                                None if cache is None else cache[i], cache_index)
       if cache is not None:
         new_cache.append(layer_cache)

@@ -166,6 +166,22 @@ def test_remat_same_gradients():
     np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
 
 
+def test_rope_sin_cos_computed_once_per_forward_on_cpu():
+  """The training program computes the RoPE sin / cos once (one fused computation), not per head,
+  per layer and again in the backward pass, which XLA:CPU did when they were fused into their
+  consumers (docs/performance.md: ~20% of the 25M update's op time)."""
+  cfg = FAMILY_CFGS["qwen2"]
+  toks = _tokens(cfg, 2, 8)
+  graphdef, params = split_params(create_model(cfg, 0))
+
+  def loss(p):
+    logits, _ = merge_params(graphdef, p)(toks)
+    return jnp.mean(jax.nn.logsumexp(logits, -1))
+  hlo = jax.jit(jax.grad(loss)).lower(params).compile().as_text()
+  assert hlo.count("cosine(") == 1 and hlo.count(" sine(") == 1, (hlo.count("cosine("),
+                                                                   hlo.count(" sine("))
+
+
 def test_bf16_compute_close_to_fp32():
   cfg = FAMILY_CFGS["qwen2"]
   toks = _tokens(cfg, 2, 8)
