@@ -332,6 +332,7 @@ def test_a_stage_trained_again_is_evaluated_again(tmp_path):
   stage trained again (its directory removed, e.g. to re-run it with a new config) gets a new one."""
   c = _short_chain(("pretrain",))
   c.eval.after = ("pretrain",)
+  c.stages.pretrain.train.update(num_steps=5, checkpoint_every=5)   # bookkeeping, not quality
   first = pipeline.run(c, tmp_path)["table"]
   assert [r["stage"] for r in first] == ["pretrain"]
   path = tmp_path / "pipeline_summary.json"
@@ -351,6 +352,7 @@ def test_a_stage_stopped_by_sigterm_is_not_done_and_resumes(tmp_path, monkeypatc
   from r1jax import experiment
   c = _short_chain(("pretrain", "r1_zero"))
   c.eval.after = ()
+  c.stages.pretrain.train.update(num_steps=5, checkpoint_every=5)   # bookkeeping, not quality
   with monkeypatch.context() as m:
     # What SIGTERM does to the guard (tests/test_checkpoint.py sends the real signal).
     m.setattr(experiment.PreemptionGuard, "should_stop", lambda self: True)
