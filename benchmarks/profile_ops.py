@@ -10,7 +10,8 @@ Builds the peers "table" model (random Qwen2: hidden 256, 4 layers, vocab 1024, 
 the step's three programs at R = 64 rows, prompt width 12, 64 new tokens:
   decode     the sampler's prefill + decode loop (`Sampler.generate`, top-p off),
   reference  completion log-probs of a frozen copy (`completion_logprobs`),
-  update     one GRPO update (`make_train_step` of `make_grpo_loss`, beta 0.04, AdamW).
+  update     one GRPO update (`make_train_step` of `make_grpo_loss`, beta 0.04, AdamW);
+both with each group's prompt run once, as the trainer does (`rl.share_prompt_forward`).
 Each is run once to compile, then once under `jax.profiler.trace`; the trace's per-op
 events (XLA:CPU thunks: `ynn_fusion` = the matmuls XNNPACK/YNNPACK runs, `dot` = XLA's own
 dots, `*_fusion` = elementwise / copy fusions) are summed by op kind and by instance. The
@@ -88,11 +89,13 @@ def programs():
   sampler = Sampler(gd, CFG, SamplerConfig(num_samples=G, max_new_tokens=L, cache_dtype="float32",
                                            prompt_len_buckets=(P,)))
   ids = rng.integers(2, CFG.vocab_size, (B, 9))
-  batch = _grpo_batch(rng, rng.integers(2, 1000, (r, P)))
-  step, opt = _update_step(gd, 1, donate=True)
+  # As the trainer runs them: prompts repeated within each group of G rows, each group's prompt
+  # forward run once (`rl.share_prompt_forward`, on by default).
+  batch = _grpo_batch(rng, np.repeat(rng.integers(2, 1000, (B, P)), G, 0))
+  step, opt = _update_step(gd, G, donate=True)
   ref = jax.jit(lambda p, b: completion_logprobs(
-      (gd, p), b["prompt_ids"], b["prompt_mask"], b["completion_ids"], b["completion_mask"])[0],
-      **runtime.train_jit_kwargs())
+      (gd, p), b["prompt_ids"], b["prompt_mask"], b["completion_ids"], b["completion_mask"],
+      group_size=G)[0], **runtime.train_jit_kwargs())
   state = [init_train_state(jax.tree.map(jnp.copy, params), opt, 0)]
 
   def update():
