@@ -69,6 +69,14 @@ WORKLOADS = {"table": ("3m", 8, 8), "25m": ("25m", 8, 8), "b16g16": ("3m", 16, 1
 PEERS = {"tunix": (".venv-tunix", "peers_tunix.py"), "trl": (".venv-trl", "peers_trl.py")}
 
 
+def model_config(shape: str):
+  """The random Qwen2 of a workload's shape (tied embeddings, vocab VOCAB)."""
+  from r1jax.models.config import ModelConfig
+  return ModelConfig(family="qwen2", vocab_size=VOCAB, qkv_bias=True, tie_embeddings=True,
+                     max_position_embeddings=4096, rope_theta=10000.0, rms_norm_eps=1e-6,
+                     **SHAPES[shape])
+
+
 # ------------------------------------------------------------------------------- files
 def _questions(n: int, seed: int = 0) -> list[dict]:
   rng = np.random.default_rng(seed)
@@ -102,16 +110,13 @@ def write_files(root: pathlib.Path, shape: str, num_prompts: int) -> dict:
   """Checkpoint dir (weights + tokenizer, EOS and pad declared), prompts, logit-check ids."""
   import jax
   from r1jax.models import create_model, hf
-  from r1jax.models.config import ModelConfig
   ckpt = root / "ckpt"
   ckpt.mkdir(parents=True, exist_ok=True)
   _train_tokenizer(ckpt / "tokenizer.json")
   (ckpt / "tokenizer_config.json").write_text(json.dumps({
       "tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|eos|>",
       "pad_token": "<|pad|>", "padding_side": "left", "model_max_length": 4096}))
-  cfg = ModelConfig(family="qwen2", vocab_size=VOCAB, qkv_bias=True, tie_embeddings=True,
-                    max_position_embeddings=4096, rope_theta=10000.0, rms_norm_eps=1e-6,
-                    **SHAPES[shape])
+  cfg = model_config(shape)
   model = create_model(cfg, jax.random.key(0))
   hf.save_pretrained(model, str(ckpt), eos_token_id=1)
   qs = _questions(max(64, num_prompts * 8))

@@ -37,23 +37,12 @@ import optax
 
 from r1jax import runtime
 from r1jax.models import create_model, split_params
-from r1jax.models.config import ModelConfig
 from r1jax.rl import losses
 from r1jax.rl.logprobs import completion_logprobs
 from r1jax.rollout import Sampler, SamplerConfig
 from r1jax.train_state import init_train_state, make_train_step
 
-SHAPES = {  # the peers benchmark's shapes (benchmarks/peers.py)
-    "3m": dict(embed_dim=256, mlp_dim=704, num_layers=4, num_heads=4, num_kv_heads=2, head_dim=64),
-    "25m": dict(embed_dim=512, mlp_dim=1536, num_layers=8, num_heads=8, num_kv_heads=4, head_dim=64),
-}
-
-
-def model_config(shape: str) -> ModelConfig:
-  return ModelConfig(family="qwen2", vocab_size=1024, qkv_bias=True, tie_embeddings=True,
-                     max_position_embeddings=4096, rope_theta=10000.0, rms_norm_eps=1e-6,
-                     **SHAPES[shape])
-
+from peers import SHAPES, model_config  # the same shapes as the peers benchmark (benchmarks/)
 
 CFG = model_config("3m")
 B, G, P, L = 8, 8, 12, 64
@@ -186,7 +175,7 @@ def ab_shared_prompt(repeats: int = 8) -> None:
             f"load {os.getloadavg()[0]:.2f}")
 
 
-def main():
+def parse_args():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   ap.add_argument("--shape", default="3m", choices=sorted(SHAPES),
                   help="the model: the peers table's 3.2M or its 25M workload")
@@ -195,7 +184,10 @@ def main():
   ap.add_argument("--hlo", default="", help="write each program's compiled HLO here")
   ap.add_argument("--ab_decode_attention", action="store_true")
   ap.add_argument("--ab_shared_prompt", action="store_true")
-  args = ap.parse_args()
+  return ap.parse_args()
+
+
+def main(args):
   global CFG
   CFG = model_config(args.shape)
   if args.ab_decode_attention:
@@ -235,9 +227,8 @@ def main():
 
 
 if __name__ == "__main__":
-  import sys
-  shape = "25m" if "25m" in sys.argv else "3m"
-  params = runtime.non_embedding_params(model_config(shape))
+  cli = parse_args()
+  params = runtime.non_embedding_params(model_config(cli.shape))
   # As `python -m r1jax.main` does for a model of this size (one device from 10M parameters).
   print("r1jax runtime:", runtime.configure_cpu(model_params=params))
-  main()
+  main(cli)
