@@ -55,7 +55,9 @@ stage branch brings the stages it starts from),
 `error_rate=0.4` and `pretrain_steps=N` (the base's corpus and length; the preset's by default),
 `rl_steps=N` (the findings recipe's length, r1_zero and r1_zero_t06; the preset's by default).
 `mix_rate=0.3`, `reflect_rate=0.2` (pretrain_lang's corpus), `language_weight=1.0` (rl_lang_on);
-`rl_steps` sets rl_lang_off/on's and student_rl's length too. A base runs only when a selected
+`rl_steps` sets rl_lang_off/on's and student_rl's length too. `rs_prompts=N`, `rs_samples=N`
+(rejection sampling's training prompts and samples per prompt) and `sft_steps=N` (sft_rs's and
+distill's length): the preset's by default. A base runs only when a selected
 branch starts from it.
 """
 import ml_collections
@@ -116,7 +118,8 @@ def _stage_sizes(preset: str) -> dict:
 def get_config(arg: str = "tiny"):
   preset, opts = sibling_config(__file__, "sft_mix").parse_arg(
       arg, seed="0", branches="+".join(BRANCHES + LANG_BRANCHES + STAGE_BRANCHES), error_rate="0.4",
-      pretrain_steps="", rl_steps="", mix_rate="0.3", reflect_rate="0.2", language_weight="1.0")
+      pretrain_steps="", rl_steps="", mix_rate="0.3", reflect_rate="0.2", language_weight="1.0",
+      rs_prompts="", rs_samples="", sft_steps="")
   seed = int(opts["seed"])
   known = BRANCHES + LANG_BRANCHES + STAGE_BRANCHES
   branches = tuple(b for b in opts["branches"].split("+") if b)
@@ -193,7 +196,11 @@ def get_config(arg: str = "tiny"):
       r1_zero_ds=rl(n["steps"], lr=5e-5, group_size=16, num_prompts=8, dynamic_sampling=True),
       rl_lang_off=lang_rl(0.0),
       rl_lang_on=lang_rl(float(opts["language_weight"])))
-  all_rl.update(_stage_branches(seed, task, n, rl, _stage_sizes(preset)))
+  m = _stage_sizes(preset)
+  for key, opt in (("rs_prompts", "rs_prompts"), ("rs_samples", "rs_samples"), ("sft", "sft_steps")):
+    if opts[opt]:
+      m[key] = int(opts[opt])
+  all_rl.update(_stage_branches(seed, task, n, rl, m))
   for b in branches:
     stages[b] = all_rl[b]
   # A base runs when a branch starts from it (only the findings base without any branch).

@@ -486,6 +486,9 @@ def main(argv=None) -> int:
   p.add_argument("--root", default=str(ROOT / "runs" / "r1_findings"))
   p.add_argument("--branches", default="", help="RL branches, '+'-separated (default: all)")
   p.add_argument("--out", default=str(RESULTS / "r1_findings.md"))
+  p.add_argument("--set", default="",
+                 help="config options, k=v,k=v (configs/r1_findings.py's, e.g. "
+                      "rs_prompts=6000,sft_steps=600)")
   p.add_argument("--report-only", action="store_true", help="collect finished runs, run nothing")
   p.add_argument("--notes", default="", help="a file whose text goes under 'Notes'")
   p.add_argument("--strategy", default="",
@@ -506,6 +509,7 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
   seeds = [int(s) for s in args.seeds.split(",") if s]
   branches = tuple(args.branches.split("+")) if args.branches else None
+  options = dict(kv.split("=", 1) for kv in args.set.split(",") if kv)
   collect_only = (args.report_only or args.evaluate_partial or args.strategy or args.curve
                   or args.cons_k)
   load0 = tuple(round(x, 2) for x in os.getloadavg())
@@ -528,7 +532,7 @@ def main(argv=None) -> int:
     if collect_only:
       results[s] = collect_seed(pathlib.Path(args.root) / f"seed{s}")
     else:
-      results[s] = run_seed(s, args.root, args.preset, branches)
+      results[s] = run_seed(s, args.root, args.preset, branches, **options)
   total = None if collect_only else time.time() - t0
   load1 = tuple(round(x, 2) for x in os.getloadavg())
   notes = pathlib.Path(args.notes).read_text() if args.notes else ""

@@ -108,6 +108,13 @@ def test_config_stage_branches_findings_2_4_5():
   assert alls.task.sources[1]["task"] == "general" and tuple(alls.task.weights) == (0.75, 0.25)
   assert alls.rewards.kwargs.helpfulness.scorer_init.path == "{workdir}/rm_helpful"
   assert set(alls.rewards.weights) == {"accuracy", "format_soft", "helpfulness"}
+  # Finding 4 / 5's levers: how many traces rejection sampling draws, how long the SFT runs.
+  more = f.load_config("tiny", seed=1, branches=("sft_rs", "distill"), rs_prompts=6000,
+                       rs_samples=3, sft_steps=600).stages
+  assert (more.rejection.rejection.tasks[0]["num_examples"], more.rejection.rejection.num_samples,
+          more.sft_rs.train.num_steps, more.distill.train.num_steps) == (6000, 3, 600, 600)
+  assert (c.stages.rejection.rejection.tasks[0]["num_examples"], c.stages.distill.train.num_steps
+          ) == (2000, 300)
 
 
 def test_config_language_branches():
@@ -332,3 +339,16 @@ def test_strategy_classification_splits_strategy_from_slips():
   table = f.format_strategies({0: {"strategy": [dict(out, stage="pretrain", temperature=0.6,
                                                         pass_at_1=0.4)]}})
   assert "| 0 | pretrain | 0.6 | 40.0 | 1/2 | 25.0 | 25.0 | 50.0 | 75.0 | 50.0 |" in table
+
+
+def test_cli_set_passes_config_options_to_each_seed(tmp_path, monkeypatch):
+  f = _findings()
+  calls = []
+  monkeypatch.setattr(f, "run_seed", lambda s, root, preset, branches, **opts: calls.append(
+      (s, preset, branches, opts)) or {})
+  out = tmp_path / "r.md"
+  monkeypatch.setattr(f, "write_report", lambda *a, **k: out.write_text("report") and out)
+  f.main(["--seeds", "0,1", "--branches", "distill", "--set", "rs_prompts=6000,sft_steps=600",
+          "--out", str(out), "--root", str(tmp_path)])
+  assert calls == [(s, "tiny", ("distill",), {"rs_prompts": "6000", "sft_steps": "600"})
+                   for s in (0, 1)]
