@@ -109,12 +109,12 @@ def test_config_stage_branches_findings_2_4_5():
   assert alls.rewards.kwargs.helpfulness.scorer_init.path == "{workdir}/rm_helpful"
   assert set(alls.rewards.weights) == {"accuracy", "format_soft", "helpfulness"}
   # Finding 4 / 5's levers: how many traces rejection sampling draws, how long the SFT runs.
-  more = f.load_config("tiny", seed=1, branches=("sft_rs", "distill"), rs_prompts=6000,
-                       rs_samples=3, sft_steps=600).stages
+  more = f.load_config("tiny", seed=1, branches=("sft_rs", "distill"), rs_prompts=3000,
+                       rs_samples=3, sft_steps=450).stages
   assert (more.rejection.rejection.tasks[0]["num_examples"], more.rejection.rejection.num_samples,
-          more.sft_rs.train.num_steps, more.distill.train.num_steps) == (6000, 3, 600, 600)
+          more.sft_rs.train.num_steps, more.distill.train.num_steps) == (3000, 3, 450, 450)
   assert (c.stages.rejection.rejection.tasks[0]["num_examples"], c.stages.distill.train.num_steps
-          ) == (2000, 300)
+          ) == (6000, 600)
 
 
 def test_config_language_branches():
