@@ -108,7 +108,8 @@ def _stage_sizes(preset: str) -> dict:
   if preset == "tiny":
     # 2,000 cold-start traces (R1: thousands) for 300 steps: with 400 for 100 steps the tiny
     # model could not yet copy its result into the summary (held-out pass@1 23%, the base's 38%);
-    # 6,000 training prompts sampled twice for rejection sampling (~4,300 traces), SFT 600 steps.
+    # 6,000 training prompts sampled twice for rejection sampling (3,903 traces for seed 0), SFT
+    # 600 steps.
     # With 2,000 prompts (~1,400 traces) and 300 steps, seed 0's SFT of the base fell 4.8 points
     # below cold_rl and the distilled student 2.5 below student_rl; with 6,000 and 600, +1.5 and
     # +15.1 (session 10; 2,000 and 600: -1.1 and +8.0). The student's base and RL are as long
