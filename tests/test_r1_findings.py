@@ -302,22 +302,80 @@ def test_curve_table_has_base_checkpoints_and_final_row():
   assert f.format_curve({0: _seed(0.3, 0.4, 0.4)}) == ""     # no --curve rows: no table
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "finding 0 does not hold yet: with the second base design (error_rate 0.4, 1000 steps) and "
-    "300 RL steps the tiny preset gained +11.2 (seed 0) and +9.1 (seed 1) < 10; seed 1's RL "
-    "reinforced the left-to-right strategy (13.5% -> 7.8% correct on sensitive problems); the "
-    "first design gained +7.0 +- 0.6 over 2 seeds. This small preset has not been re-run with "
-    "the second design (first design: 7.0% -> 9.0%); see experiments/results/r1_findings.md"))
-def test_one_seed_small_findings_0_and_1(tmp_path):
-  """One seed of finding 0 / 1 at a reduced size (~10-20 min on a loaded 2-core CPU)."""
+# The branches of findings 0-3 and 5 (and 4's first half, 6's curves): one seed of them is
+# the slow test. all_scenarios (finding 4's second half) and the recipe ablations are left out.
+SLOW_BRANCHES = ("r1_zero", "rl_lang_off", "rl_lang_on", "sft_rs", "student_rl", "distill")
+SLOW_FINDINGS = {"0", "1", "2", "3", "4", "5"}
+
+
+def direction_failures(res: dict) -> tuple[set[str], list[str]]:
+  """Each finding's direction on one seed's results (`collect_seed`): (findings checked, failures).
+
+  The criteria are the report's rows (`findings_rows`), with two exceptions that are reported
+  there but not asserted here: finding 0's +10-point bar (the issue's bar for the mean of two
+  seeds; seed 1 has fallen short of it, +7.8 to +9.1) is replaced by a rise of more than twice
+  its standard error, and cons@4 > pass@1 (4 votes rarely differ from one sample; the report's
+  `--cons-k` rows measure it over 16) by cons@4 >= pass@1 - one standard error.
+  """
   f = _findings()
-  res = f.run_seed(0, tmp_path, preset="small", branches=("r1_zero",))
-  base, r1 = res["evals"]["pretrain"], res["evals"]["r1_zero"]
-  assert base["format_rate"] >= 0.9            # the gain below is not format
-  se = math.hypot(base["pass@1_se"], r1["pass@1_se"])
-  assert r1["pass@1"] - base["pass@1"] > 2 * se, (base, r1)
-  assert r1["cons@4"] >= r1["pass@1"] - r1["pass@1_se"], r1
+  rows = f.findings_rows({0: res})
+  checked, failures = set(), []
+  for r in rows:
+    if r["holds"] is None:
+      continue
+    if r["finding"] == "0" and "RL improves correctness" in r["claim"]:
+      continue                                  # the +10 bar: asserted below as significance
+    if r["finding"] == "1" and "cons@" in r["claim"]:
+      continue
+    checked.add(r["finding"])
+    if not r["holds"]:
+      failures.append(f"finding {r['finding']}: {r['claim']}: {r['values'][0]}")
+  ev = res["evals"]
+  if "r1_zero" in ev:
+    base, r1 = ev["pretrain"], ev["r1_zero"]
+    se = math.hypot(base["pass@1_se"], r1["pass@1_se"])
+    checked.add("0")
+    if not r1["pass@1"] - base["pass@1"] > 2 * se:
+      failures.append(f"finding 0: gain {r1['pass@1'] - base['pass@1']:.3f} <= 2 se {2 * se:.3f}")
+    if not r1["cons@4"] >= r1["pass@1"] - r1["pass@1_se"]:
+      failures.append(f"finding 1: cons@4 {r1['cons@4']} < pass@1 - se {r1}")
+  return checked, failures
+
+
+def test_direction_failures_reads_the_report_rows():
+  """The slow test's checks on made-up results: a good seed passes, a reversed one fails."""
+  def ev(p, se=0.03, **kw):
+    return dict({"pass@1": p, "pass@1_se": se, "cons@4": p, "format_rate": 1.0}, **kw)
+  rl = lambda acc: {"accuracy_rate": (acc, acc), "mixing_rate": (0.0, 0.0)}
+  good = {"evals": {"pretrain": ev(0.40), "r1_zero": ev(0.52, summary_rate=0.0),
+                    "cold_start": ev(0.60), "cold_rl": ev(0.61, summary_rate=1.0),
+                    "sft_rs": ev(0.63), "student_base": ev(0.28), "student_rl": ev(0.36),
+                    "distill": ev(0.52)},
+          "rl": {"r1_zero": rl(0.3), "cold_rl": rl(0.5)}, "reach": {"cold_rl": 5},
+          "num_steps": {"r1_zero": 300, "cold_rl": 100}}
+  checked, failures = direction_failures(good)
+  assert failures == [] and checked == {"0", "1", "2", "4", "5"}, failures
+  bad = dict(good, evals=dict(good["evals"], r1_zero=ev(0.43, summary_rate=0.0),
+                              distill=ev(0.30), sft_rs=ev(0.50)))
+  _, failures = direction_failures(bad)
+  assert [x.split(":")[0] for x in failures] == ["finding 4", "finding 5", "finding 0"], failures
+
+
+@pytest.mark.slow
+def test_one_seed_tiny_findings_directions(tmp_path):
+  """Seed 0 of the recorded preset (`tiny`), the branches of findings 0-5 (~1 h on a quiet
+  2-core CPU): each finding's direction, with the margins in `direction_failures`.
+
+  The `small` preset is too short for this (session 11: its 300-step base is right on 6% of the
+  held-out problems, and 40 RL steps lowered that), so the test runs the preset the README's
+  table comes from.
+  """
+  f = _findings()
+  res = f.run_seed(0, tmp_path, preset="tiny", branches=SLOW_BRANCHES)
+  assert res["evals"]["pretrain"]["format_rate"] >= 0.95   # the gains below are not format
+  checked, failures = direction_failures(res)
+  assert checked == SLOW_FINDINGS, checked
+  assert not failures, failures
 
 
 def test_strategy_classification_splits_strategy_from_slips():
