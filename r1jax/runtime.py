@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 EIGEN_DOTS = {YNN_FLAG.lstrip("-"): ""}   # jit compiler_options: XLA's own dots, no YNNPACK
+# The training programs' compiler_options: XLA's own (Eigen) dots, YNNPACK's reductions. With no
+# YNNPACK at all (EIGEN_DOTS) XLA:CPU splits each row reduction (norms, softmax, the norms' and
+# biases' gradients) into reduce-window + reduce: 16% of the 25M update's op time
+# (docs/performance.md, session 12).
+TRAIN_CPU_OPTIONS = {YNN_FLAG.lstrip("-"): "LIBRARY_FUSION_TYPE_REDUCE"}
 MAX_AUTO_CPU_DEVICES = 8
 # From this many non-embedding parameters, 'auto' gives one CPU device. Measured on 2 cores
 # (docs/performance.md, session 7): the 3.2M peers-table model runs its GRPO step faster on two
@@ -116,14 +121,15 @@ _train_matmul = "eigen"   # CommonConfig.cpu_matmul's default, until configure_c
 
 def train_jit_kwargs() -> dict:
   """`jax.jit` keyword arguments for a training program (update, reference / pi_old pass):
-  Eigen dots on the CPU backend when `cpu_matmul='eigen'` and the user's XLA_FLAGS do not
-  choose YNNPACK's fusions themselves; {} elsewhere."""
+  Eigen dots and YNNPACK reductions (`TRAIN_CPU_OPTIONS`) on the CPU backend when
+  `cpu_matmul='eigen'` and the user's XLA_FLAGS do not choose YNNPACK's fusions themselves;
+  {} elsewhere."""
   if _train_matmul != "eigen" or YNN_FLAG in os.environ.get("XLA_FLAGS", ""):
     return {}
   import jax
   if jax.default_backend() != "cpu":
     return {}
-  return {"compiler_options": dict(EIGEN_DOTS)}
+  return {"compiler_options": dict(TRAIN_CPU_OPTIONS)}
 
 
 def configure_cpu_from(config) -> dict:

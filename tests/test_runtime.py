@@ -71,6 +71,18 @@ def test_the_test_session_runs_8_devices_and_eigen_training_programs():
   assert "ynn" not in hlo
 
 
+def test_training_programs_keep_ynnpack_reductions():
+  """Eigen dots, but YNNPACK's row reductions: without them XLA:CPU splits each reduction into
+  reduce-window + reduce (docs/performance.md, session 12)."""
+  x = jnp.ones((64, 512))
+  hlo = jax.jit(lambda a: jnp.sum(a * a, -1), **runtime.train_jit_kwargs()).lower(x).compile(
+      ).as_text()
+  assert "ynn" in hlo and "reduce-window" not in hlo
+  eigen_only = jax.jit(lambda a: jnp.sum(a * a, -1), compiler_options=runtime.EIGEN_DOTS).lower(
+      x).compile().as_text()
+  assert "reduce-window" in eigen_only      # what the option avoids
+
+
 def test_auto_gives_large_models_one_device():
   assert runtime.auto_cpu_devices(2, model_params=runtime.AUTO_ONE_DEVICE_PARAMS) == 1
   assert runtime.auto_cpu_devices(2, model_params=runtime.AUTO_ONE_DEVICE_PARAMS - 1) == 2

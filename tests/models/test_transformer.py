@@ -182,6 +182,37 @@ def test_rope_sin_cos_computed_once_per_forward_on_cpu():
                                                                    hlo.count(" sine("))
 
 
+def test_norm_scale_and_bias_gradients_are_products_on_cpu(monkeypatch):
+  """On XLA:CPU the gradients of the norms' scales and the q/k/v biases (sums over every row) are
+  products by a row of ones, not reductions, which XLA:CPU split into reduce-window + reduce
+  (docs/performance.md: ~10% of the 25M update's op time); the gradients equal the plain ops'."""
+  import re
+  from r1jax.models import transformer
+  cfg = FAMILY_CFGS["qwen2"]
+  toks = _tokens(cfg, 2, 8)
+  graphdef, params = split_params(create_model(cfg, 0))
+
+  def loss(p):
+    logits, _ = merge_params(graphdef, p)(toks)
+    return jnp.mean(jax.nn.logsumexp(logits, -1))
+
+  def compiled():
+    f = jax.jit(jax.grad(loss))
+    hlo = f.lower(params).compile().as_text()
+    return set(re.findall(r"= (f32\[[0-9,]*\])\S* reduce\(", hlo)), f(params)
+
+  reduced, grads = compiled()
+  d, n, k, h = cfg.embed_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+  param_shapes = {f"f32[{d}]", f"f32[{n},{h}]", f"f32[{k},{h}]"}
+  assert not reduced & param_shapes, reduced
+  monkeypatch.setattr(transformer, "scale_by", lambda x, w: x * w)
+  monkeypatch.setattr(transformer, "add_bias", lambda x, b: x + b)
+  plain_reduced, plain = compiled()
+  assert plain_reduced & param_shapes       # the check above can fail
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(plain)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
 def test_bf16_compute_close_to_fp32():
   cfg = FAMILY_CFGS["qwen2"]
   toks = _tokens(cfg, 2, 8)
