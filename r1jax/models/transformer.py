@@ -21,6 +21,7 @@ masked out of the keys.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -43,6 +44,11 @@ def _param(rngs: nnx.Rngs | None, shape, dtype, logical, init=_init) -> nnx.Para
   return nnx.Param(value, logical_axes=tuple(logical))
 
 
+def _on_cpu() -> bool:
+  """The CPU-only paths below (XLA:CPU's costs; other backends keep the plain ops)."""
+  return jax.default_backend() == "cpu"
+
+
 def project(spec: str, x, w, preferred_element_type=None):
   """`jnp.einsum(spec, x, w)` for a projection: x's last dims contract with w's first
   (e.g. "btd,dnh->btnh").
@@ -53,7 +59,7 @@ def project(spec: str, x, w, preferred_element_type=None):
   its producer, which cost more than the backward's matmuls of the MLP (docs/performance.md).
   Other backends keep the einsum.
   """
-  if jax.default_backend() != "cpu":
+  if not _on_cpu():
     return jnp.einsum(spec, x, w, preferred_element_type=preferred_element_type)
   xs, ws = spec.split("->")[0].split(",")
   n_c = sum(ch in xs for ch in ws)
@@ -73,37 +79,24 @@ def _row_sum(x, n: int):
   return jnp.matmul(ones, rows, preferred_element_type=jnp.float32).reshape(tail)
 
 
-@jax.custom_vjp
-def _bcast_mul(x, w):
-  return x * w
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _broadcast_param(mul: bool, x, w):
+  """x * w (mul) or x + w, w broadcast over x's leading dims; w's gradient by `_row_sum`."""
+  return x * w if mul else x + w
 
 
-def _bcast_mul_fwd(x, w):
-  return x * w, (x, w)
+def _broadcast_param_fwd(mul, x, w):
+  return _broadcast_param(mul, x, w), (x if mul else None, w)   # w: its shape and dtype
 
 
-def _bcast_mul_bwd(res, g):
+def _broadcast_param_bwd(mul, res, g):
   x, w = res
-  return g * w, _row_sum(g * x, w.ndim).astype(w.dtype)
+  if mul:
+    return g * w, _row_sum(g * x, w.ndim).astype(w.dtype)
+  return g, _row_sum(g, w.ndim).astype(w.dtype)
 
 
-_bcast_mul.defvjp(_bcast_mul_fwd, _bcast_mul_bwd)
-
-
-@jax.custom_vjp
-def _bcast_add(x, b):
-  return x + b
-
-
-def _bcast_add_fwd(x, b):
-  return x + b, b           # b (small) only for its shape and dtype
-
-
-def _bcast_add_bwd(b, g):
-  return g, _row_sum(g, b.ndim).astype(b.dtype)
-
-
-_bcast_add.defvjp(_bcast_add_fwd, _bcast_add_bwd)
+_broadcast_param.defvjp(_broadcast_param_fwd, _broadcast_param_bwd)
 
 
 def scale_by(x, w):
@@ -113,12 +106,12 @@ def scale_by(x, w):
   a row reduction into reduce-window + reduce, which ran ~7x slower ([4032, 512]: 10.4 vs
   1.5 ms) and took 10% of the 25M update's op time with `add_bias` (docs/performance.md).
   Other backends keep the plain product."""
-  return _bcast_mul(x, w) if jax.default_backend() == "cpu" else x * w
+  return _broadcast_param(True, x, w) if _on_cpu() else x * w
 
 
 def add_bias(x, b):
   """x + b, b broadcast over x's leading dims; b's gradient as in `scale_by`."""
-  return _bcast_add(x, b) if jax.default_backend() == "cpu" else x + b
+  return _broadcast_param(False, x, b) if _on_cpu() else x + b
 
 
 class RMSNorm(nnx.Module):
@@ -169,7 +162,7 @@ def _materialize(x):
   and again in the backward pass). An optimization barrier does not stop that (XLA removes
   barriers before fusion), nor does a reduce (simplified away). Exact: each output is one
   product by 1.0 plus zeros. Other backends keep x as is."""
-  if jax.default_backend() != "cpu":
+  if not _on_cpu():
     return x
   eye = jnp.eye(x.shape[-1], dtype=x.dtype)
   return jnp.matmul(x, eye, precision=jax.lax.Precision.HIGHEST)
@@ -265,7 +258,7 @@ class Attention(_Sharded):
     elif cfg.attention in ("xla", "cudnn"):
       out = attention.dot_product(q, k_BKHS, v_BKSH, mask_BTS, cfg.attention, dt)
     else:
-      if dt != jnp.float32 and jax.default_backend() == "cpu":
+      if dt != jnp.float32 and _on_cpu():
         # XLA:CPU has no bf16 x bf16 -> f32 kernel for this (transpose-free) dot.
         q, k_BKHS = q.astype(jnp.float32), k_BKHS.astype(jnp.float32)
       out = attention.reference(q, k_BKHS, v_BKSH, mask_BTS, dt)
