@@ -57,8 +57,9 @@ stage branch brings the stages it starts from),
 `rl_steps=N` (the findings recipe's length, r1_zero and r1_zero_t06; the preset's by default).
 `mix_rate=0.3`, `reflect_rate=0.2` (pretrain_lang's corpus), `language_weight=1.0` (rl_lang_on);
 `rl_steps` sets rl_lang_off/on's and student_rl's length too. `rs_prompts=N`, `rs_samples=N`
-(rejection sampling's training prompts and samples per prompt) and `sft_steps=N` (sft_rs's and
-distill's length): the preset's by default. A base runs only when a selected
+(rejection sampling's training prompts and samples per prompt), `sft_steps=N` (sft_rs's and
+distill's length), `cold_examples=N` and `cold_steps=N` (the cold start's traces and SFT steps):
+the preset's by default. A base runs only when a selected
 branch starts from it.
 """
 import ml_collections
@@ -109,15 +110,19 @@ def _sizes(preset: str) -> dict:
 def _stage_sizes(preset: str) -> dict:
   """Findings 2, 4 and 5's stages (`cold_*`, `rejection`, `sft_rs`, `student_*`, `distill`)."""
   if preset == "tiny":
-    # 2,000 cold-start traces (R1: thousands) for 300 steps: with 400 for 100 steps the tiny
-    # model could not yet copy its result into the summary (held-out pass@1 23%, the base's 38%);
+    # 4,000 cold-start traces (R1: thousands) for 600 steps: with 400 for 100 steps the tiny
+    # model could not yet copy its result into the summary (held-out pass@1 23%, the base's 38%).
+    # With 2,000 for 300 steps (sessions 8-12) the teacher's strength followed its base's: on a
+    # base at 35.1 (the slow test's, 8 devices) cold start reached 43.4 and the distilled
+    # student fell 2.0 below student_rl; 4,000 for 600 steps on that base: cold start 54.6,
+    # cold_rl 54.8, distill 59.0 against student_rl's 44.5 (session 13).
     # 6,000 training prompts sampled twice for rejection sampling (3,903 traces for seed 0), SFT
     # 600 steps.
     # With 2,000 prompts (~1,400 traces) and 300 steps, seed 0's SFT of the base fell 4.8 points
     # below cold_rl and the distilled student 2.5 below student_rl; with 6,000 and 600, +1.5 and
     # +15.1 (session 10; 2,000 and 600: -1.1 and +8.0). The student's base and RL are as long
     # as the teacher's base and R1-Zero.
-    return dict(cold_examples=2000, cold_sft=300, cold_rl=100, rs_prompts=6000, rs_samples=2,
+    return dict(cold_examples=4000, cold_sft=600, cold_rl=100, rs_prompts=6000, rs_samples=2,
                 sft=600)
   return dict(cold_examples=1000, cold_sft=150, cold_rl=20, rs_prompts=512, rs_samples=2, sft=100)
 
@@ -126,7 +131,7 @@ def get_config(arg: str = "tiny"):
   preset, opts = sibling_config(__file__, "sft_mix").parse_arg(
       arg, seed="0", branches="+".join(BRANCHES + LANG_BRANCHES + STAGE_BRANCHES), error_rate="0.4",
       pretrain_steps="", rl_steps="", mix_rate="0.3", reflect_rate="0.2", language_weight="1.0",
-      rs_prompts="", rs_samples="", sft_steps="")
+      rs_prompts="", rs_samples="", sft_steps="", cold_examples="", cold_steps="")
   seed = int(opts["seed"])
   known = BRANCHES + LANG_BRANCHES + STAGE_BRANCHES
   branches = tuple(b for b in opts["branches"].split("+") if b)
@@ -204,7 +209,8 @@ def get_config(arg: str = "tiny"):
       rl_lang_off=lang_rl(0.0),
       rl_lang_on=lang_rl(float(opts["language_weight"])))
   m = _stage_sizes(preset)
-  for key, opt in (("rs_prompts", "rs_prompts"), ("rs_samples", "rs_samples"), ("sft", "sft_steps")):
+  for key, opt in (("rs_prompts", "rs_prompts"), ("rs_samples", "rs_samples"), ("sft", "sft_steps"),
+                   ("cold_examples", "cold_examples"), ("cold_sft", "cold_steps")):
     if opts[opt]:
       m[key] = int(opts[opt])
   all_rl.update(_stage_branches(seed, task, n, rl, m))

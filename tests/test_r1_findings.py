@@ -74,7 +74,8 @@ def test_config_stage_branches_findings_2_4_5():
   assert "rejection" not in c.eval.after and "distill" in c.eval.after
   # Cold start: correct (error_rate 0) readable traces on other problems than the base's corpus.
   cold = c.stages.cold_start.data.sources[0]
-  assert (cold["error_rate"], cold["options"]["summary"], cold["num_examples"]) == (0.0, True, 2000)
+  assert (cold["error_rate"], cold["options"]["summary"], cold["num_examples"]) == (0.0, True, 4000)
+  assert c.stages.cold_start.train.num_steps == 600
   assert cold["seed"] != c.stages.pretrain.data.sources[0]["seed"]
   # Reasoning RL from it: the findings recipe, a third of R1-Zero's steps, a format reward that
   # accepts the summary.
@@ -115,6 +116,9 @@ def test_config_stage_branches_findings_2_4_5():
           more.sft_rs.train.num_steps, more.distill.train.num_steps) == (3000, 3, 450, 450)
   assert (c.stages.rejection.rejection.tasks[0]["num_examples"], c.stages.distill.train.num_steps
           ) == (6000, 600)
+  sized = f.load_config("tiny", seed=1, branches=("cold_start",), cold_examples=2000,
+                        cold_steps=300).stages.cold_start
+  assert (sized.data.sources[0]["num_examples"], sized.train.num_steps) == (2000, 300)
 
 
 def test_config_language_branches():
