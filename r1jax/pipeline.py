@@ -184,6 +184,7 @@ def format_table(rows: list[dict[str, Any]], k: int) -> str:
 def run(config, workdir: str | os.PathLike) -> dict[str, Any]:
   """Runs the stages in `config.order`; returns {"table": rows, "stages": results}."""
   from r1jax import run as run_lib
+  run_lib.refuse_in_spawned_import()   # before anything is written (a notebook may call this directly)
   workdir = paths.as_str(workdir)
   root = paths.makedirs(workdir)
   pcfg = pipeline_config(config)

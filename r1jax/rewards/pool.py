@@ -11,6 +11,10 @@ Here a single dispatcher thread in the parent owns N `spawn`ed workers, one pipe
   crashed trainer leaves no orphans; `close()` (also at interpreter exit) stops and reaps them;
 - `submit` returns a `concurrent.futures.Future`, so the trainer can overlap scoring with device work.
 `spawn` (not fork) because the trainer process holds JAX threads, and forking a threaded process is unsafe.
+A spawned worker imports the parent's main script first (Python's rule: guard its top-level work with
+`if __name__ == '__main__':`); `r1jax.run.run` refuses to train inside that import, and after
+`MAX_STARTUP_FAILURES` workers in a row die or hang before they are ready the pool raises `RewardPoolError`
+instead of respawning them forever.
 """
 from __future__ import annotations
 
@@ -160,12 +164,24 @@ class _Job:
     self.results: list[Optional[ItemResult]] = [None] * n
     self.remaining = n
 
+  def fail(self, exc: BaseException) -> None:
+    if not self.future.done():
+      self.future.set_exception(exc)
+
   def set(self, i: int, res: ItemResult) -> None:
     if self.results[i] is None:
       self.results[i] = res
       self.remaining -= 1
       if self.remaining == 0 and not self.future.done():
         self.future.set_result(self.results)
+
+
+# Workers in a row that may die or hang before they are ready before the pool gives up (`RewardPoolError`).
+MAX_STARTUP_FAILURES = 3
+
+
+class RewardPoolError(RuntimeError):
+  """The pool cannot start workers (e.g. each one dies importing the main script)."""
 
 
 class RewardPool:
@@ -188,9 +204,12 @@ class RewardPool:
     self._pending: collections.deque = collections.deque()
     self._wake_r, self._wake_w = os.pipe()
     os.set_blocking(self._wake_w, False)
-    self._closed = False
+    self._closed = False     # no more work: close(), or the dispatcher gave up (_fatal)
+    self._shut = False       # close() ran: workers reaped, pipes closed
     self._ids = itertools.count()
     self.counters = collections.Counter()   # timeouts, crashes, errors, replaced, items
+    self._startup_failures = 0               # workers in a row that died or hung before they were ready
+    self._fatal: Optional[str] = None
     self._workers = [_Worker(self._ctx, i, memory_mb, warm_math, self.warmups) for i in range(num_workers)]
     self._thread = threading.Thread(target=self._loop, name='r1jax-reward-dispatch', daemon=True)
     self._thread.start()
@@ -200,6 +219,8 @@ class RewardPool:
   def submit(self, fn: Callable, items: Sequence[tuple[tuple, dict]],
              timeout_s: Optional[float | Sequence[float]] = None) -> concurrent.futures.Future:
     """Score `fn(*args, **kwargs)` for each (args, kwargs) item; the future yields a list of ItemResult."""
+    if self._fatal:
+      raise RewardPoolError(self._fatal)
     job = _Job(len(items))
     if not items:
       job.future.set_result([])
@@ -236,9 +257,9 @@ class RewardPool:
 
   def close(self) -> None:
     """Stop the dispatcher, fail queued items with 'closed', stop and reap the workers. Idempotent."""
-    if self._closed:
+    if self._shut:
       return
-    self._closed = True
+    self._shut = self._closed = True
     self._wake()
     self._thread.join(10.0)
     self._finalizer()
@@ -282,6 +303,24 @@ class RewardPool:
     self.counters['replaced'] += 1
     self._workers[idx] = _Worker(self._ctx, idx, self.memory_mb, self.warm_math, self.warmups)
 
+  def _startup_failed(self, idx: int, how: str) -> None:
+    """A worker died or hung before it was ready: replace it, or, after `MAX_STARTUP_FAILURES` in a row,
+    give up with `RewardPoolError` (every pending and later job raises it) instead of respawning forever."""
+    w = self._workers[idx]
+    code = w.proc.exitcode
+    self._startup_failures += 1
+    log.warning('reward worker %s before it was ready (exit code %s); replacing it', how, code)
+    if self._startup_failures < MAX_STARTUP_FAILURES:
+      self._replace(idx)
+      return
+    self._fatal = (
+        f'{self._startup_failures} reward workers in a row {how} before they were ready (last exit code '
+        f'{code}); their tracebacks are on stderr. A `spawn`ed worker first imports the main script: if the '
+        "script starts training at import time, put that call under `if __name__ == '__main__':` "
+        '(docs/rewards.md, "The pool").')
+    log.error('reward pool: %s', self._fatal)
+    self._closed = True
+
   def _finish(self, w: _Worker, res: ItemResult) -> None:
     job, i, t0, _ = w.task
     w.task = None
@@ -304,10 +343,17 @@ class RewardPool:
     with self._lock:
       pending, self._pending = list(self._pending), collections.deque()
     for job, i, *_ in pending:
-      job.set(i, ItemResult(None, status, msg))
+      if self._fatal:   # the caller gets the error, not items scored 0 by a pool that cannot work
+        job.fail(RewardPoolError(self._fatal))
+      else:
+        job.set(i, ItemResult(None, status, msg))
     for w in self._workers:
       if w.task is not None:
-        self._finish(w, ItemResult(None, status, msg))
+        if self._fatal:
+          w.task[0].fail(RewardPoolError(self._fatal))
+          w.task = None
+        else:
+          self._finish(w, ItemResult(None, status, msg))
 
   def _run_loop(self) -> None:
     while not self._closed:
@@ -343,11 +389,15 @@ class RewardPool:
           if w.conn in ready:
             try:
               w.ready = w.conn.recv()[0] == 'ready'
+              self._startup_failures = 0
             except (EOFError, OSError):
-              self._replace(idx)
-          elif time.monotonic() - w.started > self.startup_timeout_s or not w.proc.is_alive():
-            log.warning('reward worker did not start; replacing it')
-            self._replace(idx)
+              self._startup_failed(idx, 'exited')
+          elif not w.proc.is_alive():
+            self._startup_failed(idx, 'exited')
+          elif time.monotonic() - w.started > self.startup_timeout_s:
+            self._startup_failed(idx, f'did not report ready within {self.startup_timeout_s:.0f} s')
+          if self._closed:
+            return
           continue
         if w.task is None:
           continue

@@ -156,3 +156,56 @@ def test_chunked_pooled_reward_keeps_rows_aligned_and_isolates_a_failing_chunk()
   ok = [i for i in range(n) if i not in bad]
   np.testing.assert_array_equal(res.components['test_chunk_echo'][ok], np.asarray(ok, np.float32))
   assert (res.components['test_chunk_echo'][bad] == 0).all() and res.metrics['reward/errors'] == len(bad)
+
+
+_UNGUARDED = '''
+import os, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+(out / f"imported-{os.getpid()}").touch()
+from r1jax import run as run_lib
+run_lib.refuse_in_spawned_import()          # what r1jax.run.run does first
+(out / f"trained-{os.getpid()}").touch()    # "training": must happen in the parent only
+from r1jax.rewards import pool as rpool
+p = rpool.RewardPool(num_workers=1, timeout_s=2.0)
+try:
+  p.map(rpool._debug_sleep, [((0.0, 1.0), {})])
+  print("SCORED")
+except rpool.RewardPoolError as e:
+  print("POOL ERROR:", e)
+  assert p.submit is not None
+  try:
+    p.submit(rpool._debug_sleep, [((0.0, 1.0), {})])
+  except rpool.RewardPoolError:
+    print("LATER SUBMIT RAISES")
+p.close()
+'''
+
+
+def test_unguarded_script_trains_once_and_the_pool_gives_up(tmp_path):
+  """A script that starts work at import time, with no `if __name__ == '__main__':` guard: every
+  spawned worker imports it first. `refuse_in_spawned_import` (r1jax.run.run's first line) stops the
+  worker before it trains, and the pool raises RewardPoolError after MAX_STARTUP_FAILURES workers in
+  a row died, instead of respawning them forever or scoring the items 0."""
+  import subprocess
+  import sys
+  script = tmp_path / 'unguarded.py'
+  script.write_text(_UNGUARDED)
+  proc = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
+                        text=True, timeout=240)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'POOL ERROR:' in proc.stdout and "if __name__ == '__main__':" in proc.stdout, proc.stdout
+  assert 'LATER SUBMIT RAISES' in proc.stdout and 'SCORED' not in proc.stdout
+  imported = list(tmp_path.glob('imported-*'))
+  assert len(imported) == 1 + rpool.MAX_STARTUP_FAILURES, imported   # the parent and each worker
+  assert [p.name for p in tmp_path.glob('trained-*')] == [f'trained-{proc_pid(imported)}']
+  assert 'was called while a spawned worker process imported the main script' in proc.stderr
+
+
+def proc_pid(imported):
+  """The parent's pid: the first of the import markers (the parent imports the script first)."""
+  return min(imported, key=lambda p: p.stat().st_mtime_ns).name.split('-')[1]
+
+
+def test_refuse_in_spawned_import_is_quiet_in_the_main_process():
+  from r1jax import run as run_lib
+  run_lib.refuse_in_spawned_import()
