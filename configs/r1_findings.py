@@ -117,13 +117,14 @@ def _stage_sizes(preset: str) -> dict:
     # student fell 2.0 below student_rl; 4,000 for 600 steps on that base: cold start 54.6,
     # cold_rl 54.8, distill 59.0 against student_rl's 44.5 (session 13).
     # 6,000 training prompts sampled twice for rejection sampling (3,903 traces for seed 0), SFT
-    # 600 steps.
+    # 800 steps: after the longer cold start, SFT of the base for 600 steps on its traces fell
+    # 6.0 / 6.0 points below cold_rl (seeds 0 / 1), for 800 steps 2.2 on seed 0 (session 13).
     # With 2,000 prompts (~1,400 traces) and 300 steps, seed 0's SFT of the base fell 4.8 points
     # below cold_rl and the distilled student 2.5 below student_rl; with 6,000 and 600, +1.5 and
     # +15.1 (session 10; 2,000 and 600: -1.1 and +8.0). The student's base and RL are as long
     # as the teacher's base and R1-Zero.
     return dict(cold_examples=4000, cold_sft=600, cold_rl=100, rs_prompts=6000, rs_samples=2,
-                sft=600)
+                sft=800)
   return dict(cold_examples=1000, cold_sft=150, cold_rl=20, rs_prompts=512, rs_samples=2, sft=100)
 
 

@@ -115,7 +115,7 @@ def test_config_stage_branches_findings_2_4_5():
   assert (more.rejection.rejection.tasks[0]["num_examples"], more.rejection.rejection.num_samples,
           more.sft_rs.train.num_steps, more.distill.train.num_steps) == (3000, 3, 450, 450)
   assert (c.stages.rejection.rejection.tasks[0]["num_examples"], c.stages.distill.train.num_steps
-          ) == (6000, 600)
+          ) == (6000, 800)
   sized = f.load_config("tiny", seed=1, branches=("cold_start",), cold_examples=2000,
                         cold_steps=300).stages.cold_start
   assert (sized.data.sources[0]["num_examples"], sized.train.num_steps) == (2000, 300)
