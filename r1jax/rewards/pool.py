@@ -219,22 +219,23 @@ class RewardPool:
   def submit(self, fn: Callable, items: Sequence[tuple[tuple, dict]],
              timeout_s: Optional[float | Sequence[float]] = None) -> concurrent.futures.Future:
     """Score `fn(*args, **kwargs)` for each (args, kwargs) item; the future yields a list of ItemResult."""
-    if self._fatal:
-      raise RewardPoolError(self._fatal)
     job = _Job(len(items))
-    if not items:
-      job.future.set_result([])
-      return job.future
-    if self._closed:
-      for i in range(len(items)):
-        job.set(i, ItemResult(None, 'closed', 'pool is closed'))
-      return job.future
     timeouts = (list(timeout_s) if isinstance(timeout_s, (list, tuple))
                 else [float(timeout_s or self.timeout_s)] * len(items))
-    with self._lock:
-      for i, (args, kwargs) in enumerate(items):
-        self._pending.append((job, i, fn, tuple(args), dict(kwargs), timeouts[i]))
-    self._wake()
+    with self._lock:   # checked under the lock that `_drain` takes: a job is queued before a drain or not at all
+      fatal, closed = self._fatal, self._closed
+      if not closed:
+        for i, (args, kwargs) in enumerate(items):
+          self._pending.append((job, i, fn, tuple(args), dict(kwargs), timeouts[i]))
+    if fatal:
+      raise RewardPoolError(fatal)
+    if not items:
+      job.future.set_result([])
+    elif closed:
+      for i in range(len(items)):
+        job.set(i, ItemResult(None, 'closed', 'pool is closed'))
+    else:
+      self._wake()
     return job.future
 
   def map(self, fn: Callable, items: Sequence[tuple[tuple, dict]], timeout_s: Optional[float] = None):
@@ -319,6 +320,7 @@ class RewardPool:
         "script starts training at import time, put that call under `if __name__ == '__main__':` "
         '(docs/rewards.md, "The pool").')
     log.error('reward pool: %s', self._fatal)
+    w.kill()
     self._closed = True
 
   def _finish(self, w: _Worker, res: ItemResult) -> None:
