@@ -123,9 +123,10 @@ def _stage_sizes(preset: str) -> dict:
     # below cold_rl and the distilled student 2.5 below student_rl; with 6,000 and 600, +1.5 and
     # +15.1 (session 10; 2,000 and 600: -1.1 and +8.0). The student's base and RL are as long
     # as the teacher's base and R1-Zero.
-    return dict(cold_examples=4000, cold_sft=600, cold_rl=100, rs_prompts=6000, rs_samples=2,
-                sft=800)
-  return dict(cold_examples=1000, cold_sft=150, cold_rl=20, rs_prompts=512, rs_samples=2, sft=100)
+    return dict(cold_examples=4000, cold_steps=600, cold_rl=100, rs_prompts=6000, rs_samples=2,
+                sft_steps=800)
+  return dict(cold_examples=1000, cold_steps=150, cold_rl=20, rs_prompts=512, rs_samples=2,
+              sft_steps=100)
 
 
 def get_config(arg: str = "tiny"):
@@ -210,10 +211,9 @@ def get_config(arg: str = "tiny"):
       rl_lang_off=lang_rl(0.0),
       rl_lang_on=lang_rl(float(opts["language_weight"])))
   m = _stage_sizes(preset)
-  for key, opt in (("rs_prompts", "rs_prompts"), ("rs_samples", "rs_samples"), ("sft", "sft_steps"),
-                   ("cold_examples", "cold_examples"), ("cold_sft", "cold_steps")):
-    if opts[opt]:
-      m[key] = int(opts[opt])
+  for key in ("rs_prompts", "rs_samples", "sft_steps", "cold_examples", "cold_steps"):
+    if opts[key]:            # the options are named as the sizes they set
+      m[key] = int(opts[key])
   all_rl.update(_stage_branches(seed, task, n, rl, m))
   for b in branches:
     stages[b] = all_rl[b]
@@ -301,7 +301,7 @@ def _stage_branches(seed: int, task: dict, n: dict, rl, m: dict) -> dict:
                    error_rate=0.0, template="r1_zero_bare", seed=seed + 1000, weight=1.0,
                    options=dict({k: v for k, v in task.items() if k != "name"},
                                 error_mode="left_to_right", summary=True))
-  cold_start = sft_stage(m["cold_sft"], (cold_data,))
+  cold_start = sft_stage(m["cold_steps"], (cold_data,))
   cold_start.data.loss_on_prompt = False
 
   cold_rl = rl(m["cold_rl"], lr=5e-5, group_size=16, num_prompts=8)
@@ -321,7 +321,7 @@ def _stage_branches(seed: int, task: dict, n: dict, rl, m: dict) -> dict:
 
   traces = dict(kind="jsonl", path="", prompt_field="prompt", completion_field="completion",
                 weight=1.0)
-  sft_rs = sft_stage(m["sft"], (dict(traces, weight=0.75),
+  sft_rs = sft_stage(m["sft_steps"], (dict(traces, weight=0.75),
                                 dict(traces, path=CHITCHAT_SFT, weight=0.25)))
 
   rm = sibling_config(__file__, "reward_model").get_config("tiny")
@@ -341,4 +341,4 @@ def _stage_branches(seed: int, task: dict, n: dict, rl, m: dict) -> dict:
   return dict(cold_start=cold_start, cold_rl=cold_rl, rejection=rej, sft_rs=sft_rs,
               rm_helpful=rm, all_scenarios=alls,
               student_rl=rl(n["steps"], lr=5e-5, group_size=16, num_prompts=8),
-              distill=sft_stage(m["sft"], (dict(traces),)))
+              distill=sft_stage(m["sft_steps"], (dict(traces),)))

@@ -172,7 +172,6 @@ try:
   print("SCORED")
 except rpool.RewardPoolError as e:
   print("POOL ERROR:", e)
-  assert p.submit is not None
   try:
     p.submit(rpool._debug_sleep, [((0.0, 1.0), {})])
   except rpool.RewardPoolError:
@@ -197,11 +196,11 @@ def test_unguarded_script_trains_once_and_the_pool_gives_up(tmp_path):
   assert 'LATER SUBMIT RAISES' in proc.stdout and 'SCORED' not in proc.stdout
   imported = list(tmp_path.glob('imported-*'))
   assert len(imported) == 1 + rpool.MAX_STARTUP_FAILURES, imported   # the parent and each worker
-  assert [p.name for p in tmp_path.glob('trained-*')] == [f'trained-{proc_pid(imported)}']
+  assert [p.name for p in tmp_path.glob('trained-*')] == [f'trained-{_parent_pid(imported)}']
   assert 'was called while a spawned worker process imported the main script' in proc.stderr
 
 
-def proc_pid(imported):
+def _parent_pid(imported):
   """The parent's pid: the first of the import markers (the parent imports the script first)."""
   return min(imported, key=lambda p: p.stat().st_mtime_ns).name.split('-')[1]
 
