@@ -328,6 +328,11 @@ class RLConfig:
   # Choose a few prompt widths from the tokenised training prompts instead
   # (r1jax.rollout.buckets), so short prompts do not pay for max_prompt_len.
   auto_prompt_buckets: bool = False
+  # The reference / pi_old passes and the update run at the smallest of this many completion
+  # widths (evenly spaced up to max_new_tokens, r1jax.rollout.buckets.completion_widths) that
+  # holds the step's longest completion: columns past it are padding in every row. Each width
+  # compiles once, the first time a step needs it; 1 = always max_new_tokens.
+  completion_buckets: int = 4
   stop_strings: tuple[str, ...] = ("</answer>",)
   # Host-side text statistics logged every step (r1jax/evals/curation.py: cot_flags): `mixing_rate`
   # (share of completions whose CoT is not in the question's language, by the language reward's
@@ -359,6 +364,9 @@ class RLConfig:
                        f"num_prompts*group_size={rows}")
     if self.num_iterations < 1:
       raise ValueError(f"num_iterations={self.num_iterations} must be >= 1")
+    if self.completion_buckets < 1:
+      raise ValueError(f"completion_buckets={self.completion_buckets} must be >= 1 "
+                       "(1 = always max_new_tokens)")
     _check_engine(self)
     check_async(self.async_staleness, self.async_sampler_devices)
 

@@ -22,6 +22,7 @@ restored step are dropped and recomputed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -110,6 +111,25 @@ def _make_update(graphdef, loss_cfg, optimizer, schedule, mesh, rules, state, gr
 
 
 LOGPROB_KEYS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
+# The step batch's [R, L] arrays, cut to the step's completion width (`rl.completion_buckets`).
+COMPLETION_KEYS = ("completion_ids", "completion_mask", "old_logprobs", "sampler_logprobs")
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _cut_columns(arrays: dict, width: int) -> dict:
+  return {k: v[:, :width] for k, v in arrays.items()}
+
+
+def cut_completions(batch: dict, lengths_R: np.ndarray, widths: tuple[int, ...]) -> tuple[dict, int]:
+  """(batch with its completion arrays cut to the smallest of `widths` that holds the longest
+  of `lengths_R`, that width). Every column past the longest completion is masked in every row,
+  and attention is causal, so log-probs, losses and gradients are those of the full width."""
+  full = batch["completion_ids"].shape[1]
+  width = min(buckets.choose_bucket(int(np.max(lengths_R, initial=1)), widths), full)
+  if width >= full:
+    return batch, full
+  cut = _cut_columns({k: batch[k] for k in COMPLETION_KEYS if k in batch}, width)
+  return {**batch, **cut}, width
 
 
 def _make_logprob_fn(graphdef, loss_cfg, mesh, rules, group_size: int = 1):
@@ -264,6 +284,9 @@ def setup(config, workdir: str) -> GRPOSetup:
   if loss_cfg is not rl.loss:
     log.warning("async_staleness=%d: truncated importance sampling on (is_cap=%s)",
                 rl.async_staleness, loss_cfg.is_cap)
+  if loss_cfg.max_completion_length is None:
+    # Dr. GRPO's constant normaliser is max_new_tokens, not the (bucketed) completion width.
+    loss_cfg = dataclasses.replace(loss_cfg, max_completion_length=rl.max_new_tokens)
   log.warning("pi_old: %s (%s)", "recomputed by the trainer" if recompute
               else "the sampler's log-probs", why)
   if rl.top_p < 1.0 or rl.top_k > 0:
@@ -337,6 +360,7 @@ def train(config, workdir: str | os.PathLike,
   start = int(jax.device_get(state.step)) // max(1, num_updates)
   bar = Progress(num_steps, start, desc="grpo", keys=("reward/mean", "accuracy_rate", "kl"))
   base_key = jax.random.key(seed)
+  widths = buckets.completion_widths(rl.max_new_tokens, rl.completion_buckets)
   lo_hi = jnp.asarray([1.0 - s.loss_cfg.clip_eps_low, 1.0 + s.loss_cfg.clip_eps_high], jnp.float32)
   last = {}
   source = None
@@ -374,14 +398,15 @@ def train(config, workdir: str | os.PathLike,
         device_batch["sampler_logprobs"] = (ro.sampling_logprobs if truncated_sampling
                                             else ro.logprobs)
       num_informative = None
-      rewards_rows = exp.rewards
+      rewards_rows, lengths_rows = exp.rewards, exp.lengths
       if exp.advantages.shape[0] != rows_total:  # dynamic sampling: oversampled groups
         rows, num_informative = select_groups(exp.rewards, g, b, np.random.default_rng(
             [seed, step]))
-        rewards_rows = exp.rewards[rows]
+        rewards_rows, lengths_rows = exp.rewards[rows], exp.lengths[rows]
         rows_dev = sharding.put_replicated_value(rows.astype(np.int32), s.mesh, s.rules,
                                                  batch_major=False)
         device_batch = {k: jnp.take(v, rows_dev, axis=0) for k, v in device_batch.items()}
+      device_batch, width = cut_completions(device_batch, lengths_rows, widths)
       t_upd = time.perf_counter()
       gap = None
       if s.recompute_old:
@@ -435,6 +460,7 @@ def train(config, workdir: str | os.PathLike,
                 "time/step_s": t_done - t_step,
                 "tokens_per_s": exp.metrics["sampled_tokens"] / max(t_done - t_step, 1e-9),
                 "skipped_updates_total": skipped_total})
+      m["completion_width"] = width
       if num_informative is not None:
         m["dynamic_sampling/informative_groups"] = num_informative
       if source is not None:

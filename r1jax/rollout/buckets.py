@@ -50,6 +50,18 @@ def buckets_from_lengths(lengths: Sequence[int], max_len: int, batch_size: int,
   return tuple(sorted(widths))
 
 
+def completion_widths(max_new_tokens: int, n: int, multiple: int = 8) -> tuple[int, ...]:
+  """`n` completion widths up to `max_new_tokens`, evenly spaced and rounded up to `multiple`
+  (64, n=4: 16, 32, 48, 64). The trainer runs a step's reference / pi_old passes and its
+  update at the smallest of them that holds the batch's longest completion; n <= 1 gives
+  (max_new_tokens,): always the full width."""
+  top = int(max_new_tokens)
+  if n <= 1:
+    return (top,)
+  widths = {min(top, int(math.ceil(top * i / n / multiple) * multiple)) for i in range(1, n + 1)}
+  return tuple(sorted(widths))
+
+
 def padding_fraction(prompt_mask: np.ndarray, width: int | None = None) -> float:
   """Share of the [B, width] prompt block that is padding (width: default the mask's)."""
   mask = np.asarray(prompt_mask)
