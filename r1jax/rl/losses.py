@@ -50,7 +50,8 @@ class LossConfig:
     ratio_level: "token" (PPO/GRPO) or "sequence" (GSPO).
     aggregation: see the module docstring.
     max_completion_length: L_max of Dr. GRPO's constant normaliser; None means the
-      static width L of `completion_ids` (the sampler's max_tokens).
+      width L of `completion_ids` (the GRPO trainer sets it to rl.max_new_tokens, since it
+      cuts a step's completions to a bucketed width: `trainer.cut_completions`).
     beta: KL coefficient; 0 disables the reference model entirely.
     kl_estimator: "k1" (-Δ), "k2" (Δ²/2), "k3" (e^Δ - Δ - 1) or "k3+" (k3's value with
       k2's gradient, as verl's "low_var_kl+"), Δ = logπref - logπθ. See docs/grpo.md for

@@ -120,6 +120,14 @@ def _cut_columns(arrays: dict, width: int) -> dict:
   return {k: v[:, :width] for k, v in arrays.items()}
 
 
+def width_independent(loss_cfg: losses.LossConfig, max_new_tokens: int) -> losses.LossConfig:
+  """`loss_cfg` with Dr. GRPO's constant normaliser L_max fixed at max_new_tokens when unset
+  (unset, it is the batch's completion width, which `cut_completions` changes)."""
+  if loss_cfg.max_completion_length is not None:
+    return loss_cfg
+  return dataclasses.replace(loss_cfg, max_completion_length=int(max_new_tokens))
+
+
 def cut_completions(batch: dict, lengths_R: np.ndarray, widths: tuple[int, ...]) -> tuple[dict, int]:
   """(batch with its completion arrays cut to the smallest of `widths` that holds the longest
   of `lengths_R`, that width). Every column past the longest completion is masked in every row,
@@ -284,9 +292,7 @@ def setup(config, workdir: str) -> GRPOSetup:
   if loss_cfg is not rl.loss:
     log.warning("async_staleness=%d: truncated importance sampling on (is_cap=%s)",
                 rl.async_staleness, loss_cfg.is_cap)
-  if loss_cfg.max_completion_length is None:
-    # Dr. GRPO's constant normaliser is max_new_tokens, not the (bucketed) completion width.
-    loss_cfg = dataclasses.replace(loss_cfg, max_completion_length=rl.max_new_tokens)
+  loss_cfg = width_independent(loss_cfg, rl.max_new_tokens)
   log.warning("pi_old: %s (%s)", "recomputed by the trainer" if recompute
               else "the sampler's log-probs", why)
   if rl.top_p < 1.0 or rl.top_k > 0:

@@ -10,6 +10,7 @@ import os
 import signal
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -19,6 +20,7 @@ from r1jax.metrics import read_metrics
 from r1jax.rl import experience as experience_lib
 from r1jax.rl import trainer as rl_trainer
 from r1jax.rl.experience import select_groups
+from r1jax.rl.logprobs import completion_logprobs
 
 
 class Probe:
@@ -367,3 +369,56 @@ def test_default_engine_is_bitwise_the_static_sampler(base_workdir, tmp_path, st
   assert len(probe.records) == 2
   assert ([lib.deterministic(r) for r in default.records[:2]]
           == [lib.deterministic(r) for r in probe.records])
+
+
+@pytest.mark.parametrize("aggregation", ["seq_mean_token_mean", "token_mean",
+                                         "seq_mean_token_sum_norm"])
+def test_cut_completions_keep_the_full_width_loss_and_gradients(aggregation):
+  """A step's completion arrays cut to the bucket that holds its longest completion give the
+  full width's loss and gradients (every aggregation, Dr. GRPO's normaliser fixed at
+  max_new_tokens), with rows sharded over the 8-device mesh; a step whose longest completion
+  needs the full width is left alone."""
+  from r1jax.models.config import get_model_config
+  from r1jax.models.factory import create_model, split_params
+  from r1jax.rl import losses
+  from r1jax.rollout import buckets
+  from r1jax.sharding import ShardingRules, batch_sharding, make_mesh, replicated
+  v, b, g, p, l = 61, 4, 2, 5, 32
+  cfg = get_model_config("tiny", num_layers=2, vocab_size=v, embed_dim=32, mlp_dim=64,
+                         num_heads=4, num_kv_heads=2, head_dim=8)
+  graphdef, params = split_params(create_model(cfg, 0))
+  _, ref_params = split_params(create_model(cfg, 1))
+  rng = np.random.default_rng(0)
+  lengths = np.array([3, 9, 5, 4, 7, 6, 3, 8])              # longest 9: bucket 16 of (8, 16, 24, 32)
+  mask = (np.arange(l)[None] < lengths[:, None]).astype(np.int32)
+  mesh = make_mesh((8, 1, 1))
+  put = lambda x: jax.device_put(jnp.asarray(x), batch_sharding(mesh, ShardingRules(), x.shape))
+  batch = {"prompt_ids": put(np.repeat(rng.integers(1, v, (b, p)), g, 0)),
+           "prompt_mask": put(np.ones((b * g, p), np.int32)),
+           "completion_ids": put(rng.integers(1, v, (b * g, l)) * mask),
+           "completion_mask": put(mask),
+           "old_logprobs": put((rng.normal(size=(b * g, l)) - 4.0).astype(np.float32) * mask),
+           "advantages": put(rng.normal(size=b * g).astype(np.float32))}
+  lcfg = rl_trainer.width_independent(
+      losses.LossConfig(beta=0.04, aggregation=aggregation), max_new_tokens=l)
+  params, ref_params = (jax.device_put(x, replicated(mesh)) for x in (params, ref_params))
+
+  def loss_and_grads(batch):
+    batch = dict(batch, ref_logprobs=completion_logprobs(
+        (graphdef, ref_params), *(batch[k] for k in rl_trainer.LOGPROB_KEYS), group_size=g)[0])
+    batch.update(losses.global_counts(batch, lcfg))
+    return jax.jit(jax.value_and_grad(lambda q: losses.grpo_loss(q, batch, lcfg, graphdef, g)[0])
+                   )(params)
+
+  widths = buckets.completion_widths(l, 4)
+  cut, width = rl_trainer.cut_completions(batch, lengths, widths)
+  assert width == 16 and cut["completion_ids"].shape == cut["old_logprobs"].shape == (b * g, 16)
+  assert cut["completion_ids"].addressable_shards[0].data.shape == (1, 16)   # rows stay sharded
+  full_loss, full_grads = loss_and_grads(batch)
+  cut_loss, cut_grads = loss_and_grads(cut)
+  assert float(full_loss) != 0.0
+  np.testing.assert_allclose(float(cut_loss), float(full_loss), rtol=1e-5)
+  jax.tree.map(lambda a, c: np.testing.assert_allclose(c, a, rtol=1e-4, atol=1e-6),
+               full_grads, cut_grads)
+  same, width = rl_trainer.cut_completions(batch, np.full(b * g, l), widths)
+  assert width == l and same is batch

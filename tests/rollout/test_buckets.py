@@ -37,3 +37,13 @@ def test_padding_fraction():
   mask = np.array([[0, 0, 1, 1], [0, 1, 1, 1]])
   assert buckets.padding_fraction(mask) == 1 - 5 / 8
   assert buckets.padding_fraction(mask[:, 2:], width=4) == 1 - 4 / 8
+
+
+def test_completion_widths_are_evenly_spaced_multiples_up_to_the_cap():
+  assert buckets.completion_widths(64, 4) == (16, 32, 48, 64)
+  assert buckets.completion_widths(1024, 4) == (256, 512, 768, 1024)
+  assert buckets.completion_widths(20, 4) == (8, 16, 20)   # rounded up to 8, capped, distinct
+  assert buckets.completion_widths(64, 1) == (64,)
+  # The rule the trainer applies: the smallest width that holds the longest completion.
+  assert buckets.choose_bucket(33, buckets.completion_widths(64, 4)) == 48
+  assert buckets.choose_bucket(64, buckets.completion_widths(64, 4)) == 64
