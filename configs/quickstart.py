@@ -47,8 +47,9 @@ def _r1_zero(seed: int):
   c.template = "r1_zero_bare"
   c.task = ml_collections.ConfigDict(dict(TASK, num_examples=6000, seed=seed))
   c.eval_task = ml_collections.ConfigDict(dict(TASK, split="test", num_examples=200, seed=0))
+  # Prompt widths from the data: the task's prompts are ~20 tokens, not max_prompt_len.
   c.rl.update(num_prompts=16, group_size=8, max_prompt_len=48, max_new_tokens=64,
-              cache_dtype="float32")
+              cache_dtype="float32", auto_prompt_buckets=True)
   c.rewards = ml_collections.ConfigDict(dict(REWARDS))
   c.eval.update(every=25, batch_size=100, max_new_tokens=64, at_start=False)
   c.optim.update(learning_rate=2e-4, warmup_steps=5)
