@@ -16,6 +16,7 @@ advantages.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Mapping
 
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from r1jax.rl import advantages as adv_lib
-from r1jax.rollout.buckets import padding_fraction
+from r1jax.rollout import buckets
 from r1jax.rollout.sampler import FINISH_LENGTH, FINISH_STOP, Rollout, Sampler, SamplerConfig
 from r1jax.rollout.stops import apply_stops
 
@@ -88,6 +89,28 @@ def cut_rollout(rollout: Rollout, lengths_R: np.ndarray, stopped_R: np.ndarray) 
       rollout, completion_mask=mask, lengths=jnp.minimum(rollout.lengths, lengths_dev),
       finish_reason=finish, logprobs=jnp.where(keep, rollout.logprobs, 0.0),
       sampling_logprobs=jnp.where(keep, rollout.sampling_logprobs, 0.0))
+
+
+# The step batch's [R, L] arrays, cut to the step's completion width (`rl.completion_buckets`).
+COMPLETION_KEYS = ("completion_ids", "completion_mask", "old_logprobs", "sampler_logprobs")
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _cut_columns(arrays: dict, width: int) -> dict:
+  return {k: v[:, :width] for k, v in arrays.items()}
+
+
+def cut_completions(batch: dict, lengths_R: np.ndarray, widths: tuple[int, ...]
+                    ) -> tuple[dict, int]:
+  """(batch with its completion arrays cut to the smallest of `widths` that holds the longest
+  of `lengths_R`, that width). Every column past the longest completion is masked in every row,
+  and attention is causal, so log-probs, losses and gradients are those of the full width."""
+  full = batch["completion_ids"].shape[1]
+  width = min(buckets.choose_bucket(int(np.max(lengths_R, initial=1)), widths), full)
+  if width >= full:
+    return batch, full
+  cut = _cut_columns({k: batch[k] for k in COMPLETION_KEYS if k in batch}, width)
+  return {**batch, **cut}, width
 
 
 def expand_fields(batch: Mapping[str, Any], group_size: int, skip=("prompt_ids", "prompt_mask")
@@ -218,7 +241,7 @@ class ExperienceMaker:
         "sampled_tokens": float(lengths.sum()),
         # Prompt width the step ran at (its bucket) and the share of it that is padding.
         "prompt_width": float(rollout.prompt_ids.shape[1]),
-        "prompt_padding_fraction": padding_fraction(batch["prompt_mask"],
+        "prompt_padding_fraction": buckets.padding_fraction(batch["prompt_mask"],
                                                     rollout.prompt_ids.shape[1]),
     }
     # Rates from the all-gathered components, and failure counts summed over the

@@ -51,7 +51,7 @@ class LossConfig:
     aggregation: see the module docstring.
     max_completion_length: L_max of Dr. GRPO's constant normaliser; None means the
       width L of `completion_ids` (the GRPO trainer sets it to rl.max_new_tokens, since it
-      cuts a step's completions to a bucketed width: `trainer.cut_completions`).
+      cuts a step's completions to a bucketed width: `width_independent`).
     beta: KL coefficient; 0 disables the reference model entirely.
     kl_estimator: "k1" (-Δ), "k2" (Δ²/2), "k3" (e^Δ - Δ - 1) or "k3+" (k3's value with
       k2's gradient, as verl's "low_var_kl+"), Δ = logπref - logπθ. See docs/grpo.md for
@@ -163,6 +163,15 @@ def loss_mask(batch: Batch, cfg: LossConfig):
     keep = 1.0 - xp.asarray(batch["truncated"]).astype(xp.float32)
     mask = mask * keep[:, None]
   return mask
+
+
+def width_independent(loss_cfg: LossConfig, max_new_tokens: int) -> LossConfig:
+  """`loss_cfg` with Dr. GRPO's constant normaliser L_max fixed at max_new_tokens when unset
+  (unset, it is the batch's completion width, which the GRPO trainer changes from step to
+  step: `r1jax.rl.experience.cut_completions`)."""
+  if loss_cfg.max_completion_length is not None:
+    return loss_cfg
+  return dataclasses.replace(loss_cfg, max_completion_length=int(max_new_tokens))
 
 
 def global_counts(batch: Batch, cfg: LossConfig) -> dict[str, Any]:

@@ -22,7 +22,6 @@ restored step are dropped and recomputed.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 import time
@@ -40,7 +39,7 @@ from r1jax.metrics import MetricsWriter, Progress, plot_curves, read_metrics, tr
 from r1jax.rewards import build_reward_system
 from r1jax.rl import async_rollout, losses
 from r1jax.rl import advantages as adv_lib
-from r1jax.rl.experience import ExperienceMaker, select_groups
+from r1jax.rl.experience import ExperienceMaker, cut_completions, select_groups
 from r1jax.rl.experience import host_fetch as experience_host_fetch
 from r1jax.rl.logprobs import completion_logprobs
 from r1jax.rl.tasks import load_rl_records
@@ -111,35 +110,6 @@ def _make_update(graphdef, loss_cfg, optimizer, schedule, mesh, rules, state, gr
 
 
 LOGPROB_KEYS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
-# The step batch's [R, L] arrays, cut to the step's completion width (`rl.completion_buckets`).
-COMPLETION_KEYS = ("completion_ids", "completion_mask", "old_logprobs", "sampler_logprobs")
-
-
-@functools.partial(jax.jit, static_argnums=1)
-def _cut_columns(arrays: dict, width: int) -> dict:
-  return {k: v[:, :width] for k, v in arrays.items()}
-
-
-def width_independent(loss_cfg: losses.LossConfig, max_new_tokens: int) -> losses.LossConfig:
-  """`loss_cfg` with Dr. GRPO's constant normaliser L_max fixed at max_new_tokens when unset
-  (unset, it is the batch's completion width, which `cut_completions` changes)."""
-  if loss_cfg.max_completion_length is not None:
-    return loss_cfg
-  return dataclasses.replace(loss_cfg, max_completion_length=int(max_new_tokens))
-
-
-def cut_completions(batch: dict, lengths_R: np.ndarray, widths: tuple[int, ...]) -> tuple[dict, int]:
-  """(batch with its completion arrays cut to the smallest of `widths` that holds the longest
-  of `lengths_R`, that width). Every column past the longest completion is masked in every row,
-  and attention is causal, so log-probs, losses and gradients are those of the full width."""
-  full = batch["completion_ids"].shape[1]
-  width = min(buckets.choose_bucket(int(np.max(lengths_R, initial=1)), widths), full)
-  if width >= full:
-    return batch, full
-  cut = _cut_columns({k: batch[k] for k in COMPLETION_KEYS if k in batch}, width)
-  return {**batch, **cut}, width
-
-
 def _make_logprob_fn(graphdef, loss_cfg, mesh, rules, group_size: int = 1):
   """Jitted completion log-probs of any params (reference model, or recomputed pi_old).
 
@@ -292,7 +262,7 @@ def setup(config, workdir: str) -> GRPOSetup:
   if loss_cfg is not rl.loss:
     log.warning("async_staleness=%d: truncated importance sampling on (is_cap=%s)",
                 rl.async_staleness, loss_cfg.is_cap)
-  loss_cfg = width_independent(loss_cfg, rl.max_new_tokens)
+  loss_cfg = losses.width_independent(loss_cfg, rl.max_new_tokens)
   log.warning("pi_old: %s (%s)", "recomputed by the trainer" if recompute
               else "the sampler's log-probs", why)
   if rl.top_p < 1.0 or rl.top_k > 0:

@@ -399,7 +399,7 @@ def test_cut_completions_keep_the_full_width_loss_and_gradients(aggregation):
            "completion_mask": put(mask),
            "old_logprobs": put((rng.normal(size=(b * g, l)) - 4.0).astype(np.float32) * mask),
            "advantages": put(rng.normal(size=b * g).astype(np.float32))}
-  lcfg = rl_trainer.width_independent(
+  lcfg = losses.width_independent(
       losses.LossConfig(beta=0.04, aggregation=aggregation), max_new_tokens=l)
   params, ref_params = (jax.device_put(x, replicated(mesh)) for x in (params, ref_params))
 
@@ -411,7 +411,7 @@ def test_cut_completions_keep_the_full_width_loss_and_gradients(aggregation):
                    )(params)
 
   widths = buckets.completion_widths(l, 4)
-  cut, width = rl_trainer.cut_completions(batch, lengths, widths)
+  cut, width = experience_lib.cut_completions(batch, lengths, widths)
   assert width == 16 and cut["completion_ids"].shape == cut["old_logprobs"].shape == (b * g, 16)
   assert cut["completion_ids"].addressable_shards[0].data.shape == (1, 16)   # rows stay sharded
   full_loss, full_grads = loss_and_grads(batch)
@@ -420,5 +420,5 @@ def test_cut_completions_keep_the_full_width_loss_and_gradients(aggregation):
   np.testing.assert_allclose(float(cut_loss), float(full_loss), rtol=1e-5)
   jax.tree.map(lambda a, c: np.testing.assert_allclose(c, a, rtol=1e-4, atol=1e-6),
                full_grads, cut_grads)
-  same, width = rl_trainer.cut_completions(batch, np.full(b * g, l), widths)
+  same, width = experience_lib.cut_completions(batch, np.full(b * g, l), widths)
   assert width == l and same is batch
