@@ -92,6 +92,51 @@ def run_seed(seed: int, root: str | os.PathLike, preset: str = "tiny",
   return out
 
 
+def child_args(argv: list[str]) -> list[str]:
+  """`argv` without --seeds, --jobs and --out (given as `--x v` or `--x=v`): the options each
+  seed's child process is passed on unchanged."""
+  keep, it = [], iter(argv)
+  for a in it:
+    if a.split("=", 1)[0] in ("--seeds", "--jobs", "--out"):
+      if "=" not in a:
+        next(it, None)
+      continue
+    keep.append(a)
+  return keep
+
+
+def run_seeds_in_parallel(seeds: list[int], args, argv) -> dict[int, dict]:
+  """Runs each seed's pipeline in a child process of this script (`--seeds N`, the other options
+  unchanged), `args.jobs` at a time; returns `collect_seed`'s dict of every seed. A child's output
+  goes to `<root>/seed<N>.log`. On 2 cores two seeds side by side took ~15% less wall time than
+  one after the other (session 15): the tiny model's programs leave a core idle part of the time."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  root = pathlib.Path(args.root)
+  root.mkdir(parents=True, exist_ok=True)
+  keep = child_args(sys.argv[1:] if argv is None else list(argv))
+  pending, running, out = list(seeds), [], {}
+  while pending or running:
+    while pending and len(running) < args.jobs:
+      s = pending.pop(0)
+      log = open(root / f"seed{s}.log", "w")
+      cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--seeds", str(s),
+             "--out", str(root / f"seed{s}_report.md"), *keep]
+      print(f"seed {s}: {' '.join(cmd)} > {log.name}", flush=True)
+      running.append((s, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+    time.sleep(5)
+    for item in list(running):
+      s, proc, log = item
+      if proc.poll() is not None:
+        log.close()
+        running.remove(item)
+        if proc.returncode:
+          for _, other, _ in running:
+            other.terminate()
+          raise SystemExit(f"seed {s} failed (exit {proc.returncode}): see {log.name}")
+        out[s] = collect_seed(root / f"seed{s}")
+  return out
+
+
 def _mean(xs):
   xs = [x for x in xs if x is not None]
   return sum(xs) / len(xs) if xs else None
@@ -489,6 +534,9 @@ def main(argv=None) -> int:
   p.add_argument("--set", default="",
                  help="config options, k=v,k=v (configs/r1_findings.py's, e.g. "
                       "rs_prompts=6000,sft_steps=600)")
+  p.add_argument("--jobs", type=int, default=1,
+                 help="seeds run at the same time, each in its own process (2 on a 2-core "
+                      "machine: two small programs share the cores better than one uses both)")
   p.add_argument("--report-only", action="store_true", help="collect finished runs, run nothing")
   p.add_argument("--notes", default="", help="a file whose text goes under 'Notes'")
   p.add_argument("--strategy", default="",
@@ -515,7 +563,11 @@ def main(argv=None) -> int:
   load0 = tuple(round(x, 2) for x in os.getloadavg())
   t0 = time.time()
   results = {}
+  if args.jobs > 1 and len(seeds) > 1 and not collect_only:
+    results = run_seeds_in_parallel(seeds, args, argv)
   for s in seeds:
+    if s in results:
+      continue
     if args.evaluate_partial:
       for b in args.evaluate_partial.split("+"):
         print(evaluate_partial(args.root, s, b, args.preset))

@@ -414,3 +414,42 @@ def test_cli_set_passes_config_options_to_each_seed(tmp_path, monkeypatch):
           "--out", str(out), "--root", str(tmp_path)])
   assert calls == [(s, "tiny", ("distill",), {"rs_prompts": "6000", "sft_steps": "600"})
                    for s in (0, 1)]
+
+
+def test_jobs_runs_each_seed_in_its_own_process(tmp_path, monkeypatch):
+  """`--jobs 2`: one child per seed with the other options unchanged; a failed child stops the run
+  and names its log."""
+  import subprocess
+  f = _findings()
+  assert f.child_args(["--seeds", "0,1", "--jobs=2", "--root", "r", "--out", "x.md",
+                       "--set", "a=1", "--seeds=3"]) == ["--root", "r", "--set", "a=1"]
+  cmds, fail = [], set()
+
+  class Child:
+    def __init__(self, cmd, stdout, stderr):
+      cmds.append(cmd)
+      self.seed = int(cmd[cmd.index("--seeds") + 1])
+      (tmp_path / f"seed{self.seed}").mkdir(exist_ok=True)
+      self.returncode = 3 if self.seed in fail else 0
+
+    def poll(self):
+      return self.returncode
+
+    def terminate(self):
+      pass
+
+  monkeypatch.setattr(subprocess, "Popen", Child)
+  monkeypatch.setattr(f.time, "sleep", lambda s: None)
+  reports = []
+  monkeypatch.setattr(f, "write_report", lambda res, *a, **k: reports.append(res) or
+                      (tmp_path / "r.md").write_text("report") and tmp_path / "r.md")
+  monkeypatch.setattr(f, "run_seed", lambda *a, **k: pytest.fail("ran a seed in this process"))
+  f.main(["--seeds", "0,1", "--jobs", "2", "--root", str(tmp_path), "--branches", "r1_zero",
+          "--out", str(tmp_path / "r.md")])
+  assert [c[2:] for c in cmds] == [
+      ["--seeds", str(s), "--out", str(tmp_path / f"seed{s}_report.md"), "--root", str(tmp_path),
+       "--branches", "r1_zero"] for s in (0, 1)]
+  assert sorted(reports[0]) == [0, 1]
+  fail.add(1)
+  with pytest.raises(SystemExit, match="seed 1 failed.*seed1.log"):
+    f.main(["--seeds", "0,1", "--jobs", "2", "--root", str(tmp_path), "--out", str(tmp_path / "r.md")])
