@@ -132,6 +132,7 @@ def _stage_sizes(preset: str) -> dict:
 def get_config(arg: str = "tiny"):
   preset, opts = sibling_config(__file__, "sft_mix").parse_arg(
       arg, seed="0", branches="+".join(BRANCHES + LANG_BRANCHES + STAGE_BRANCHES), error_rate="0.4",
+      max_ops="3", max_value="5",
       pretrain_steps="", rl_steps="", mix_rate="0.3", reflect_rate="0.2", language_weight="1.0",
       rs_prompts="", rs_samples="", sft_steps="", cold_examples="", cold_steps="")
   seed = int(opts["seed"])
@@ -154,7 +155,7 @@ def get_config(arg: str = "tiny"):
     n["steps"] = int(opts["rl_steps"])
   quick = sibling_config(__file__, "quickstart")
   q = quick.get_config(str(seed))
-  task = dict(quick.TASK)
+  task = dict(quick.TASK, max_ops=int(opts["max_ops"]), max_value=int(opts["max_value"]))
 
   pretrain = sibling_config(__file__, "sft").tiny_base_pretrain(
       seed, steps=n["pretrain"], arith=task, error_rate=float(opts["error_rate"]),
@@ -165,6 +166,7 @@ def get_config(arg: str = "tiny"):
          num_prompts: int | None = None, temperature: float | None = None,
          dynamic_sampling: bool = False):
     c = q.stages.r1_zero.copy_and_resolve_references()
+    c.task.update({k: task[k] for k in ("min_ops", "max_ops", "max_value")})
     c.train.update(num_steps=steps, checkpoint_every=min(25, steps))   # a cut-short run keeps its last checkpoint
     c.eval.every = 0                  # the pipeline evaluates after the stage
     c.eval_task = ml_collections.ConfigDict(dict(name=""))
@@ -242,7 +244,8 @@ def get_config(arg: str = "tiny"):
                              "num_pairs": 800, "style": "short"}},)
   ev = q.eval.to_dict()
   ev["after"] = tuple(s for s in c.order if s not in NOT_EVALUATED)
-  ev["task"] = dict(ev["task"], num_examples=n["eval"])
+  ev["task"] = dict(ev["task"], num_examples=n["eval"],
+                    **{k: task[k] for k in ("min_ops", "max_ops", "max_value")})
   ev["batch_size"] = min(100, n["eval"])
   c.eval = ml_collections.ConfigDict(ev)
   return c
