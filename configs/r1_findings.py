@@ -98,12 +98,14 @@ def _sizes(preset: str) -> dict:
     # precedence strategy (right on ~1% of precedence-sensitive problems), so RL had no signal there.
     # The findings recipe runs 300 RL steps: at 150 (the second design's first record, seed 0
     # +8.2) training accuracy was still rising (`rl_steps=150` reproduces that record).
-    return dict(pretrain=1000, examples=8000, shipped_steps=100, steps=300, eval=200)
+    return dict(pretrain=2000, lang_pretrain=1000, examples=8000, shipped_steps=100, steps=300,
+                eval=200)
   if preset == "small":
     # The config tests: a shorter base and RL, fewer held-out problems. Too short for the
     # findings (session 11, seed 0: base 6.2%, R1-Zero 3.9%, distill 10.9%), so the slow test
     # runs `tiny`.
-    return dict(pretrain=300, examples=4000, shipped_steps=30, steps=40, eval=64)
+    return dict(pretrain=300, lang_pretrain=300, examples=4000, shipped_steps=30, steps=40,
+                eval=64)
   raise ValueError(f"Unknown preset {preset!r} for configs/r1_findings.py (tiny, small)")
 
 
@@ -133,7 +135,8 @@ def get_config(arg: str = "tiny"):
   preset, opts = sibling_config(__file__, "sft_mix").parse_arg(
       arg, seed="0", branches="+".join(BRANCHES + LANG_BRANCHES + STAGE_BRANCHES), error_rate="0.4",
       max_ops="3", max_value="5",
-      pretrain_steps="", rl_steps="", mix_rate="0.3", reflect_rate="0.2", language_weight="1.0",
+      pretrain_steps="", lang_pretrain_steps="", rl_steps="", mix_rate="0.3", reflect_rate="0.2",
+      language_weight="1.0",
       rs_prompts="", rs_samples="", sft_steps="", cold_examples="", cold_steps="")
   seed = int(opts["seed"])
   known = BRANCHES + LANG_BRANCHES + STAGE_BRANCHES
@@ -151,6 +154,8 @@ def get_config(arg: str = "tiny"):
   n = _sizes(preset)
   if opts["pretrain_steps"]:
     n["pretrain"] = int(opts["pretrain_steps"])
+  if opts["lang_pretrain_steps"]:
+    n["lang_pretrain"] = int(opts["lang_pretrain_steps"])
   if opts["rl_steps"]:
     n["steps"] = int(opts["rl_steps"])
   quick = sibling_config(__file__, "quickstart")
@@ -187,9 +192,9 @@ def get_config(arg: str = "tiny"):
   # text is up to 84 tokens, hence the window of 96 (the RL and evaluation budget of 64 new
   # tokens holds the completions: at most 66 tokens in the corpus, 99% under 60).
   pretrain_lang = sibling_config(__file__, "sft").tiny_base_pretrain(
-      seed, steps=n["pretrain"], arith=task, error_rate=float(opts["error_rate"]),
+      seed, steps=n["lang_pretrain"], arith=task, error_rate=float(opts["error_rate"]),
       examples=n["examples"], untagged_rate=0.0, log_every=100,
-      checkpoint_every=min(500, n["pretrain"]), seq_len=96,
+      checkpoint_every=min(500, n["lang_pretrain"]), seq_len=96,
       corpus=dict(cot_style="worded", mix_rate=float(opts["mix_rate"]),
                   reflect_rate=float(opts["reflect_rate"])))
 

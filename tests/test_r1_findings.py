@@ -31,9 +31,11 @@ def test_config_branches_share_the_base():
              for b in f.RL_BRANCHES if b not in ("cold_rl", "student_rl", "all_scenarios"))
   # The base writes the R1 format on every sample: no untagged solutions in its corpus.
   assert c.stages.pretrain.data.sources[0]["options"]["untagged_rate"] == 0.0
-  # The second design's base: 60% precedence solutions, 1000 steps; the first design's is an option.
+  # The second design's base: 60% precedence solutions, 2000 steps (1000 until session 15: it could
+  # not carry out the precedence order, and finding 0 failed on seed 1); the first design's is an
+  # option.
   assert (c.stages.pretrain.data.sources[0]["error_rate"], c.stages.pretrain.train.num_steps) == (
-      0.4, 1000)
+      0.4, 2000)
   first = f.load_config("tiny", seed=1, error_rate=0.7, pretrain_steps=600).stages.pretrain
   assert (first.data.sources[0]["error_rate"], first.train.num_steps) == (0.7, 600)
   shipped, quick = c.stages.r1_zero_shipped, f.load_config("tiny").stages.r1_zero_shipped
@@ -58,6 +60,27 @@ def test_config_branches_share_the_base():
   assert tuple(only.order) == ("pretrain", "r1_zero")
   with pytest.raises(ValueError, match="Unknown branches"):
     f.load_config("tiny", branches=("nope",))
+
+
+def _tasks(c) -> dict:
+  """The arithmetic options of every stage that samples or trains on problems."""
+  opts = lambda st: st.data.sources[0]["options"]
+  return {"pretrain": opts(c.stages.pretrain), "pretrain_lang": opts(c.stages.pretrain_lang),
+          "student_base": opts(c.stages.student_base), "cold_start": opts(c.stages.cold_start),
+          "r1_zero": c.stages.r1_zero.task, "cold_rl": c.stages.cold_rl.task,
+          "student_rl": c.stages.student_rl.task,
+          "all_scenarios": c.stages.all_scenarios.task.sources[0],
+          "rejection": c.stages.rejection.rejection.tasks[0], "eval": c.eval.task}
+
+
+def test_config_task_is_the_same_in_every_stage():
+  """The quickstart's task (2-3 operations, operands up to 5) in every stage that samples or trains
+  on problems; `max_ops=2,max_value=9` (session 15's alternative design) changes all of them."""
+  f = _findings()
+  for opts, want in (({}, (2, 3, 5)), (dict(max_ops=2, max_value=9), (2, 2, 9))):
+    c = f.load_config("tiny", seed=1, **opts)
+    got = {k: (t["min_ops"], t["max_ops"], t["max_value"]) for k, t in _tasks(c).items()}
+    assert got == dict.fromkeys(got, want), got
 
 
 def test_config_stage_branches_findings_2_4_5():
@@ -132,9 +155,13 @@ def test_config_language_branches():
   opts = base.data.sources[0]["options"]
   assert (opts["cot_style"], opts["mix_rate"], opts["reflect_rate"]) == ("worded", 0.3, 0.2)
   ref = f.load_config("tiny", seed=0, branches=("r1_zero",)).stages
-  # The same problems, sizes and strategy errors as the findings base; a longer window.
-  assert (base.train.num_steps, base.data.sources[0]["num_examples"],
-          base.data.sources[0]["error_rate"]) == (ref.pretrain.train.num_steps,
+  # The same problems, sizes and strategy errors as the findings base; a longer window, half its
+  # steps (finding 3 needs a mixing base, not the precedence skill the longer base is for).
+  assert base.train.num_steps == ref.pretrain.train.num_steps // 2 == 1000
+  assert (f.load_config("tiny", seed=0, branches=("rl_lang_on",), lang_pretrain_steps=2000)
+          .stages[f.LANG_BASE].train.num_steps) == 2000
+  assert (base.data.sources[0]["num_examples"],
+          base.data.sources[0]["error_rate"]) == (
                                                   ref.pretrain.data.sources[0]["num_examples"],
                                                   ref.pretrain.data.sources[0]["error_rate"])
   assert base.train.seq_len == 96
