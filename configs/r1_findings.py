@@ -6,15 +6,19 @@
 One pipeline per seed (`r1jax.pipeline`), stages shared between findings:
 
   pretrain        the quickstart's base (configs/quickstart.py: tiny preset, 8,000 worked solutions
-                  of 2-3-operation arithmetic, SentencePiece tokenizer), trained 1000 steps, with
+                  of 2-3-operation arithmetic, SentencePiece tokenizer), trained 2000 steps, with
                   untagged_rate=0: every solution ends in `<answer>`, so the base already writes
                   the R1 format on every sample and any RL gain is correctness, not format.
                   `error_rate` (0.4) of the solutions read the expression left to right (ignoring
                   precedence), the rest use precedence. The first design (error_rate 0.7, 600
                   steps: `error_rate=0.7,pretrain_steps=600`) gave a base right on ~1% of the
                   precedence-sensitive problems, so GRPO groups there had no variance and RL only
-                  removed slips elsewhere; this one sets out on the precedence order about half
-                  the time and is right on ~9% of them: weak, but with signal for RL.
+                  removed slips elsewhere. The second, at 1000 steps (`pretrain_steps=1000`, the
+                  records up to session 14), set out on the precedence order about half the time
+                  but carried it out on ~9-13% of those problems (operands copied wrongly): RL
+                  gained +4 to +6 on seed 1, removing slips on the other problems while the
+                  left-to-right reading spread. At 2000 steps it is right on ~25% of them, and
+                  RL moves them to ~49% (session 15: seed 1 +14.5, seed 0 +16.8).
   r1_zero_shipped the quickstart's R1-Zero stage unchanged (lr 2e-4, G=8, 16 prompts, 100 steps)
   r1_zero         the findings' R1-Zero recipe: lr 5e-5, G=16, 8 prompts (the same 128 samples
                   per step as the shipped stage), 300 steps (`rl_steps=N`; the first records
@@ -28,7 +32,9 @@ One pipeline per seed (`r1jax.pipeline`), stages shared between findings:
                   the prompts are sampled and the update keeps the groups whose rewards differ),
                   so zero-variance groups (24-42% of the findings recipe's) do not thin the batch
 
-  pretrain_lang   findings 3 and 6's base: as pretrain (same problems, sizes, error_rate), but a
+  pretrain_lang   findings 3 and 6's base: as pretrain (same problems, sizes, error_rate; 1000
+                  steps, `lang_pretrain_steps=N`: finding 3 needs a base that mixes, not the
+                  precedence skill), but a
                   worded CoT ("3 times 4 is 12, then 12 plus 5 is 17."), `mix_rate` (0.3) of the
                   solutions switching to Chinese from a step on, `reflect_rate` (0.2) correcting a
                   slip after "wait, let me check" (r1jax.data.procedural.make_sft_corpus); window 96
@@ -53,7 +59,10 @@ Presets: `tiny` (the recorded run and the slow test's seed), `small` (the config
 stages, same structure; too short to show the findings: its base is right on ~6%).
 Options: `seed=N`, `branches=r1_zero_shipped+r1_zero` (which branches to run; default all; a
 stage branch brings the stages it starts from),
-`error_rate=0.4` and `pretrain_steps=N` (the base's corpus and length; the preset's by default),
+`error_rate=0.4` and `pretrain_steps=N` (the base's corpus and length, the student's base's too;
+the preset's by default), `lang_pretrain_steps=N` (pretrain_lang's length), `max_ops=3` and
+`max_value=5` (the arithmetic task of every stage; session 15 tried `max_ops=2,max_value=9` with
+the 1000-step base: R1-Zero +11.7 / +12.3 on seeds 0 / 1, but a worded base at 22.6%),
 `rl_steps=N` (the findings recipe's length, r1_zero and r1_zero_t06; the preset's by default).
 `mix_rate=0.3`, `reflect_rate=0.2` (pretrain_lang's corpus), `language_weight=1.0` (rl_lang_on);
 `rl_steps` sets rl_lang_off/on's and student_rl's length too. `rs_prompts=N`, `rs_samples=N`
@@ -93,9 +102,10 @@ DATA_FROM = dict(sft_rs="rejection", distill="rejection")
 
 def _sizes(preset: str) -> dict:
   if preset == "tiny":
-    # The base trains 1000 steps, not the quickstart's 1500 (~50 min under load on the shared
-    # 2-core machine). The first design's 600-step base (error_rate 0.7) never executed the
-    # precedence strategy (right on ~1% of precedence-sensitive problems), so RL had no signal there.
+    # The base trains 2000 steps: at 1000 (sessions 6-14) it chose the precedence order but could
+    # not carry it out, and R1-Zero's gain on seed 1 was +4 to +6 (docs/pipeline.md, session 15).
+    # The first design's 600-step base (error_rate 0.7) never executed the precedence strategy
+    # (right on ~1% of precedence-sensitive problems), so RL had no signal there.
     # The findings recipe runs 300 RL steps: at 150 (the second design's first record, seed 0
     # +8.2) training accuracy was still rising (`rl_steps=150` reproduces that record).
     return dict(pretrain=2000, lang_pretrain=1000, examples=8000, shipped_steps=100, steps=300,
