@@ -171,6 +171,8 @@ def get_config(arg: str = "tiny"):
   quick = sibling_config(__file__, "quickstart")
   q = quick.get_config(str(seed))
   task = dict(quick.TASK, max_ops=int(opts["max_ops"]), max_value=int(opts["max_value"]))
+  # The quickstart's RL and evaluation tasks carry its own problem sizes: overridden with these.
+  task_sizes = {k: task[k] for k in ("min_ops", "max_ops", "max_value")}
 
   pretrain = sibling_config(__file__, "sft").tiny_base_pretrain(
       seed, steps=n["pretrain"], arith=task, error_rate=float(opts["error_rate"]),
@@ -181,7 +183,7 @@ def get_config(arg: str = "tiny"):
          num_prompts: int | None = None, temperature: float | None = None,
          dynamic_sampling: bool = False):
     c = q.stages.r1_zero.copy_and_resolve_references()
-    c.task.update({k: task[k] for k in ("min_ops", "max_ops", "max_value")})
+    c.task.update(task_sizes)
     c.train.update(num_steps=steps, checkpoint_every=min(25, steps))   # a cut-short run keeps its last checkpoint
     c.eval.every = 0                  # the pipeline evaluates after the stage
     c.eval_task = ml_collections.ConfigDict(dict(name=""))
@@ -259,8 +261,7 @@ def get_config(arg: str = "tiny"):
                              "num_pairs": 800, "style": "short"}},)
   ev = q.eval.to_dict()
   ev["after"] = tuple(s for s in c.order if s not in NOT_EVALUATED)
-  ev["task"] = dict(ev["task"], num_examples=n["eval"],
-                    **{k: task[k] for k in ("min_ops", "max_ops", "max_value")})
+  ev["task"] = dict(ev["task"], num_examples=n["eval"], **task_sizes)
   ev["batch_size"] = min(100, n["eval"])
   c.eval = ml_collections.ConfigDict(ev)
   return c

@@ -242,7 +242,7 @@ class ExperienceMaker:
         # Prompt width the step ran at (its bucket) and the share of it that is padding.
         "prompt_width": float(rollout.prompt_ids.shape[1]),
         "prompt_padding_fraction": buckets.padding_fraction(batch["prompt_mask"],
-                                                    rollout.prompt_ids.shape[1]),
+                                                            rollout.prompt_ids.shape[1]),
     }
     # Rates from the all-gathered components, and failure counts summed over the
     # chunks and the processes: each `RewardResult` only saw one chunk of this
