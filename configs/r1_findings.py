@@ -46,8 +46,8 @@ One pipeline per seed (`r1jax.pipeline`), stages shared between findings:
                   sampling, SFT of the base on the traces (sft_rs); a smaller student's own base
                   (student_base) trained with R1-Zero RL (student_rl) or on the traces (distill)
 
-Finding 0 (RL improves correctness, not only format) compares pretrain with r1_zero_shipped and
-r1_zero; finding 1 (R1-Zero without SFT: held-out pass@1 rises, cons@k > pass@1) reads r1_zero.
+Finding 0 (RL improves correctness, not only format) compares pretrain with r1_zero (and with
+the ablations, when run); finding 1 (R1-Zero without SFT: held-out pass@1 rises, cons@k > pass@1) reads r1_zero.
 Held-out evaluation after every stage is the quickstart's: 200 hash-disjoint test problems,
 pass@1 over k=4 samples at temperature 0.6, top-p 0.95, and cons@4, strict `<answer>` rule.
 Finding 3 (language consistency removes mixing at a small accuracy cost) compares rl_lang_off with
@@ -57,7 +57,8 @@ r1_zero; finding 4 sft_rs with cold_rl; finding 5 distill with student_rl.
 
 Presets: `tiny` (the recorded run and the slow test's seed), `small` (the config tests: shorter
 stages, same structure; too short to show the findings: its base is right on ~6%).
-Options: `seed=N`, `branches=r1_zero_shipped+r1_zero` (which branches to run; default all; a
+Options: `seed=N`, `branches=r1_zero_shipped+r1_zero` (which branches to run; default every
+finding's, `DEFAULT_BRANCHES`: all but the R1-Zero ablations, which `branches=all` adds; a
 stage branch brings the stages it starts from),
 `error_rate=0.4` and `pretrain_steps=N` (the base's corpus and length, the student's base's too;
 the preset's by default), `lang_pretrain_steps=N` (pretrain_lang's length), `max_ops=3` and
@@ -77,6 +78,9 @@ from r1jax.config import sibling_config
 
 # Run order: the main row first.
 BRANCHES = ("r1_zero", "r1_zero_shipped", "r1_zero_lr", "r1_zero_t06", "r1_zero_ds")
+# R1-Zero recipe ablations: not a finding's row, so not run by default (`branches=all` or naming
+# them runs them; ~25 more minutes a seed).
+ABLATIONS = BRANCHES[1:]
 # Findings 3 and 6: RL branches from `pretrain_lang`, the worded, language-mixing base.
 LANG_BRANCHES = ("rl_lang_off", "rl_lang_on")
 LANG_BASE = "pretrain_lang"
@@ -86,6 +90,8 @@ STAGE_BRANCHES = ("cold_start", "cold_rl", "rejection", "sft_rs", "rm_helpful", 
                   "student_rl", "distill")
 STAGE_NEEDS = dict(cold_rl=("cold_start",), rejection=("cold_rl",), sft_rs=("rejection",),
                    all_scenarios=("sft_rs", "rm_helpful"), distill=("rejection",))
+# Every finding's branches (0-6); the ablations run when named or with `branches=all`.
+DEFAULT_BRANCHES = ("r1_zero",) + LANG_BRANCHES + STAGE_BRANCHES
 # Stages that train no policy: not evaluated on the held-out problems.
 NOT_EVALUATED = ("rejection", "rm_helpful")
 # The non-reasoning data (r1jax.data.chitchat), written by the pipeline's `prepare` hook.
@@ -143,14 +149,15 @@ def _stage_sizes(preset: str) -> dict:
 
 def get_config(arg: str = "tiny"):
   preset, opts = sibling_config(__file__, "sft_mix").parse_arg(
-      arg, seed="0", branches="+".join(BRANCHES + LANG_BRANCHES + STAGE_BRANCHES), error_rate="0.4",
+      arg, seed="0", branches="+".join(DEFAULT_BRANCHES), error_rate="0.4",
       max_ops="3", max_value="5",
       pretrain_steps="", lang_pretrain_steps="", rl_steps="", mix_rate="0.3", reflect_rate="0.2",
       language_weight="1.0",
       rs_prompts="", rs_samples="", sft_steps="", cold_examples="", cold_steps="")
   seed = int(opts["seed"])
   known = BRANCHES + LANG_BRANCHES + STAGE_BRANCHES
-  branches = tuple(b for b in opts["branches"].split("+") if b)
+  branches = known if opts["branches"] == "all" else tuple(
+      b for b in opts["branches"].split("+") if b)
   unknown = set(branches) - set(known)
   if unknown:
     raise ValueError(f"Unknown branches {sorted(unknown)}; known: {known}")

@@ -532,7 +532,8 @@ def main(argv=None) -> int:
   p.add_argument("--seeds", default="0,1")
   p.add_argument("--preset", default="tiny")
   p.add_argument("--root", default=str(ROOT / "runs" / "r1_findings"))
-  p.add_argument("--branches", default="", help="RL branches, '+'-separated (default: all)")
+  p.add_argument("--branches", default="", help="RL branches, '+'-separated, or 'all' (default: every finding's, "
+                 "configs/r1_findings.py's DEFAULT_BRANCHES: all but the R1-Zero ablations)")
   p.add_argument("--out", default=str(RESULTS / "r1_findings.md"))
   p.add_argument("--set", default="",
                  help="config options, k=v,k=v (configs/r1_findings.py's, e.g. "

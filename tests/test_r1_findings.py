@@ -22,8 +22,13 @@ def _findings():
 
 def test_config_branches_share_the_base():
   f = _findings()
-  c = f.load_config("tiny", seed=1)
+  c = f.load_config("tiny", seed=1, branches=("all",))
   config_lib.validate(c)
+  # By default every finding's branch runs, and not the R1-Zero recipe ablations.
+  default = f.load_config("tiny", seed=1)
+  assert set(default.order) == set(c.order) - {"r1_zero_shipped", "r1_zero_lr", "r1_zero_t06",
+                                               "r1_zero_ds"}
+  assert "r1_zero" in default.order and "all_scenarios" in default.order
   assert c.order[:3] == ("pretrain", f.LANG_BASE, "student_base")
   assert set(c.order[3:]) == set(f.RL_BRANCHES) | {"cold_start", "rejection", "sft_rs",
                                                     "rm_helpful", "distill"}
@@ -38,14 +43,15 @@ def test_config_branches_share_the_base():
       0.4, 2000)
   first = f.load_config("tiny", seed=1, error_rate=0.7, pretrain_steps=600).stages.pretrain
   assert (first.data.sources[0]["error_rate"], first.train.num_steps) == (0.7, 600)
-  shipped, quick = c.stages.r1_zero_shipped, f.load_config("tiny").stages.r1_zero_shipped
+  shipped = c.stages.r1_zero_shipped
+  quick = f.load_config("tiny", branches=("all",)).stages.r1_zero_shipped
   assert (shipped.optim.learning_rate, shipped.rl.group_size) == (2e-4, 8)
   assert quick.train.num_steps == 100
   r1 = c.stages.r1_zero
   assert (r1.optim.learning_rate, r1.rl.group_size, r1.train.num_steps) == (5e-5, 16, 300)
   assert r1.train.checkpoint_every == 25          # intermediate checkpoints for --curve
   # rl_steps sets the findings recipe's length (both of its branches), nothing else.
-  short = f.load_config("tiny", seed=1, rl_steps=150)
+  short = f.load_config("tiny", seed=1, branches=("all",), rl_steps=150)
   assert (short.stages.r1_zero.train.num_steps, short.stages.r1_zero_t06.train.num_steps,
           short.stages.r1_zero_shipped.train.num_steps) == (150, 150, 100)
   # Same samples per step as the shipped recipe, and the quickstart's held-out protocol.
