@@ -79,7 +79,7 @@ from r1jax.config import sibling_config
 # Run order: the main row first.
 BRANCHES = ("r1_zero", "r1_zero_shipped", "r1_zero_lr", "r1_zero_t06", "r1_zero_ds")
 # R1-Zero recipe ablations: not a finding's row, so not run by default (`branches=all` or naming
-# them runs them; ~25 more minutes a seed).
+# them runs them; roughly 20 more minutes a seed, estimated from their step counts).
 ABLATIONS = BRANCHES[1:]
 # Findings 3 and 6: RL branches from `pretrain_lang`, the worded, language-mixing base.
 LANG_BRANCHES = ("rl_lang_off", "rl_lang_on")
