@@ -37,12 +37,21 @@ MAX_AUTO_CPU_DEVICES = 8
 AUTO_ONE_DEVICE_PARAMS = 10_000_000
 
 
+def usable_cores() -> int:
+  """The CPU cores this process may run on: its affinity mask where the OS has one (a child pinned
+  by `taskset` or `experiments/r1_findings.py --jobs` sees its own share), else every core."""
+  if hasattr(os, "sched_getaffinity"):
+    return len(os.sched_getaffinity(0)) or 1
+  return os.cpu_count() or 1
+
+
 def auto_cpu_devices(cores: int | None = None, model_params: int | None = None) -> int:
   """One device per core, rounded down to a power of two (batch sizes divide it), <= 8; one
-  device for a model of `AUTO_ONE_DEVICE_PARAMS` non-embedding parameters or more."""
+  device for a model of `AUTO_ONE_DEVICE_PARAMS` non-embedding parameters or more. The cores are
+  those this process may run on (`taskset`, a cpuset), not the machine's."""
   if model_params is not None and model_params >= AUTO_ONE_DEVICE_PARAMS:
     return 1
-  cores = cores or os.cpu_count() or 1
+  cores = cores or usable_cores()
   n = 1
   while n * 2 <= min(cores, MAX_AUTO_CPU_DEVICES):
     n *= 2

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import pathlib
 
 import pytest
@@ -458,9 +459,16 @@ def test_jobs_runs_each_seed_in_its_own_process(tmp_path, monkeypatch):
                        "--set", "a=1", "--seeds=3"]) == ["--root", "r", "--set", "a=1"]
   cmds, fail = [], set()
 
+  pinned = []
+  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+  monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cpus: pinned.append(list(cpus)),
+                      raising=False)
+
   class Child:
-    def __init__(self, cmd, stdout, stderr):
+    def __init__(self, cmd, stdout, stderr, preexec_fn=None):
       cmds.append(cmd)
+      if preexec_fn:
+        preexec_fn()
       self.seed = int(cmd[cmd.index("--seeds") + 1])
       (tmp_path / f"seed{self.seed}").mkdir(exist_ok=True)
       self.returncode = 3 if self.seed in fail else 0
@@ -483,6 +491,10 @@ def test_jobs_runs_each_seed_in_its_own_process(tmp_path, monkeypatch):
       ["--seeds", str(s), "--out", str(tmp_path / f"seed{s}_report.md"), "--root", str(tmp_path),
        "--branches", "r1_zero"] for s in (0, 1)]
   assert sorted(reports[0]) == [0, 1]
+  # Each child runs on its own half of the cores (so 'auto' gives it that many devices).
+  assert pinned == [[0, 1], [2, 3]]
+  assert f.core_slots(2) == [[0, 1], [2, 3]] and f.core_slots(3) == [[0], [1], [2]]
+  assert f.core_slots(8) == []               # fewer cores than jobs: no pinning
   fail.add(1)
   with pytest.raises(SystemExit, match="seed 1 failed.*seed1.log"):
     f.main(["--seeds", "0,1", "--jobs", "2", "--root", str(tmp_path), "--out", str(tmp_path / "r.md")])

@@ -24,11 +24,12 @@ print(json.dumps(dict(applied=applied, devices=len(jax.devices()), again=again, 
 """
 
 
-def _probe(args, **env):
+def _probe(args, cpus=None, **env):
   env = {**{k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")},
          "ARGS": json.dumps(args), "JAX_PLATFORMS": "cpu", **env}
+  pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
   out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True,
-                       timeout=120)
+                       timeout=120, preexec_fn=pin)
   assert out.returncode == 0, out.stderr[-2000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -44,6 +45,15 @@ def test_defaults_split_the_cpu_and_give_training_programs_eigen_dots():
   assert r["applied"]["cpu_devices"] == runtime.auto_cpu_devices() or r["devices"] == 1
   assert r["plain_ynn"] and not r["train_ynn"]   # the sampler keeps YNNPACK, training has Eigen
   assert "cpu_devices" not in r["again"]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
+def test_auto_counts_the_cores_the_process_may_use():
+  """A process pinned to one core (`taskset`, or `r1_findings.py --jobs 2` on 2 cores) gets one
+  device, not one per core of the machine: two devices' programs would share its core."""
+  one = sorted(os.sched_getaffinity(0))[:1]
+  assert _probe(["auto", "eigen"], cpus=one)["devices"] == 1
+  assert runtime.usable_cores() == len(os.sched_getaffinity(0))
 
 
 def test_ynnpack_and_explicit_count():
