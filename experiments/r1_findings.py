@@ -94,10 +94,12 @@ def run_seed(seed: int, root: str | os.PathLike, preset: str = "tiny",
 
 
 def child_args(argv: list[str]) -> list[str]:
-  """`argv` without --seeds, --jobs and --out (given as `--x v` or `--x=v`): the options each
-  seed's child process is passed on unchanged."""
+  """`argv` without --seeds, --jobs and --out (given as `--x v` or `--x=v`) and --pin-cores: the
+  options each seed's child process is passed on unchanged."""
   keep, it = [], iter(argv)
   for a in it:
+    if a == "--pin-cores":
+      continue
     if a.split("=", 1)[0] in ("--seeds", "--jobs", "--out"):
       if "=" not in a:
         next(it, None)
@@ -124,16 +126,17 @@ def run_seeds_in_parallel(seeds: list[int], args, argv) -> dict[int, dict]:
   than one after the other (session 15), as the tiny model's programs leave a core idle part of
   the time.
 
-  Each child is pinned to its own share of the cores (`core_slots`), so its `cpu_devices='auto'`
-  counts those (one device each for two jobs on 2 cores) and the children do not preempt each
-  other: two pinned bases ran 3.56 / 3.73 steps/s against 2.14 / 2.22 unpinned with two devices
-  each (session 17; the RL steps gained ~3%). Pinning changes the device count, so a run pinned
-  and one not draw different numbers for the same seed."""
+  With `--pin-cores` each child is pinned to its own share of the cores (`core_slots`), so its
+  `cpu_devices='auto'` counts those (one device each for two jobs on 2 cores) and the children do
+  not preempt each other: two pinned bases took 41.2 / 39.9 s per 100 steps against 47.3 / 45.4
+  unpinned with two devices each, the RL steps ~3% less (session 17). Not the default: the device
+  count changes the floating-point reductions, so a pinned run does not reproduce the recorded
+  table's numbers (it draws like another machine)."""
   import subprocess  # pylint: disable=import-outside-toplevel
   root = pathlib.Path(args.root)
   root.mkdir(parents=True, exist_ok=True)
   keep = child_args(sys.argv[1:] if argv is None else list(argv))
-  slots = core_slots(args.jobs)
+  slots = core_slots(args.jobs) if args.pin_cores else []
   free = list(range(len(slots)))
   pending, running, out = list(seeds), [], {}
   while pending or running:
@@ -564,8 +567,12 @@ def main(argv=None) -> int:
                  help="config options, k=v,k=v (configs/r1_findings.py's, e.g. "
                       "rs_prompts=6000,sft_steps=600)")
   p.add_argument("--jobs", type=int, default=1,
-                 help="seeds run at the same time, each in its own process pinned to its "
-                      "share of the cores (2 on a 2-core machine: one core and one device each)")
+                 help="seeds run at the same time, each in its own process (2 on a 2-core "
+                      "machine: 13-15%% less wall time than one after the other)")
+  p.add_argument("--pin-cores", action="store_true",
+                 help="with --jobs: pin each process to its share of the cores (one core and one "
+                      "device each on 2 cores: ~12%% faster bases, ~3%% faster RL; other numbers "
+                      "than the recorded table, which ran unpinned)")
   p.add_argument("--report-only", action="store_true", help="collect finished runs, run nothing")
   p.add_argument("--notes", default="", help="a file whose text goes under 'Notes'")
   p.add_argument("--strategy", default="",

@@ -456,7 +456,7 @@ def test_jobs_runs_each_seed_in_its_own_process(tmp_path, monkeypatch):
   import subprocess
   f = _findings()
   assert f.child_args(["--seeds", "0,1", "--jobs=2", "--root", "r", "--out", "x.md",
-                       "--set", "a=1", "--seeds=3"]) == ["--root", "r", "--set", "a=1"]
+                       "--set", "a=1", "--seeds=3", "--pin-cores"]) == ["--root", "r", "--set", "a=1"]
   cmds, fail = [], set()
 
   pinned = []
@@ -487,11 +487,15 @@ def test_jobs_runs_each_seed_in_its_own_process(tmp_path, monkeypatch):
   monkeypatch.setattr(f, "run_seed", lambda *a, **k: pytest.fail("ran a seed in this process"))
   f.main(["--seeds", "0,1", "--jobs", "2", "--root", str(tmp_path), "--branches", "r1_zero",
           "--out", str(tmp_path / "r.md")])
+  assert pinned == []                      # not pinned unless asked: the record ran unpinned
+  f.main(["--seeds", "0,1", "--jobs", "2", "--root", str(tmp_path), "--branches", "r1_zero",
+          "--out", str(tmp_path / "r.md"), "--pin-cores"])
+  cmds[:] = cmds[:2]
   assert [c[2:] for c in cmds] == [
       ["--seeds", str(s), "--out", str(tmp_path / f"seed{s}_report.md"), "--root", str(tmp_path),
        "--branches", "r1_zero"] for s in (0, 1)]
   assert sorted(reports[0]) == [0, 1]
-  # Each child runs on its own half of the cores (so 'auto' gives it that many devices).
+  # --pin-cores: each child runs on its own half of the cores ('auto' gives it that many devices).
   assert pinned == [[0, 1], [2, 3]]
   assert f.core_slots(2) == [[0, 1], [2, 3]] and f.core_slots(3) == [[0], [1], [2]]
   assert f.core_slots(8) == []               # fewer cores than jobs: no pinning

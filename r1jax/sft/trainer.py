@@ -164,8 +164,9 @@ def train(config, workdir: str | os.PathLike,
       pending.append(metrics)
       done = step + 1
       if done % log_every == 0 or done == num_steps:
+        fetched = jax.device_get(pending)   # waits for the steps: dispatch runs ahead of them
         dt = time.time() - t0
-        m = {k: np.mean([float(x[k]) for x in jax.device_get(pending)]) for k in pending[0]}
+        m = {k: np.mean([float(x[k]) for x in fetched]) for k in pending[0]}
         m.update(tokens_per_s=tokens / max(dt, 1e-9), steps_per_s=len(pending) / max(dt, 1e-9))
         last = writer.write(done, m)
         bar.update(len(pending), last)
