@@ -4,23 +4,18 @@ import time
 
 import jax
 
-from r1jax import config as config_lib
 from r1jax.sft import trainer
+
+from sft_testlib import tiny_config
 
 
 def test_steps_per_s_counts_the_wait_for_the_steps(tmp_path, monkeypatch):
   """Dispatch is asynchronous, so the loop can run ahead of the steps; the rate must count the
   wait for their metrics too (session 17: it did not, and a 1-device base read 3.6 steps/s while
   its log's timestamps said 2.3). Fetching is made slow here: 0.5 s per fetch."""
-  c = config_lib.base_config()
-  c.stage = 'pretrain'
-  c.model.overrides.update(dict(num_layers=1, embed_dim=32, mlp_dim=64, num_heads=2, num_kv_heads=1))
-  c.tokenizer.vocab_size = 400
-  c.mesh.shape = (2, 2, 2)
-  c.optim.warmup_steps = 1
-  c.train.update(num_steps=4, batch_size=8, seq_len=48, log_every=2, checkpoint_every=1000)
-  c.data = dict(sources=(dict(kind='procedural', task='arithmetic', num_examples=20,
-                              template='r1_zero_bare'),))
+  c = tiny_config('pretrain', (dict(kind='procedural', task='arithmetic', num_examples=20,
+                                    template='r1_zero_bare'),),
+                  num_steps=4, batch_size=8, seq_len=48, log_every=2, checkpoint_every=1000)
   get = jax.device_get
   monkeypatch.setattr(jax, 'device_get', lambda x: (time.sleep(0.5), get(x))[1])
   trainer.train(c, tmp_path)
