@@ -94,13 +94,13 @@ def run_seed(seed: int, root: str | os.PathLike, preset: str = "tiny",
 
 
 def child_args(argv: list[str]) -> list[str]:
-  """`argv` without --seeds, --jobs and --out (given as `--x v` or `--x=v`) and --pin-cores: the
-  options each seed's child process is passed on unchanged."""
+  """`argv` without --seeds, --jobs, --out, --cpus (given as `--x v` or `--x=v`) and --pin-cores:
+  the options each seed's child process is passed on unchanged."""
   keep, it = [], iter(argv)
   for a in it:
     if a == "--pin-cores":
       continue
-    if a.split("=", 1)[0] in ("--seeds", "--jobs", "--out"):
+    if a.split("=", 1)[0] in ("--seeds", "--jobs", "--out", "--cpus"):
       if "=" not in a:
         next(it, None)
       continue
@@ -116,6 +116,13 @@ def core_slots(jobs: int) -> list[list[int]]:
   cores = sorted(os.sched_getaffinity(0))
   k = len(cores) // jobs
   return [cores[i * k:(i + 1) * k] for i in range(jobs)] if k else []
+
+
+def pin_to(cpus: str) -> None:
+  """Pins this process to the comma-separated cores `cpus` (a `--jobs --pin-cores` child), before
+  JAX starts, so `cpu_devices='auto'` counts them."""
+  if cpus:
+    os.sched_setaffinity(0, [int(c) for c in cpus.split(",")])
 
 
 def run_seeds_in_parallel(seeds: list[int], args, argv) -> dict[int, dict]:
@@ -146,11 +153,10 @@ def run_seeds_in_parallel(seeds: list[int], args, argv) -> dict[int, dict]:
       cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--seeds", str(s),
              "--out", str(root / f"seed{s}_report.md"), *keep]
       slot = free.pop(0) if free else None
-      cpus = slots[slot] if slot is not None else None
-      pin = (lambda c=cpus: os.sched_setaffinity(0, c)) if cpus else None
-      print(f"seed {s}: {' '.join(cmd)} > {log.name}" + (f" (cores {cpus})" if cpus else ""),
-            flush=True)
-      proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin)
+      if slot is not None:   # the child pins itself (`pin_to`): no preexec_fn in a threaded parent
+        cmd += ["--cpus", ",".join(map(str, slots[slot]))]
+      print(f"seed {s}: {' '.join(cmd)} > {log.name}", flush=True)
+      proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
       running.append((s, proc, log, slot))
     time.sleep(5)
     for item in list(running):
@@ -590,7 +596,9 @@ def main(argv=None) -> int:
   p.add_argument("--cons-k", default="",
                  help="'+'-separated stages@k: evaluate them with k samples per problem "
                       "(pass@1 over k, cons@k; finding 1's majority vote), then write the report")
+  p.add_argument("--cpus", default="", help=argparse.SUPPRESS)   # set by --pin-cores for a child
   args = p.parse_args(argv)
+  pin_to(args.cpus)
   seeds = [int(s) for s in args.seeds.split(",") if s]
   branches = tuple(args.branches.split("+")) if args.branches else None
   options = dict(kv.split("=", 1) for kv in args.set.split(",") if kv)

@@ -456,7 +456,8 @@ def test_jobs_runs_each_seed_in_its_own_process(tmp_path, monkeypatch):
   import subprocess
   f = _findings()
   assert f.child_args(["--seeds", "0,1", "--jobs=2", "--root", "r", "--out", "x.md",
-                       "--set", "a=1", "--seeds=3", "--pin-cores"]) == ["--root", "r", "--set", "a=1"]
+                       "--set", "a=1", "--seeds=3", "--pin-cores", "--cpus", "0"]) == [
+                           "--root", "r", "--set", "a=1"]
   cmds, fail = [], set()
 
   pinned = []
@@ -465,10 +466,10 @@ def test_jobs_runs_each_seed_in_its_own_process(tmp_path, monkeypatch):
                       raising=False)
 
   class Child:
-    def __init__(self, cmd, stdout, stderr, preexec_fn=None):
+    def __init__(self, cmd, stdout, stderr):
       cmds.append(cmd)
-      if preexec_fn:
-        preexec_fn()
+      if "--cpus" in cmd:              # what the child's main does first
+        f.pin_to(cmd[cmd.index("--cpus") + 1])
       self.seed = int(cmd[cmd.index("--seeds") + 1])
       (tmp_path / f"seed{self.seed}").mkdir(exist_ok=True)
       self.returncode = 3 if self.seed in fail else 0
@@ -490,6 +491,7 @@ def test_jobs_runs_each_seed_in_its_own_process(tmp_path, monkeypatch):
   assert pinned == []                      # not pinned unless asked: the record ran unpinned
   f.main(["--seeds", "0,1", "--jobs", "2", "--root", str(tmp_path), "--branches", "r1_zero",
           "--out", str(tmp_path / "r.md"), "--pin-cores"])
+  assert [c[-2:] for c in cmds[2:]] == [["--cpus", "0,1"], ["--cpus", "2,3"]]
   cmds[:] = cmds[:2]
   assert [c[2:] for c in cmds] == [
       ["--seeds", str(s), "--out", str(tmp_path / f"seed{s}_report.md"), "--root", str(tmp_path),

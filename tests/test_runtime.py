@@ -13,7 +13,10 @@ from r1jax import runtime
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROBE = """
-import json, os, jax, jax.numpy as jnp
+import json, os
+if os.environ.get("CPUS"):   # pinned before JAX starts, as `taskset` would
+  os.sched_setaffinity(0, json.loads(os.environ["CPUS"]))
+import jax, jax.numpy as jnp
 from r1jax import runtime
 applied = runtime.configure_cpu(*json.loads(os.environ["ARGS"]))
 x = jnp.ones((8, 8))
@@ -24,12 +27,11 @@ print(json.dumps(dict(applied=applied, devices=len(jax.devices()), again=again, 
 """
 
 
-def _probe(args, cpus=None, **env):
+def _probe(args, **env):
   env = {**{k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")},
          "ARGS": json.dumps(args), "JAX_PLATFORMS": "cpu", **env}
-  pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
   out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True,
-                       timeout=120, preexec_fn=pin)
+                       timeout=120)
   assert out.returncode == 0, out.stderr[-2000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -52,7 +54,7 @@ def test_auto_counts_the_cores_the_process_may_use():
   """A process pinned to one core (`taskset`, or `r1_findings.py --jobs 2` on 2 cores) gets one
   device, not one per core of the machine: two devices' programs would share its core."""
   one = sorted(os.sched_getaffinity(0))[:1]
-  assert _probe(["auto", "eigen"], cpus=one)["devices"] == 1
+  assert _probe(["auto", "eigen"], CPUS=json.dumps(one))["devices"] == 1
   assert runtime.usable_cores() == len(os.sched_getaffinity(0))
 
 
