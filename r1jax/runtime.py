@@ -1,4 +1,5 @@
-"""XLA:CPU settings: the CPU device count (per process) and the training programs' matmuls.
+"""XLA:CPU settings: the CPU device count (per process), the training programs' matmuls, and
+the host allocator.
 
 On a CPU, r1jax runs fastest as a small mesh of CPU devices (one per core), with XLA's own
 (Eigen) dots in the training programs (update, reference / pi_old log-probs) and XLA:CPU's
@@ -10,12 +11,21 @@ Eigen's dots ran the update and reference faster (measured, not explained), but 
 quickstart's decode (d = 128) several times slower, so the sampler keeps YNNPACK: Eigen is a
 per-program compiler option (`train_jit_kwargs`), not a process flag.
 
+XLA:CPU takes every program's buffers from the C allocator. glibc's returns big freed blocks to
+the OS (`munmap`, heap trimming), so each step page-faults its buffers back in, and the kernel
+zeroes every page: on the 25M peers workload 3.9M page faults and 77 s of system time against
+171 s of user time. `cpu_malloc='auto'` (when no GPU / TPU is found) makes glibc keep freed memory
+for the next step instead (`keep_freed_memory`): update 13.1 -> 4.9 s there (docs/performance.md,
+session 18). The price is that the process keeps its peak memory until it exits.
+
 Only the CPU backend is touched (`jax_num_cpu_devices`, an `xla_cpu_*` option on CPU jits),
 so GPU / TPU hosts are unaffected. An explicit `JAX_NUM_CPU_DEVICES`,
 `--xla_force_host_platform_device_count` or YNN flag in `XLA_FLAGS` wins.
 """
 from __future__ import annotations
 
+import ctypes
+import glob
 import logging
 import os
 
@@ -35,6 +45,51 @@ MAX_AUTO_CPU_DEVICES = 8
 # decode 58-61 against 82-97 ms a step at batch 64): its matmuls keep both cores busy from one
 # program, and two devices' programs contend for them. The threshold sits between the two.
 AUTO_ONE_DEVICE_PARAMS = 10_000_000
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
+# Device files of the accelerators JAX drives: NVIDIA and AMD GPUs, TPUs (v4+ /dev/accel*, v5+
+# VFIO groups).
+_ACCELERATOR_FILES = ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/accel[0-9]*", "/dev/vfio/[0-9]*")
+CPU_MALLOC_CHOICES = ("auto", "keep", "system")
+
+
+def accelerator_present(platforms: str | None = None) -> bool:
+  """Whether JAX will run on a GPU / TPU here, judged without starting a backend: from
+  `platforms` (default: `JAX_PLATFORMS`, else `jax_platforms`) when set, else from the
+  accelerators' device files."""
+  if platforms is None:
+    platforms = os.environ.get("JAX_PLATFORMS", "")
+    if not platforms:
+      try:
+        import jax   # pylint: disable=import-outside-toplevel
+        platforms = jax.config.jax_platforms or ""
+      except Exception:   # pylint: disable=broad-except
+        platforms = ""
+  if platforms:
+    return any(p.strip() not in ("", "cpu") for p in platforms.split(","))
+  return any(glob.glob(pattern) for pattern in _ACCELERATOR_FILES)
+
+
+def keep_freed_memory() -> bool:
+  """Makes glibc's malloc keep the memory a program frees for the next one: an arena per usable
+  core (not glibc's 8 per core, whose heaps are unmapped when they empty), no `mmap`ed blocks,
+  no trimming. Without this, XLA:CPU's big buffers go back to the OS at every
+  free and are page-faulted (and zeroed by the kernel) in again at the next step. Returns False
+  where there is no glibc `mallopt` (macOS, musl's no-op) or the user's `MALLOC_*` /
+  `GLIBC_TUNABLES` environment chooses. The arena count only holds if it comes before the
+  process's threads first allocate: call it before JAX starts (`configure_cpu` does)."""
+  if any(k.startswith("MALLOC_") or k == "GLIBC_TUNABLES" for k in os.environ):
+    return False
+  try:
+    mallopt = ctypes.CDLL(None).mallopt
+  except (OSError, AttributeError):
+    return False
+  mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+  # -1 is glibc's SIZE_MAX here: never trim.
+  return all(mallopt(p, v) == 1 for p, v in ((_M_ARENA_MAX, usable_cores()), (_M_MMAP_MAX, 0),
+                                             (_M_TRIM_THRESHOLD, -1)))
 
 
 def usable_cores() -> int:
@@ -89,18 +144,23 @@ def _backends_started() -> bool:
 
 
 def configure_cpu(cpu_devices: int | str = "auto", cpu_matmul: str = "eigen",
-                  model_params: int | None = None) -> dict:
-  """Sets the CPU device count and the training programs' matmuls; returns what was applied.
+                  model_params: int | None = None, cpu_malloc: str = "auto") -> dict:
+  """Sets the CPU device count, the training programs' matmuls and the host allocator; returns
+  what was applied.
 
   cpu_devices: 'auto' (`auto_cpu_devices(model_params=model_params)`), or a count; 0 leaves
     JAX's default (1).
   cpu_matmul: the training programs' dots on CPU: 'eigen' (XLA's own; `train_jit_kwargs`) or
     'ynnpack' (XLA:CPU's default, which the sampler always uses).
+  cpu_malloc: 'auto' (`keep_freed_memory` when no GPU / TPU is found), 'keep' (always), or
+    'system' (the C library's defaults).
   Call before the first JAX computation: once a backend exists the device count cannot
   change (a notebook should call it in its first cell); the matmul choice still applies.
   """
   if cpu_matmul not in ("eigen", "ynnpack"):
     raise ValueError(f"cpu_matmul={cpu_matmul!r}: expected 'eigen' or 'ynnpack'")
+  if cpu_malloc not in CPU_MALLOC_CHOICES:
+    raise ValueError(f"cpu_malloc={cpu_malloc!r}: expected one of {CPU_MALLOC_CHOICES}")
   if isinstance(cpu_devices, str):
     if cpu_devices != "auto":
       raise ValueError(f"cpu_devices={cpu_devices!r}: expected 'auto' or a device count")
@@ -112,6 +172,9 @@ def configure_cpu(cpu_devices: int | str = "auto", cpu_matmul: str = "eigen",
   global _train_matmul
   _train_matmul = cpu_matmul   # read at jit time by train_jit_kwargs (no backend needed)
   applied = {"cpu_matmul": cpu_matmul}
+  if cpu_malloc == "keep" or (cpu_malloc == "auto" and not accelerator_present()):
+    if keep_freed_memory():
+      applied["cpu_malloc"] = "keep"
   flags = os.environ.get("XLA_FLAGS", "")
   user_count = ("JAX_NUM_CPU_DEVICES" in os.environ
                 or "--xla_force_host_platform_device_count" in flags)
@@ -142,10 +205,12 @@ def train_jit_kwargs() -> dict:
 
 
 def configure_cpu_from(config) -> dict:
-  """`configure_cpu` with a stage's (or a pipeline's) `cpu_devices` / `cpu_matmul` fields; 'auto'
-  also looks at the size of the model the config names (`model_params_of`)."""
+  """`configure_cpu` with a stage's (or a pipeline's) `cpu_devices` / `cpu_matmul` / `cpu_malloc`
+  fields; 'auto' devices also look at the size of the model the config names
+  (`model_params_of`)."""
   from r1jax.stage_config import CommonConfig
   get = config.get if hasattr(config, "get") else lambda k, d: getattr(config, k, d)
   devices = get("cpu_devices", CommonConfig.cpu_devices)
   params = model_params_of(config) if devices == "auto" and not _backends_started() else None
-  return configure_cpu(devices, get("cpu_matmul", CommonConfig.cpu_matmul), model_params=params)
+  return configure_cpu(devices, get("cpu_matmul", CommonConfig.cpu_matmul), model_params=params,
+                       cpu_malloc=get("cpu_malloc", CommonConfig.cpu_malloc))

@@ -72,6 +72,8 @@ def test_the_users_environment_wins():
 def test_bad_values_raise():
   with pytest.raises(ValueError, match="cpu_matmul"):
     runtime.configure_cpu("auto", "mkl")
+  with pytest.raises(ValueError, match="cpu_malloc"):
+    runtime.configure_cpu("auto", "eigen", cpu_malloc="jemalloc")
   with pytest.raises(ValueError, match="cpu_devices"):
     runtime.configure_cpu("many")
 
@@ -157,3 +159,55 @@ print(json.dumps(dict(applied=runtime.configure_cpu_from(c), devices=len(jax.dev
   assert out.returncode == 0, out.stderr[-2000:]
   r = json.loads(out.stdout.strip().splitlines()[-1])
   assert r["devices"] == 1 and r["applied"]["cpu_devices"] == 1
+
+
+MALLOC_PROBE = """
+import json, os, resource, sys
+import numpy as np
+from r1jax import runtime
+applied = runtime.configure_cpu(0, "eigen", cpu_malloc=os.environ["MODE"])
+faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+np.ones((4096, 4096), np.float32)   # 64 MiB: above glibc's largest heap block, so mmap'd
+before = faults()
+for _ in range(4):
+  np.ones((4096, 4096), np.float32)
+print(json.dumps(dict(applied=applied, faults=(faults() - before) / 4)))
+"""
+
+
+def _malloc_probe(mode, **env):
+  env = {**{k: v for k, v in os.environ.items()
+            if not (k.startswith("MALLOC_") or k == "GLIBC_TUNABLES")},
+         "MODE": mode, "JAX_PLATFORMS": "cpu", **env}
+  out = subprocess.run([sys.executable, "-c", MALLOC_PROBE], env=env, capture_output=True,
+                       text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_freed_buffers_are_reused_not_page_faulted_in_again():
+  """XLA:CPU's big buffers come and go at every step; glibc returns such blocks to the OS, and
+  the next step page-faults them in again (the 25M update: 13.1 -> 4.9 s, docs/performance.md
+  session 18). 'auto' on a CPU host keeps them."""
+  kept = _malloc_probe("auto")
+  assert kept["applied"].get("cpu_malloc") == "keep"
+  assert kept["faults"] < 50, kept
+  system = _malloc_probe("system")
+  assert "cpu_malloc" not in system["applied"]
+  assert system["faults"] > 200, system       # 64 MiB a time: hundreds of faults even with THP
+  # The user's own allocator settings win.
+  users = _malloc_probe("keep", MALLOC_ARENA_MAX="4")
+  assert "cpu_malloc" not in users["applied"] and users["faults"] > 200, users
+
+
+def test_auto_malloc_is_for_cpu_hosts_only(monkeypatch):
+  assert not runtime.accelerator_present("cpu")
+  assert runtime.accelerator_present("cuda,cpu") and runtime.accelerator_present("tpu")
+  # Nothing chosen: the device files decide.
+  monkeypatch.setattr(runtime.glob, "glob", lambda p: ["/dev/accel0"] if "accel" in p else [])
+  assert runtime.accelerator_present("")
+  monkeypatch.setattr(runtime.glob, "glob", lambda p: [])
+  assert not runtime.accelerator_present("")
+  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  assert not runtime.accelerator_present()
