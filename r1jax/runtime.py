@@ -14,9 +14,12 @@ per-program compiler option (`train_jit_kwargs`), not a process flag.
 XLA:CPU takes every program's buffers from the C allocator. glibc's returns big freed blocks to
 the OS (`munmap`, heap trimming), so each step page-faults its buffers back in, and the kernel
 zeroes every page: on the 25M peers workload 3.9M page faults and 77 s of system time against
-171 s of user time. `cpu_malloc='auto'` (when no GPU / TPU is found) makes glibc keep freed memory
-for the next step instead (`keep_freed_memory`): update 13.1 -> 4.9 s there (docs/performance.md,
-session 18). The price is that the process keeps its peak memory until it exits.
+171 s of user time. `cpu_malloc='auto'` (no GPU / TPU found, a model of `KEEP_MEMORY_PARAMS` or
+more) makes glibc keep freed memory for the next step instead (`keep_freed_memory`): update
+10.0-10.7 -> 5.1-6.0 s there (docs/performance.md, session 18). The price is that the process keeps
+its peak memory until it exits. Small models' buffers stay under glibc's adaptive mmap threshold
+and do not fault; for them the setting measured slower (the d = 128 GRPO step 1.50 / 1.55 ->
+1.67 / 1.82 s), so 'auto' leaves them alone.
 
 Only the CPU backend is touched (`jax_num_cpu_devices`, an `xla_cpu_*` option on CPU jits),
 so GPU / TPU hosts are unaffected. An explicit `JAX_NUM_CPU_DEVICES`,
@@ -45,6 +48,10 @@ MAX_AUTO_CPU_DEVICES = 8
 # decode 58-61 against 82-97 ms a step at batch 64): its matmuls keep both cores busy from one
 # program, and two devices' programs contend for them. The threshold sits between the two.
 AUTO_ONE_DEVICE_PARAMS = 10_000_000
+# From this many non-embedding parameters, cpu_malloc='auto' keeps freed memory: the 25M shape's
+# update halves with it, the d = 128 models' GRPO step is 10-17% slower (docs/performance.md,
+# session 18). The 3.2M peers-table model showed no difference beyond the noise.
+KEEP_MEMORY_PARAMS = 10_000_000
 
 
 # glibc's mallopt parameters (malloc.h).
@@ -152,8 +159,9 @@ def configure_cpu(cpu_devices: int | str = "auto", cpu_matmul: str = "eigen",
     JAX's default (1).
   cpu_matmul: the training programs' dots on CPU: 'eigen' (XLA's own; `train_jit_kwargs`) or
     'ynnpack' (XLA:CPU's default, which the sampler always uses).
-  cpu_malloc: 'auto' (`keep_freed_memory` when no GPU / TPU is found), 'keep' (always), or
-    'system' (the C library's defaults).
+  cpu_malloc: 'auto' (`keep_freed_memory` when no GPU / TPU is found and `model_params` is
+    known and at least `KEEP_MEMORY_PARAMS`), 'keep' (always), or 'system' (the C library's
+    defaults).
   Call before the first JAX computation: once a backend exists the device count cannot
   change (a notebook should call it in its first cell); the matmul choice still applies.
   """
@@ -172,7 +180,8 @@ def configure_cpu(cpu_devices: int | str = "auto", cpu_matmul: str = "eigen",
   global _train_matmul
   _train_matmul = cpu_matmul   # read at jit time by train_jit_kwargs (no backend needed)
   applied = {"cpu_matmul": cpu_matmul}
-  if cpu_malloc == "keep" or (cpu_malloc == "auto" and not accelerator_present()):
+  big = model_params is not None and model_params >= KEEP_MEMORY_PARAMS
+  if cpu_malloc == "keep" or (cpu_malloc == "auto" and big and not accelerator_present()):
     if keep_freed_memory():
       applied["cpu_malloc"] = "keep"
   flags = os.environ.get("XLA_FLAGS", "")
@@ -206,11 +215,13 @@ def train_jit_kwargs() -> dict:
 
 def configure_cpu_from(config) -> dict:
   """`configure_cpu` with a stage's (or a pipeline's) `cpu_devices` / `cpu_matmul` / `cpu_malloc`
-  fields; 'auto' devices also look at the size of the model the config names
+  fields; 'auto' devices and allocator also look at the size of the model the config names
   (`model_params_of`)."""
   from r1jax.stage_config import CommonConfig
   get = config.get if hasattr(config, "get") else lambda k, d: getattr(config, k, d)
   devices = get("cpu_devices", CommonConfig.cpu_devices)
-  params = model_params_of(config) if devices == "auto" and not _backends_started() else None
+  malloc = get("cpu_malloc", CommonConfig.cpu_malloc)
+  wanted = (devices == "auto" and not _backends_started()) or malloc == "auto"
+  params = model_params_of(config) if wanted else None
   return configure_cpu(devices, get("cpu_matmul", CommonConfig.cpu_matmul), model_params=params,
-                       cpu_malloc=get("cpu_malloc", CommonConfig.cpu_malloc))
+                       cpu_malloc=malloc)

@@ -129,9 +129,9 @@ class CommonConfig:
   # so the batch is split over a CPU mesh; a count; or 0 for JAX's single device. The
   # training programs' dots: 'eigen' (XLA's own) or 'ynnpack' (XLA:CPU's default, which the
   # sampler always uses). The host allocator: 'auto' keeps freed memory for the next step when
-  # no GPU / TPU is found (XLA:CPU's buffers are not page-faulted in again at every step; the
-  # process keeps its peak memory), 'keep' always, 'system' the C library's defaults. No effect
-  # on GPU / TPU.
+  # no GPU / TPU is found and the model has 10M+ non-embedding parameters (XLA:CPU's big buffers
+  # are not page-faulted in again at every step; the process keeps its peak memory), 'keep'
+  # always, 'system' the C library's defaults. No effect on GPU / TPU.
   cpu_devices: int | str = "auto"
   cpu_matmul: str = "eigen"
   cpu_malloc: str = "auto"

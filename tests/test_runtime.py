@@ -159,13 +159,15 @@ print(json.dumps(dict(applied=runtime.configure_cpu_from(c), devices=len(jax.dev
   assert out.returncode == 0, out.stderr[-2000:]
   r = json.loads(out.stdout.strip().splitlines()[-1])
   assert r["devices"] == 1 and r["applied"]["cpu_devices"] == 1
+  assert r["applied"]["cpu_malloc"] == "keep"   # a 25M model on a CPU host
 
 
 MALLOC_PROBE = """
 import json, os, resource, sys
 import numpy as np
 from r1jax import runtime
-applied = runtime.configure_cpu(0, "eigen", cpu_malloc=os.environ["MODE"])
+applied = runtime.configure_cpu(0, "eigen", model_params=int(os.environ["PARAMS"]),
+                                cpu_malloc=os.environ["MODE"])
 faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 np.ones((4096, 4096), np.float32)   # 64 MiB: above glibc's largest heap block, so mmap'd
 before = faults()
@@ -175,10 +177,10 @@ print(json.dumps(dict(applied=applied, faults=(faults() - before) / 4)))
 """
 
 
-def _malloc_probe(mode, **env):
+def _malloc_probe(mode, params=runtime.KEEP_MEMORY_PARAMS, **env):
   env = {**{k: v for k, v in os.environ.items()
             if not (k.startswith("MALLOC_") or k == "GLIBC_TUNABLES")},
-         "MODE": mode, "JAX_PLATFORMS": "cpu", **env}
+         "MODE": mode, "PARAMS": str(params), "JAX_PLATFORMS": "cpu", **env}
   out = subprocess.run([sys.executable, "-c", MALLOC_PROBE], env=env, capture_output=True,
                        text=True, timeout=120)
   assert out.returncode == 0, out.stderr[-2000:]
@@ -189,13 +191,16 @@ def _malloc_probe(mode, **env):
 def test_freed_buffers_are_reused_not_page_faulted_in_again():
   """XLA:CPU's big buffers come and go at every step; glibc returns such blocks to the OS, and
   the next step page-faults them in again (the 25M update: 13.1 -> 4.9 s, docs/performance.md
-  session 18). 'auto' on a CPU host keeps them."""
+  session 18). 'auto' on a CPU host keeps them for a model of 10M+ parameters; a small model's
+  buffers do not fault, and the setting measured slower for it."""
   kept = _malloc_probe("auto")
   assert kept["applied"].get("cpu_malloc") == "keep"
   assert kept["faults"] < 50, kept
   system = _malloc_probe("system")
   assert "cpu_malloc" not in system["applied"]
   assert system["faults"] > 200, system       # 64 MiB a time: hundreds of faults even with THP
+  small = _malloc_probe("auto", params=runtime.KEEP_MEMORY_PARAMS - 1)
+  assert "cpu_malloc" not in small["applied"] and small["faults"] > 200, small
   # The user's own allocator settings win.
   users = _malloc_probe("keep", MALLOC_ARENA_MAX="4")
   assert "cpu_malloc" not in users["applied"] and users["faults"] > 200, users
