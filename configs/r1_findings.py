@@ -69,7 +69,10 @@ the 1000-step base: R1-Zero +11.7 / +12.3 on seeds 0 / 1, but a worded base at 2
 `rl_steps` sets rl_lang_off/on's and student_rl's length too. `rs_prompts=N`, `rs_samples=N`
 (rejection sampling's training prompts and samples per prompt), `sft_steps=N` (sft_rs's and
 distill's length), `cold_examples=N` and `cold_steps=N` (the cold start's traces and SFT steps):
-the preset's by default. A base runs only when a selected
+the preset's by default. `seq_buckets=1` (every pretrain / SFT stage's `train.seq_buckets`): the
+recorded table was taken with every step at its full window; `seq_buckets=4` (the library's
+default) runs each step at the width its batch needs, the same training up to float rounding,
+which draws like another seed (docs/performance.md, session 19). A base runs only when a selected
 branch starts from it.
 """
 import ml_collections
@@ -153,7 +156,8 @@ def get_config(arg: str = "tiny"):
       max_ops="3", max_value="5",
       pretrain_steps="", lang_pretrain_steps="", rl_steps="", mix_rate="0.3", reflect_rate="0.2",
       language_weight="1.0",
-      rs_prompts="", rs_samples="", sft_steps="", cold_examples="", cold_steps="")
+      rs_prompts="", rs_samples="", sft_steps="", cold_examples="", cold_steps="",
+      seq_buckets="1")
   seed = int(opts["seed"])
   known = BRANCHES + LANG_BRANCHES + STAGE_BRANCHES
   branches = known if opts["branches"] == "all" else tuple(
@@ -253,6 +257,9 @@ def get_config(arg: str = "tiny"):
     stages[STUDENT_BASE] = student_base(seed, task, n, opts)
   if "pretrain" not in bases:
     del stages["pretrain"]
+  for st in stages.values():
+    if st.stage in ("pretrain", "sft"):
+      st.train.seq_buckets = int(opts["seq_buckets"])
 
   c = ml_collections.ConfigDict()
   c.stage = "pipeline"

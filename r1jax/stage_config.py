@@ -99,10 +99,18 @@ class TrainConfig:
   # pretrain / SFT only: > 0 trains exactly this many epochs of a planned, finite data stream
   # (r1jax/data/epochs.py), and the step count follows from it (num_steps is then ignored).
   num_epochs: int = 0
+  # pretrain / SFT only: each step runs at the smallest of this many widths (evenly spaced up to
+  # seq_len, multiples of 8: r1jax.rollout.buckets.completion_widths) that holds the batch's
+  # longest row, not at seq_len: the columns past it are padding in every row (right-padded,
+  # causal, no loss on them). Each width compiles once, the first time a batch needs it;
+  # 1 = always seq_len.
+  seq_buckets: int = 4
 
   def __post_init__(self):
     if self.num_steps < 0:
       raise ValueError(f"num_steps={self.num_steps} must be >= 0")
+    if self.seq_buckets < 1:
+      raise ValueError(f"seq_buckets={self.seq_buckets} must be >= 1 (1 = always seq_len)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,6 +26,7 @@ from r1jax.data import epochs, pipeline, procedural
 from r1jax.data.rows import read_rows
 from r1jax.metrics import MetricsWriter, Progress, plot_curves, read_metrics, truncate_metrics
 from r1jax.models.factory import merge_params
+from r1jax.rollout import buckets
 from r1jax.train_state import (init_train_state, jit_train_step, make_optimizer, make_train_step,
                                next_token_loss, state_shardings)
 
@@ -85,6 +86,20 @@ def _target_weights(batch, loss_on_prompt: bool):
   if not loss_on_prompt:
     w = w * batch["loss_mask"][:, 1:]
   return w
+
+
+def batch_width(segment_ids_BT: np.ndarray, widths: tuple[int, ...]) -> tuple[int, int]:
+  """(the smallest of `widths` that holds every row's last real token, the real token count) of a
+  right-padded host batch (`segment_ids` 0 on padding). Across hosts the widest local batch
+  decides, so that every process cuts the global batch to the same width."""
+  seg = np.asarray(segment_ids_BT)
+  real = seg > 0
+  cols = np.flatnonzero(real.any(axis=0))
+  longest = int(cols[-1]) + 1 if cols.size else 1
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils   # pylint: disable=import-outside-toplevel
+    longest = int(np.max(multihost_utils.process_allgather(np.int32(longest))))
+  return buckets.choose_bucket(longest, widths), int(real.sum())
 
 
 @paths.resolves_paths
@@ -153,24 +168,33 @@ def train(config, workdir: str | os.PathLike,
   log_every, ckpt_every = tcfg.log_every, tcfg.checkpoint_every
   start = int(jax.device_get(state.step))
   bar = Progress(num_steps, start, desc=stage, keys=("loss", "token_accuracy"))
+  # The step's width: `train.seq_buckets` widths up to seq_len (1 = always seq_len).
+  widths = buckets.completion_widths(tcfg.seq_len, tcfg.seq_buckets)
   t0, tokens, last = time.time(), 0, {}
-  pending = []
+  pending, seen = [], []   # device metrics; host (width, real tokens, rows) per step
   try:
     for step in range(start, num_steps):
       batch = next(data_iter)
-      batch = sharding.put_global_batch({k: batch[k] for k in keys}, mesh, rules)
+      width, real = batch_width(batch["segment_ids"], widths)
+      rows = len(batch["segment_ids"])
+      batch = sharding.put_global_batch({k: batch[k][:, :width] for k in keys}, mesh, rules)
       state, metrics = jitted(state, batch)
-      tokens += batch_size * tcfg.seq_len
+      tokens += batch_size * width
       pending.append(metrics)
+      seen.append((width, real, rows))
       done = step + 1
       if done % log_every == 0 or done == num_steps:
         fetched = jax.device_get(pending)   # waits for the steps: dispatch runs ahead of them
         dt = time.time() - t0
         m = {k: np.mean([float(x[k]) for x in fetched]) for k in pending[0]}
-        m.update(tokens_per_s=tokens / max(dt, 1e-9), steps_per_s=len(pending) / max(dt, 1e-9))
+        m.update(tokens_per_s=tokens / max(dt, 1e-9), steps_per_s=len(pending) / max(dt, 1e-9),
+                 seq_width=float(np.mean([w for w, _, _ in seen])),
+                 # this host's rows: the share of the computed [rows, width] block that is padding
+                 padding_fraction=1.0 - sum(r for _, r, _ in seen) / max(
+                     1, sum(w * n for w, _, n in seen)))
         last = writer.write(done, m)
         bar.update(len(pending), last)
-        pending, tokens, t0 = [], 0, time.time()
+        pending, seen, tokens, t0 = [], [], 0, time.time()
       if on_step is not None:
         on_step(done, last)
       if guard.end_of_step(done, num_steps, ckpt_every, lambda: ckpt.save(
