@@ -17,9 +17,11 @@ zeroes every page: on the 25M peers workload 3.9M page faults and 77 s of system
 171 s of user time. `cpu_malloc='auto'` (no GPU / TPU found, a model of `KEEP_MEMORY_PARAMS` or
 more) makes glibc keep freed memory for the next step instead (`keep_freed_memory`): update
 10.0-10.7 -> 5.1-6.0 s there (docs/performance.md, session 18). The price is that the process keeps
-its peak memory until it exits. Small models' buffers stay under glibc's adaptive mmap threshold
-and do not fault; for them the setting measured slower (the d = 128 GRPO step 1.50 / 1.55 ->
-1.67 / 1.82 s), so 'auto' leaves them alone.
+its peak memory until it exits. For small models the setting measured slower in session 18 (the
+d = 128 GRPO step 1.50 / 1.55 -> 1.67 / 1.82 s) and level within the noise in session 19, so 'auto'
+leaves them alone. It cannot keep everything: XLA:CPU takes a program's temporaries as one block
+per run, and glibc maps a block asked for by a thread on a non-main arena afresh whatever
+`M_MMAP_MAX` says (docs/performance.md, session 19).
 
 Only the CPU backend is touched (`jax_num_cpu_devices`, an `xla_cpu_*` option on CPU jits),
 so GPU / TPU hosts are unaffected. An explicit `JAX_NUM_CPU_DEVICES`,
@@ -49,8 +51,9 @@ MAX_AUTO_CPU_DEVICES = 8
 # program, and two devices' programs contend for them. The threshold sits between the two.
 AUTO_ONE_DEVICE_PARAMS = 10_000_000
 # From this many non-embedding parameters, cpu_malloc='auto' keeps freed memory: the 25M shape's
-# update halves with it, the d = 128 models' GRPO step is 10-17% slower (docs/performance.md,
-# session 18). The 3.2M peers-table model showed no difference beyond the noise.
+# update halves with it; the d = 128 models' GRPO step measured 10-17% slower (session 18) and
+# level within the noise (session 19); the 3.2M peers-table model showed no difference beyond the
+# noise (docs/performance.md).
 KEEP_MEMORY_PARAMS = 10_000_000
 
 

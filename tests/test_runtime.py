@@ -191,8 +191,8 @@ def _malloc_probe(mode, params=runtime.KEEP_MEMORY_PARAMS, **env):
 def test_freed_buffers_are_reused_not_page_faulted_in_again():
   """XLA:CPU's big buffers come and go at every step; glibc returns such blocks to the OS, and
   the next step page-faults them in again (the 25M update: 13.1 -> 4.9 s, docs/performance.md
-  session 18). 'auto' on a CPU host keeps them for a model of 10M+ parameters; a small model's
-  buffers do not fault, and the setting measured slower for it."""
+  session 18). 'auto' on a CPU host keeps them for a model of 10M+ parameters; for a small model
+  the setting measured no faster (slower in session 18), so 'auto' leaves it alone."""
   kept = _malloc_probe("auto")
   assert kept["applied"].get("cpu_malloc") == "keep"
   assert kept["faults"] < 50, kept

@@ -52,9 +52,10 @@ def buckets_from_lengths(lengths: Sequence[int], max_len: int, batch_size: int,
 
 def completion_widths(max_new_tokens: int, n: int, multiple: int = 8) -> tuple[int, ...]:
   """`n` completion widths up to `max_new_tokens`, evenly spaced and rounded up to `multiple`
-  (64, n=4: 16, 32, 48, 64). The trainer runs a step's reference / pi_old passes and its
-  update at the smallest of them that holds the batch's longest completion; n <= 1 gives
-  (max_new_tokens,): always the full width."""
+  (64, n=4: 16, 32, 48, 64). The RL trainer runs a step's reference / pi_old passes and its
+  update at the smallest of them that holds the batch's longest completion, and the pretrain /
+  SFT trainer its step at the smallest that holds the batch's longest row (`train.seq_buckets`,
+  with seq_len as `max_new_tokens`); n <= 1 gives (max_new_tokens,): always the full width."""
   top = int(max_new_tokens)
   if n <= 1:
     return (top,)

@@ -171,27 +171,27 @@ def train(config, workdir: str | os.PathLike,
   # The step's width: `train.seq_buckets` widths up to seq_len (1 = always seq_len).
   widths = buckets.completion_widths(tcfg.seq_len, tcfg.seq_buckets)
   t0, tokens, last = time.time(), 0, {}
-  pending, seen = [], []   # device metrics; host (width, real tokens, rows) per step
+  rows = batch_size // jax.process_count()   # this host's rows of every batch
+  pending, seen = [], []   # device metrics; host (width, real tokens) per step
   try:
     for step in range(start, num_steps):
       batch = next(data_iter)
       width, real = batch_width(batch["segment_ids"], widths)
-      rows = len(batch["segment_ids"])
       batch = sharding.put_global_batch({k: batch[k][:, :width] for k in keys}, mesh, rules)
       state, metrics = jitted(state, batch)
       tokens += batch_size * width
       pending.append(metrics)
-      seen.append((width, real, rows))
+      seen.append((width, real))
       done = step + 1
       if done % log_every == 0 or done == num_steps:
         fetched = jax.device_get(pending)   # waits for the steps: dispatch runs ahead of them
         dt = time.time() - t0
         m = {k: np.mean([float(x[k]) for x in fetched]) for k in pending[0]}
         m.update(tokens_per_s=tokens / max(dt, 1e-9), steps_per_s=len(pending) / max(dt, 1e-9),
-                 seq_width=float(np.mean([w for w, _, _ in seen])),
-                 # this host's rows: the share of the computed [rows, width] block that is padding
-                 padding_fraction=1.0 - sum(r for _, r, _ in seen) / max(
-                     1, sum(w * n for w, _, n in seen)))
+                 seq_width=float(np.mean([w for w, _ in seen])),
+                 # this host's rows: the share of the computed [rows, width] blocks that is padding
+                 padding_fraction=1.0 - sum(r for _, r in seen) / max(
+                     1, rows * sum(w for w, _ in seen)))
         last = writer.write(done, m)
         bar.update(len(pending), last)
         pending, seen, tokens, t0 = [], [], 0, time.time()
