@@ -4,6 +4,7 @@
     python benchmarks/profile_ops.py --programs decode --top 30
     python benchmarks/profile_ops.py --ab_decode_attention   # the decode-attention change, A/B
     python benchmarks/profile_ops.py --ab_shared_prompt      # prompt forward once per group, A/B
+    python benchmarks/profile_ops.py --ab_grad_accum         # the update in 1, 2, 4, 8 microbatches
 
 Builds the peers "table" model (random Qwen2: hidden 256, 4 layers, vocab 1024, tied; or with
 `--shape 25m` the peers' 25M workload: hidden 512, 8 layers) and
@@ -175,6 +176,48 @@ def ab_shared_prompt(repeats: int = 8) -> None:
             f"load {os.getloadavg()[0]:.2f}")
 
 
+def ab_grad_accum(repeats: int = 8, counts=(1, 2, 4, 8)) -> None:
+  """The update in one batch and in 2, 4 and 8 microbatches of whole groups
+  (`optim.grad_accum_steps`; 'auto' picks `runtime.auto_grad_accum`'s), sharded over every
+  device as the trainer runs it, compiled side by side and timed interleaved (wall and process
+  CPU time, and the page faults each run takes: XLA:CPU maps its temporaries afresh per run)."""
+  import resource   # pylint: disable=import-outside-toplevel
+  from r1jax import sharding   # pylint: disable=import-outside-toplevel
+  mesh, rules = sharding.make_mesh((-1, 1, 1)), sharding.ShardingRules()
+  gd, params = split_params(create_model(CFG, 0, mesh, rules))
+  rng = np.random.default_rng(0)
+  batch = _grpo_batch(rng, np.repeat(rng.integers(2, 1000, (B, P)), G, 0))
+  batch = {k: jax.device_put(v, sharding.batch_sharding(mesh, rules, v.shape))
+           for k, v in batch.items()}
+  shards = sharding.batch_shards(mesh, rules, B * G)
+  auto = runtime.auto_grad_accum(CFG, B * G, P + L, G, shards)
+  lcfg = losses.LossConfig(beta=0.04)
+  opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-5))
+  runs = {}
+  for n in counts:
+    step = jax.jit(make_train_step(losses.make_grpo_loss(gd, lcfg, G), opt, grad_accum_steps=n,
+                                   prepare_batch=lambda b: {**b, **losses.global_counts(b, lcfg)},
+                                   group_size=G), **runtime.train_jit_kwargs())
+    state = init_train_state(jax.tree.map(jnp.copy, params), opt, 0)
+    fn = lambda step=step, state=state: jax.block_until_ready(step(state, batch))
+    fn()
+    runs[n] = (fn, [])
+  for _ in range(repeats):
+    for fn, times in runs.values():
+      f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+      c0, t0 = time.process_time(), time.perf_counter()
+      fn()
+      times.append((time.perf_counter() - t0, time.process_time() - c0,
+                    resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0))
+  print(f"{jax.device_count()} device(s), {shards} batch shards; 'auto' gives {auto} "
+        f"(estimated activations {runtime.activation_bytes(CFG, B * G * (P + L), P + L) / 2**20:.0f} MiB)")
+  for n, (_, times) in runs.items():
+    t = np.asarray(times)
+    print(f"grad_accum_steps {n}: wall s median {np.median(t[:, 0]):.3f} min {t[:, 0].min():.3f}; "
+          f"CPU s median {np.median(t[:, 1]):.3f}; page faults median {np.median(t[:, 2]):.0f}; "
+          f"load {os.getloadavg()[0]:.2f}")
+
+
 def parse_args():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   ap.add_argument("--shape", default="3m", choices=sorted(SHAPES),
@@ -184,6 +227,7 @@ def parse_args():
   ap.add_argument("--hlo", default="", help="write each program's compiled HLO here")
   ap.add_argument("--ab_decode_attention", action="store_true")
   ap.add_argument("--ab_shared_prompt", action="store_true")
+  ap.add_argument("--ab_grad_accum", action="store_true")
   return ap.parse_args()
 
 
@@ -195,6 +239,9 @@ def main(args):
     return
   if args.ab_shared_prompt:
     ab_shared_prompt()
+    return
+  if args.ab_grad_accum:
+    ab_grad_accum()
     return
   progs, lowerings = programs()
   for name in args.programs.split(","):

@@ -72,8 +72,11 @@ distill's length), `cold_examples=N` and `cold_steps=N` (the cold start's traces
 the preset's by default. `seq_buckets=1` (every pretrain / SFT stage's `train.seq_buckets`): the
 recorded table was taken with every step at its full window; `seq_buckets=4` (the library's
 default) runs each step at the width its batch needs, the same training up to float rounding,
-which draws like another seed (docs/performance.md, session 19). A base runs only when a selected
-branch starts from it.
+which draws like another seed (docs/performance.md, session 19). `grad_accum=1` (every stage's
+`optim.grad_accum_steps`): the recorded table was taken with each update in one batch; 0 (auto, the
+library's default) splits a CPU update into microbatches (r1jax.runtime.auto_grad_accum), the same
+update up to float rounding, faster, and again another draw (session 20). A base runs only when a
+selected branch starts from it.
 """
 import ml_collections
 
@@ -157,7 +160,7 @@ def get_config(arg: str = "tiny"):
       pretrain_steps="", lang_pretrain_steps="", rl_steps="", mix_rate="0.3", reflect_rate="0.2",
       language_weight="1.0",
       rs_prompts="", rs_samples="", sft_steps="", cold_examples="", cold_steps="",
-      seq_buckets="1")
+      seq_buckets="1", grad_accum="1")
   seed = int(opts["seed"])
   known = BRANCHES + LANG_BRANCHES + STAGE_BRANCHES
   branches = known if opts["branches"] == "all" else tuple(
@@ -260,6 +263,8 @@ def get_config(arg: str = "tiny"):
   for st in stages.values():
     if st.stage in ("pretrain", "sft"):
       st.train.seq_buckets = int(opts["seq_buckets"])
+    if "optim" in st:
+      st.optim.grad_accum_steps = int(opts["grad_accum"])
 
   c = ml_collections.ConfigDict()
   c.stage = "pipeline"

@@ -57,6 +57,17 @@ AUTO_ONE_DEVICE_PARAMS = 10_000_000
 KEEP_MEMORY_PARAMS = 10_000_000
 
 
+# grad_accum_steps=0 (auto) on a CPU backend: the update's batch is split into microbatches of at
+# most this much estimated activation memory (`activation_bytes`). XLA:CPU maps a program's
+# temporaries as one block per run, and glibc maps a block that big afresh each time (page faults,
+# zeroing): smaller microbatches reuse freed memory and stay in cache. Measured on 2 cores
+# (docs/performance.md, session 20), updates in one batch against the microbatches this gives:
+# the peers table 0.81-0.97 s against 0.77 s (2), its 25M shape 9.3 s against 5.5-6.4 s (8),
+# the quickstart's R1-Zero (d = 128, 128 rows) 0.44-0.53 s against 0.39 s (4); a pretrain step
+# (est. 168 MB) is not split. GPU / TPU updates are never split (auto = 1 there).
+CPU_MICROBATCH_BYTES = 256 << 20
+_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "float64": 8}
+
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 # Device files of the accelerators JAX drives: NVIDIA and AMD GPUs, TPUs (v4+ /dev/accel*, v5+
@@ -120,6 +131,48 @@ def auto_cpu_devices(cores: int | None = None, model_params: int | None = None) 
   n = 1
   while n * 2 <= min(cores, MAX_AUTO_CPU_DEVICES):
     n *= 2
+  return n
+
+
+def activation_bytes(model_cfg, tokens: int, seq_len: int) -> int:
+  """Estimated bytes a training step of `tokens` tokens (rows of `seq_len`) keeps for its backward
+  pass: per token and layer four d-vectors (norms, attention output, residuals), q, k and v, the
+  MLP's three hidden vectors and the attention probabilities over `seq_len`; plus the logits
+  twice. For the peers table's model at its step (64 rows of 96 tokens) this is 448 MB, against
+  the 468 MiB temp buffer XLA:CPU allocates for it."""
+  c = model_cfg
+  per_layer = (4 * c.embed_dim + c.head_dim * (c.num_heads + 2 * c.num_kv_heads)
+               + 3 * c.mlp_dim + c.num_heads * seq_len)
+  floats = c.num_layers * per_layer + 2 * c.vocab_size
+  return tokens * floats * _DTYPE_BYTES.get(str(c.dtype), 4)
+
+
+def auto_grad_accum(model_cfg, rows: int, seq_len: int, group_size: int = 1,
+                    batch_shards: int = 1, backend: str | None = None) -> int:
+  """`optim.grad_accum_steps=0` (auto): 1 unless the step runs on the CPU backend; there the fewest
+  microbatches (a power of two) whose `activation_bytes` fit in `CPU_MICROBATCH_BYTES`, but no
+  more than leave every microbatch a whole number of groups (`group_size` rows) on each of the
+  batch's `batch_shards` shards."""
+  if backend is None:
+    import jax   # pylint: disable=import-outside-toplevel
+    backend = jax.default_backend()
+  if backend != "cpu":
+    return 1
+  groups = rows // max(1, group_size)
+  need = -(-activation_bytes(model_cfg, rows * seq_len, seq_len) // CPU_MICROBATCH_BYTES)
+  n = 1
+  while n < need and groups % (2 * n * max(1, batch_shards)) == 0:
+    n *= 2
+  return n
+
+
+def grad_accum_steps(value: int, model_cfg, rows: int, seq_len: int, group_size: int = 1,
+                     batch_shards: int = 1) -> int:
+  """A config's `optim.grad_accum_steps` as a count: 0 (auto) is `auto_grad_accum`'s choice."""
+  if value:
+    return int(value)
+  n = auto_grad_accum(model_cfg, rows, seq_len, group_size, batch_shards)
+  log.info("grad_accum_steps=0 (auto): %d microbatch(es) of %d rows", n, rows // n)
   return n
 
 

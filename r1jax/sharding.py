@@ -246,6 +246,11 @@ def batch_sharding(mesh: Mesh, rules: ShardingRules, shape: Sequence[int],
   return named_sharding(logical, shape, rules, mesh)
 
 
+def batch_shards(mesh: Mesh, rules: ShardingRules, rows: int) -> int:
+  """How many shards a batch of `rows` rows is split into (the devices along the batch axes)."""
+  return rows // batch_sharding(mesh, rules, (rows,)).shard_shape((rows,))[0]
+
+
 def put_global_batch(batch: Any, mesh: Mesh, rules: ShardingRules) -> Any:
   """Assembles process-local numpy batches into global arrays sharded over `batch`.
 

@@ -85,7 +85,15 @@ class OptimConfig:
   eps: float = 1e-8
   weight_decay: float = 0.0
   max_grad_norm: float = 1.0
-  grad_accum_steps: int = 1
+  # Microbatches per update (gradients summed; the same update up to float rounding); 0 = auto:
+  # 1 on GPU / TPU, on CPU as many as keep each microbatch's activations small
+  # (r1jax.runtime.auto_grad_accum).
+  grad_accum_steps: int = 0
+
+  def __post_init__(self):
+    n = self.grad_accum_steps
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+      raise ValueError(f"config.optim.grad_accum_steps={n!r}: expected a count >= 1, or 0 (auto)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,7 +251,7 @@ class SFTConfig(CommonConfig):
   def __post_init__(self):
     if self.stage not in ("pretrain", "sft"):
       raise ValueError(f"config.stage={self.stage!r}: the SFT trainer runs pretrain or sft")
-    if self.train.batch_size % self.optim.grad_accum_steps:
+    if self.optim.grad_accum_steps and self.train.batch_size % self.optim.grad_accum_steps:
       raise ValueError(f"config.train.batch_size={self.train.batch_size} must be a multiple of "
                        f"config.optim.grad_accum_steps={self.optim.grad_accum_steps}")
     if self.train.num_epochs and self.data.pack:
@@ -448,7 +456,8 @@ class GRPOConfig(CommonConfig):
 
   def __post_init__(self):
     # Each update's minibatch is split into grad_accum_steps micro-batches.
-    if (self.rl.minibatch_size or self.rl.rows) % self.optim.grad_accum_steps:
+    if (self.optim.grad_accum_steps
+        and (self.rl.minibatch_size or self.rl.rows) % self.optim.grad_accum_steps):
       raise ValueError(f"config.rl.minibatch_size={self.rl.minibatch_size} (0 = num_prompts * "
                        f"group_size = {self.rl.rows}) must be a multiple of "
                        f"config.optim.grad_accum_steps={self.optim.grad_accum_steps}")

@@ -90,6 +90,19 @@ def test_config_task_is_the_same_in_every_stage():
     assert got == dict.fromkeys(got, want), got
 
 
+def test_config_pins_the_recorded_widths_and_one_batch_updates():
+  """The committed table was taken with full-width pretrain / SFT steps and updates in one batch:
+  the config pins both (`seq_buckets=1`, `grad_accum=1`) unless told otherwise."""
+  f = _findings()
+  for opts, buckets, accum in (({}, 1, 1), (dict(seq_buckets=4, grad_accum=0), 4, 0)):
+    c = f.load_config("tiny", seed=0, **opts)
+    trained = {k: st for k, st in c.stages.items() if "optim" in st}
+    assert {st.optim.grad_accum_steps for st in trained.values()} == {accum}
+    assert {st.train.seq_buckets for st in trained.values()
+            if st.stage in ("pretrain", "sft")} == {buckets}
+    assert {"pretrain", "r1_zero", "distill"} <= set(trained)
+
+
 def test_config_stage_branches_findings_2_4_5():
   """Cold start -> reasoning RL -> rejection sampling -> SFT of the base / of the student's base;
   selecting a stage brings the stages it needs, and each starts from the right workdir."""

@@ -1,4 +1,5 @@
 """r1jax.runtime: the CPU device count (set before JAX starts) and the training programs' dots."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -216,3 +217,36 @@ def test_auto_malloc_is_for_cpu_hosts_only(monkeypatch):
   assert not runtime.accelerator_present("")
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
   assert not runtime.accelerator_present()
+
+
+def _table_model():
+  from r1jax.models.config import ModelConfig   # benchmarks/peers.py's table model
+  return ModelConfig(family="qwen2", vocab_size=1024, embed_dim=256, mlp_dim=704, num_layers=4,
+                     num_heads=4, num_kv_heads=2, head_dim=64)
+
+
+def test_activation_estimate_is_near_xlas_temp_buffer():
+  # XLA:CPU's temp buffer for the table's update (64 rows of 96 tokens) is 468 MiB.
+  est = runtime.activation_bytes(_table_model(), 64 * 96, 96)
+  assert 0.8 * (468 << 20) < est < 1.2 * (468 << 20)
+
+
+def test_auto_grad_accum_splits_cpu_updates_into_whole_groups_per_shard():
+  table = _table_model()
+  assert runtime.auto_grad_accum(table, 64, 96, 8, 2, backend="cpu") == 2
+  assert runtime.auto_grad_accum(table, 64, 96, 8, 2, backend="tpu") == 1
+  assert runtime.auto_grad_accum(table, 64, 96, 8, 2, backend="gpu") == 1
+  # Never fewer than a whole group per shard in a microbatch: 8 groups on 8 shards stay whole.
+  assert runtime.auto_grad_accum(table, 64, 96, 8, 8, backend="cpu") == 1
+  # A big model hits that cap; a small batch needs no split.
+  big = dataclasses.replace(table, num_layers=32)
+  assert runtime.auto_grad_accum(big, 64, 96, 8, 2, backend="cpu") == 4
+  assert runtime.auto_grad_accum(table, 8, 96, 1, 2, backend="cpu") == 1
+  assert runtime.grad_accum_steps(3, table, 64, 96) == 3
+
+
+@pytest.mark.parametrize("bad", [-1, "two", 1.5, True])
+def test_bad_grad_accum_steps_raise(bad):
+  from r1jax import stage_config
+  with pytest.raises(ValueError, match="grad_accum_steps"):
+    stage_config.OptimConfig(grad_accum_steps=bad)

@@ -95,7 +95,7 @@ def _make_update(graphdef, loss_cfg, optimizer, schedule, mesh, rules, state, gr
   loss_fn = losses.make_grpo_loss(graphdef, loss_cfg, group_size)
   prepare = lambda b: {**b, **losses.global_counts(b, loss_cfg)}
   step = make_train_step(loss_fn, optimizer, schedule, grad_accum_steps=grad_accum,
-                         prepare_batch=prepare)
+                         prepare_batch=prepare, group_size=group_size)
   state_sh = state_shardings(state, mesh)
   rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
@@ -321,9 +321,12 @@ def train(config, workdir: str | os.PathLike,
     truncate_metrics(paths.join(workdir, "metrics.jsonl"), step0)
     log.info("Resumed GRPO from step %d", step0)
 
-  g_update, g_lp = _shared_groups(rl, cfg.optim.grad_accum_steps)
+  accum = runtime.grad_accum_steps(cfg.optim.grad_accum_steps, s.model_cfg, mb_size,
+                                   rl.max_prompt_len + rl.max_new_tokens, g,
+                                   sharding.batch_shards(s.mesh, s.rules, mb_size))
+  g_update, g_lp = _shared_groups(rl, accum)
   update = _make_update(s.graphdef, s.loss_cfg, s.optimizer, s.schedule, s.mesh, s.rules, state,
-                        cfg.optim.grad_accum_steps, g_update)
+                        accum, g_update)
   logprob_fn = _make_logprob_fn(s.graphdef, s.loss_cfg, s.mesh, s.rules, g_lp)
   extra = {"prompt_opens_think": True} if s.template.prompt_opens_think else {}
   maker = ExperienceMaker(s.sampler, s.sampler_cfg, s.tokenizer, s.reward_system, rl,

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from r1jax import experiment, paths, sharding, stage_config
+from r1jax import experiment, paths, runtime, sharding, stage_config
 from r1jax.checkpoint import Checkpointer
 from r1jax.data import epochs, pipeline, procedural
 from r1jax.data.rows import read_rows
@@ -154,9 +154,11 @@ def train(config, workdir: str | os.PathLike,
 
   loss_on_prompt = stage == "pretrain" or dcfg.loss_on_prompt
   prepare = lambda b: {**b, "num_targets": jnp.sum(_target_weights(b, loss_on_prompt))}
+  accum = runtime.grad_accum_steps(cfg.optim.grad_accum_steps, model_cfg, batch_size,
+                                   tcfg.seq_len, batch_shards=sharding.batch_shards(
+                                       mesh, rules, batch_size))
   step_fn = make_train_step(make_loss_fn(graphdef, loss_on_prompt), optimizer, schedule,
-                            grad_accum_steps=cfg.optim.grad_accum_steps,
-                            prepare_batch=prepare)
+                            grad_accum_steps=accum, prepare_batch=prepare)
   state_sh = state_shardings(state, mesh)
   keys = ("input_ids", "loss_mask", "positions", "segment_ids")
   global_shape = (batch_size, tcfg.seq_len)
