@@ -60,12 +60,13 @@ def _grpo_batch(rng: np.random.Generator, prompt_ids_RP) -> dict:
           "old_logprobs": jnp.full((r, L), -7.0), "ref_logprobs": jnp.full((r, L), -7.0)}
 
 
-def _update_step(gd, group_size: int, donate: bool):
+def _update_step(gd, group_size: int, donate: bool, grad_accum: int = 1):
   """(jitted GRPO update of the peers workload: beta 0.04, AdamW 1e-5, clip 1; its optimizer)."""
   lcfg = losses.LossConfig(beta=0.04)
   opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-5))
   step = make_train_step(losses.make_grpo_loss(gd, lcfg, group_size), opt,
-                         prepare_batch=lambda b: {**b, **losses.global_counts(b, lcfg)})
+                         prepare_batch=lambda b: {**b, **losses.global_counts(b, lcfg)},
+                         grad_accum_steps=grad_accum, group_size=group_size)
   # As the trainer jits it (runtime.train_jit_kwargs: Eigen dots on CPU by default).
   return jax.jit(step, donate_argnums=0 if donate else (), **runtime.train_jit_kwargs()), opt
 
@@ -191,13 +192,9 @@ def ab_grad_accum(repeats: int = 8, counts=(1, 2, 4, 8)) -> None:
            for k, v in batch.items()}
   shards = sharding.batch_shards(mesh, rules, B * G)
   auto = runtime.auto_grad_accum(CFG, B * G, P + L, G, shards)
-  lcfg = losses.LossConfig(beta=0.04)
-  opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-5))
   runs = {}
   for n in counts:
-    step = jax.jit(make_train_step(losses.make_grpo_loss(gd, lcfg, G), opt, grad_accum_steps=n,
-                                   prepare_batch=lambda b: {**b, **losses.global_counts(b, lcfg)},
-                                   group_size=G), **runtime.train_jit_kwargs())
+    step, opt = _update_step(gd, G, donate=False, grad_accum=n)
     state = init_train_state(jax.tree.map(jnp.copy, params), opt, 0)
     fn = lambda step=step, state=state: jax.block_until_ready(step(state, batch))
     fn()
