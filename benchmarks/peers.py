@@ -258,11 +258,67 @@ def run_one(name: str, files: dict, b: int, g: int, steps: int, root: pathlib.Pa
   return res
 
 
+def report(results: dict, flops: dict, peak: float) -> dict:
+  """Prints one run's table (every framework in `results`) and returns its rows by framework."""
+  ref_logits = results.get("r1jax", {}).get("logits")
+  peers = [results[n]["step"] for n in results if n != "r1jax"]
+  fastest_peer = min((_median(s) for s in peers), default=float("nan"))
+  print(f"| framework | step s | / fastest peer | sample s | reference s | update s | "
+        f"tok/s | sample %peak | ref %peak | update %peak | logits max diff | all {NEW_TOKENS} "
+        f"tokens | load |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+  rows = {}
+  for name, r in results.items():
+    step = _median(r["step"])
+    split = {k: _median(r[k]) for k in ("sample", "reference", "update")}
+    tok = _median(r["tokens"]) / step
+    frac = {k: flops[k] / split[k] / peak if split[k] == split[k] and split[k] > 0
+            else float("nan") for k in split}
+    diff = (float(np.max(np.abs(r["logits"] - ref_logits)))
+            if r.get("logits") is not None and ref_logits is not None else float("nan"))
+    exact = r["min_len"] == NEW_TOKENS and r["max_len"] == NEW_TOKENS
+    print(f"| {r['version']} | {step:.3f} | {step / fastest_peer:.2f} | {split['sample']:.3f} | "
+          f"{split['reference']:.3f} | {split['update']:.3f} | {tok:.0f} | "
+          f"{frac['sample']:.0%} | {frac['reference']:.0%} | {frac['update']:.0%} | "
+          f"{diff:.1e} | {'yes' if exact else 'NO'} | {r['load']:.2f} |")
+    rows[name] = {"step": step, **split, "tok_s": tok, "frac": frac, "logit_diff": diff,
+                  "exact_len": exact, "load": r["load"], "steps": r["step"],
+                  "version": r["version"], "ratio": step / fastest_peer}
+  if "r1jax" in results:
+    r = results["r1jax"]
+    print(f"(r1jax prompt width per step {r.get('prompt_width')}, padding fraction "
+          f"{[round(x, 2) for x in r.get('padding', [])]})")
+  print(f"(peak {peak / 1e9:.1f} GFLOP/s; counted GFLOP: sample {flops['sample'] / 1e9:.1f}, "
+        f"reference {flops['reference'] / 1e9:.1f}, update {flops['update'] / 1e9:.1f})")
+  return rows
+
+
+def print_rounds(per_round: list[dict]) -> None:
+  """Summary of `--rounds`: each framework's step per round and its median over rounds, and
+  r1jax's ratio to the fastest peer in each round (the figure the issue's target is on: both
+  steps from the same round, minutes apart) with the median and range of those ratios."""
+  names = [n for n in per_round[0]]
+  print(f"\n== {len(per_round)} rounds: step s per round (median over rounds)")
+  for n in names:
+    steps = [r[n]["step"] for r in per_round if n in r]
+    loads = [r[n]["load"] for r in per_round if n in r]
+    print(f"  {per_round[0][n]['version']}: {', '.join(f'{x:.3f}' for x in steps)} "
+          f"(median {np.median(steps):.3f}; load {min(loads):.2f}-{max(loads):.2f})")
+  ratios = [r["r1jax"]["ratio"] for r in per_round if "r1jax" in r and len(r) > 1]
+  if ratios:
+    print(f"  r1jax / fastest peer of the same round: {', '.join(f'{x:.2f}' for x in ratios)} "
+          f"(median {np.median(ratios):.2f}, range {min(ratios):.2f}-{max(ratios):.2f})")
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   ap.add_argument("--workloads", default="table,25m,b16g16")
   ap.add_argument("--frameworks", default="tunix,trl,r1jax")
   ap.add_argument("--steps", type=int, default=6)
+  ap.add_argument("--rounds", type=int, default=1,
+                  help="run every framework this many times per workload, interleaved (each "
+                       "round starts with the next one), and print each round's table, then "
+                       "the per-round ratios to the fastest peer and their median")
   ap.add_argument("--json", default="", help="also write the results here")
   ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
   ap.add_argument("--files", default="", help=argparse.SUPPRESS)
@@ -292,44 +348,25 @@ def main():
       print(f"\n== workload {wl}: Qwen2 {files['params'] / 1e6:.2f}M params ({shape}), vocab "
             f"{VOCAB}, B={b} x G={g}, L={NEW_TOKENS}, prompts {files['prompt_tokens'][0]}-"
             f"{files['prompt_tokens'][1]} tokens, beta 0.04, {args.steps} steps")
-      results = {}
-      for name in args.frameworks.split(","):
-        res = run_one(name, files, b, g, args.steps, root)
-        peak = max(peak, matmul_peak())
-        if res is not None:
-          results[name] = res
       flops = phase_flops(cfg, b * g, files["prompt_tokens"][1], NEW_TOKENS)
-      ref_logits = results.get("r1jax", {}).get("logits")
-      peers = [results[n]["step"] for n in results if n != "r1jax"]
-      fastest_peer = min((_median(s) for s in peers), default=float("nan"))
-      print(f"| framework | step s | / fastest peer | sample s | reference s | update s | "
-            f"tok/s | sample %peak | ref %peak | update %peak | logits max diff | all {NEW_TOKENS} "
-            f"tokens | load |")
-      print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-      rows = {}
-      for name, r in results.items():
-        step = _median(r["step"])
-        split = {k: _median(r[k]) for k in ("sample", "reference", "update")}
-        tok = _median(r["tokens"]) / step
-        frac = {k: flops[k] / split[k] / peak if split[k] == split[k] and split[k] > 0
-                else float("nan") for k in split}
-        diff = (float(np.max(np.abs(r["logits"] - ref_logits)))
-                if r.get("logits") is not None and ref_logits is not None else float("nan"))
-        exact = r["min_len"] == NEW_TOKENS and r["max_len"] == NEW_TOKENS
-        print(f"| {r['version']} | {step:.3f} | {step / fastest_peer:.2f} | {split['sample']:.3f} | "
-              f"{split['reference']:.3f} | {split['update']:.3f} | {tok:.0f} | "
-              f"{frac['sample']:.0%} | {frac['reference']:.0%} | {frac['update']:.0%} | "
-              f"{diff:.1e} | {'yes' if exact else 'NO'} | {r['load']:.2f} |")
-        rows[name] = {"step": step, **split, "tok_s": tok, "frac": frac, "logit_diff": diff,
-                      "exact_len": exact, "load": r["load"], "steps": r["step"],
-                      "version": r["version"]}
-      if "r1jax" in results:
-        r = results["r1jax"]
-        print(f"(r1jax prompt width per step {r.get('prompt_width')}, padding fraction "
-              f"{[round(x, 2) for x in r.get('padding', [])]})")
-      print(f"(peak {peak / 1e9:.1f} GFLOP/s; counted GFLOP: sample {flops['sample'] / 1e9:.1f}, "
-            f"reference {flops['reference'] / 1e9:.1f}, update {flops['update'] / 1e9:.1f})")
-      summary[wl] = rows
+      names = args.frameworks.split(",")
+      per_round = []
+      for rnd in range(args.rounds):
+        # Each round starts with the next framework, so no framework always runs first (or
+        # right after the compile-heavy one) when the machine drifts over the workload.
+        order = names[rnd % len(names):] + names[:rnd % len(names)]
+        results = {}
+        for name in order:
+          res = run_one(name, files, b, g, args.steps, root)
+          peak = max(peak, matmul_peak())
+          if res is not None:
+            results[name] = res
+        if args.rounds > 1:
+          print(f"-- round {rnd + 1} of {args.rounds} (order {', '.join(order)})")
+        per_round.append(report(results, flops, peak))
+      if args.rounds > 1:
+        print_rounds(per_round)
+      summary[wl] = per_round[0] if args.rounds == 1 else {"rounds": per_round}
   if args.json:
     with open(args.json, "w") as f:
       json.dump({"peak": peak, "workloads": summary}, f, indent=1)

@@ -38,7 +38,8 @@ One pipeline per seed (`r1jax.pipeline`), stages shared between findings:
                   worded CoT ("3 times 4 is 12, then 12 plus 5 is 17."), `mix_rate` (0.3) of the
                   solutions switching to Chinese from a step on, `reflect_rate` (0.2) correcting a
                   slip after "wait, let me check" (r1jax.data.procedural.make_sft_corpus); window 96
-  rl_lang_off     the findings recipe from pretrain_lang, accuracy + format rewards
+  rl_lang_off     the findings recipe from pretrain_lang, accuracy + format rewards, 150 steps
+                  (`lang_rl_steps=N`; 300 until session 20)
   rl_lang_on      the same + R1's language-consistency reward (weight `language_weight`, 1.0)
 
   cold_start .. distill   findings 2, 4 and 5: R1's stages after R1-Zero (`_stage_branches`):
@@ -64,19 +65,19 @@ stage branch brings the stages it starts from),
 the preset's by default), `lang_pretrain_steps=N` (pretrain_lang's length), `max_ops=3` and
 `max_value=5` (the arithmetic task of every stage; session 15 tried `max_ops=2,max_value=9` with
 the 1000-step base: R1-Zero +11.7 / +12.3 on seeds 0 / 1, but a worded base at 22.6%),
-`rl_steps=N` (the findings recipe's length, r1_zero and r1_zero_t06; the preset's by default).
-`mix_rate=0.3`, `reflect_rate=0.2` (pretrain_lang's corpus), `language_weight=1.0` (rl_lang_on);
-`rl_steps` sets rl_lang_off/on's and student_rl's length too. `rs_prompts=N`, `rs_samples=N`
+`rl_steps=N` (the findings recipe's length: r1_zero, r1_zero_t06, r1_zero_ds and student_rl;
+the preset's by default), `lang_rl_steps=N` (rl_lang_off / rl_lang_on's length).
+`mix_rate=0.3`, `reflect_rate=0.2` (pretrain_lang's corpus), `language_weight=1.0` (rl_lang_on).
+`rs_prompts=N`, `rs_samples=N`
 (rejection sampling's training prompts and samples per prompt), `sft_steps=N` (sft_rs's and
 distill's length), `cold_examples=N` and `cold_steps=N` (the cold start's traces and SFT steps):
-the preset's by default. `seq_buckets=1` (every pretrain / SFT stage's `train.seq_buckets`): the
-recorded table was taken with every step at its full window; `seq_buckets=4` (the library's
-default) runs each step at the width its batch needs, the same training up to float rounding,
-which draws like another seed (docs/performance.md, session 19). `grad_accum=1` (every stage's
-`optim.grad_accum_steps`): the recorded table was taken with each update in one batch; 0 (auto, the
-library's default) splits a CPU update into microbatches (r1jax.runtime.auto_grad_accum), the same
-update up to float rounding, faster, and again another draw (session 20). A base runs only when a
-selected branch starts from it.
+the preset's by default. Every stage keeps the library's `train.seq_buckets` (pretrain / SFT
+steps at the width their batch needs) and `optim.grad_accum_steps` (0: CPU updates in
+microbatches, r1jax.runtime.auto_grad_accum) unless pinned: `seq_buckets=1` runs every pretrain /
+SFT step at its full window and `grad_accum=1` each update in one batch, as the records up to
+session 20 were taken (`seq_buckets=1,grad_accum=1,lang_rl_steps=300` is that record's config).
+Either is the same training up to float rounding, which draws like another seed
+(docs/performance.md, sessions 19-20). A base runs only when a selected branch starts from it.
 """
 import ml_collections
 
@@ -120,14 +121,17 @@ def _sizes(preset: str) -> dict:
     # (right on ~1% of precedence-sensitive problems), so RL had no signal there.
     # The findings recipe runs 300 RL steps: at 150 (the second design's first record, seed 0
     # +8.2) training accuracy was still rising (`rl_steps=150` reproduces that record).
+    # The language branches run 150: finding 3 is about mixing, and with the language reward
+    # the rollouts' mixing rate had fallen from ~28% to ~2% by step 150 of the 300-step record
+    # (sessions 15-20, both seeds; `lang_rl_steps=300` reproduces that record's length).
     return dict(pretrain=2000, lang_pretrain=1000, examples=8000, shipped_steps=100, steps=300,
-                eval=200)
+                lang_steps=150, eval=200)
   if preset == "small":
     # The config tests: a shorter base and RL, fewer held-out problems. Too short for the
     # findings (session 11, seed 0: base 6.2%, R1-Zero 3.9%, distill 10.9%), so the slow test
     # runs `tiny`.
     return dict(pretrain=300, lang_pretrain=300, examples=4000, shipped_steps=30, steps=40,
-                eval=64)
+                lang_steps=40, eval=64)
   raise ValueError(f"Unknown preset {preset!r} for configs/r1_findings.py (tiny, small)")
 
 
@@ -157,10 +161,11 @@ def get_config(arg: str = "tiny"):
   preset, opts = sibling_config(__file__, "sft_mix").parse_arg(
       arg, seed="0", branches="+".join(DEFAULT_BRANCHES), error_rate="0.4",
       max_ops="3", max_value="5",
-      pretrain_steps="", lang_pretrain_steps="", rl_steps="", mix_rate="0.3", reflect_rate="0.2",
+      pretrain_steps="", lang_pretrain_steps="", rl_steps="", lang_rl_steps="", mix_rate="0.3",
+      reflect_rate="0.2",
       language_weight="1.0",
       rs_prompts="", rs_samples="", sft_steps="", cold_examples="", cold_steps="",
-      seq_buckets="1", grad_accum="1")
+      seq_buckets="", grad_accum="")
   seed = int(opts["seed"])
   known = BRANCHES + LANG_BRANCHES + STAGE_BRANCHES
   branches = known if opts["branches"] == "all" else tuple(
@@ -182,6 +187,8 @@ def get_config(arg: str = "tiny"):
     n["lang_pretrain"] = int(opts["lang_pretrain_steps"])
   if opts["rl_steps"]:
     n["steps"] = int(opts["rl_steps"])
+  if opts["lang_rl_steps"]:
+    n["lang_steps"] = int(opts["lang_rl_steps"])
   quick = sibling_config(__file__, "quickstart")
   q = quick.get_config(str(seed))
   task = dict(quick.TASK, max_ops=int(opts["max_ops"]), max_value=int(opts["max_value"]))
@@ -228,7 +235,7 @@ def get_config(arg: str = "tiny"):
     # The findings recipe; `language` > 0 adds R1's language-consistency reward (share of CoT
     # words in the question's language; R1 sums it with accuracy: weight 1.0 by default), as
     # configs/r1_reasoning_rl.py's stage does.
-    c = rl(n["steps"], lr=5e-5, group_size=16, num_prompts=8)
+    c = rl(n["lang_steps"], lr=5e-5, group_size=16, num_prompts=8)
     if language:
       c.rewards.weights = dict(c.rewards.weights.to_dict(), language=language)
       c.rewards.kwargs = dict(c.rewards.kwargs.to_dict(), language={"target_language": "auto"})
@@ -260,10 +267,10 @@ def get_config(arg: str = "tiny"):
     stages[STUDENT_BASE] = student_base(seed, task, n, opts)
   if "pretrain" not in bases:
     del stages["pretrain"]
-  for st in stages.values():
-    if st.stage in ("pretrain", "sft"):
+  for st in stages.values():       # pins; by default every stage keeps the library's own
+    if opts["seq_buckets"] and st.stage in ("pretrain", "sft"):
       st.train.seq_buckets = int(opts["seq_buckets"])
-    if "optim" in st:
+    if opts["grad_accum"] and "optim" in st:
       st.optim.grad_accum_steps = int(opts["grad_accum"])
 
   c = ml_collections.ConfigDict()

@@ -51,10 +51,16 @@ def test_config_branches_share_the_base():
   r1 = c.stages.r1_zero
   assert (r1.optim.learning_rate, r1.rl.group_size, r1.train.num_steps) == (5e-5, 16, 300)
   assert r1.train.checkpoint_every == 25          # intermediate checkpoints for --curve
-  # rl_steps sets the findings recipe's length (both of its branches), nothing else.
+  # rl_steps sets the findings recipe's length (its branches and the student's RL), nothing
+  # else; the language branches have their own (150), lang_rl_steps.
   short = f.load_config("tiny", seed=1, branches=("all",), rl_steps=150)
   assert (short.stages.r1_zero.train.num_steps, short.stages.r1_zero_t06.train.num_steps,
-          short.stages.r1_zero_shipped.train.num_steps) == (150, 150, 100)
+          short.stages.student_rl.train.num_steps,
+          short.stages.r1_zero_shipped.train.num_steps) == (150, 150, 150, 100)
+  assert {c.stages[b].train.num_steps for b in ("rl_lang_off", "rl_lang_on")} == {150}
+  long_lang = f.load_config("tiny", seed=1, lang_rl_steps=300, rl_steps=200)
+  assert [long_lang.stages[b].train.num_steps for b in ("rl_lang_off", "rl_lang_on", "r1_zero")] == [
+      300, 300, 200]
   # Same samples per step as the shipped recipe, and the quickstart's held-out protocol.
   assert r1.rl.num_prompts * r1.rl.group_size == shipped.rl.num_prompts * shipped.rl.group_size
   assert (c.eval.temperature, c.eval.top_p, c.eval.task["split"]) == (0.6, 0.95, "test")
@@ -90,11 +96,15 @@ def test_config_task_is_the_same_in_every_stage():
     assert got == dict.fromkeys(got, want), got
 
 
-def test_config_pins_the_recorded_widths_and_one_batch_updates():
-  """The committed table was taken with full-width pretrain / SFT steps and updates in one batch:
-  the config pins both (`seq_buckets=1`, `grad_accum=1`) unless told otherwise."""
+def test_config_keeps_the_library_defaults_unless_pinned():
+  """Every stage keeps the library's step widths (`train.seq_buckets`) and CPU microbatches
+  (`optim.grad_accum_steps` 0 = auto); `seq_buckets=1,grad_accum=1` pins the records up to
+  session 20's full-width steps and one-batch updates."""
+  from r1jax.config import base_config
+  lib = base_config()
   f = _findings()
-  for opts, buckets, accum in (({}, 1, 1), (dict(seq_buckets=4, grad_accum=0), 4, 0)):
+  for opts, buckets, accum in (({}, lib.train.seq_buckets, lib.optim.grad_accum_steps),
+                               (dict(seq_buckets=1, grad_accum=1), 1, 1)):
     c = f.load_config("tiny", seed=0, **opts)
     trained = {k: st for k, st in c.stages.items() if "optim" in st}
     assert {st.optim.grad_accum_steps for st in trained.values()} == {accum}
@@ -190,10 +200,10 @@ def test_config_language_branches():
                                                                              "format": 0.5}
   assert dict(on.rewards.weights) == {"accuracy": 1.0, "format": 0.5, "language": 1.0}
   assert on.rewards.kwargs["language"]["target_language"] == "auto"
-  for st in (off, on):   # the findings recipe
+  for st in (off, on):   # the findings recipe, for half R1-Zero's steps
     assert (st.optim.learning_rate, st.rl.group_size, st.rl.num_prompts, st.train.num_steps) == (
         ref.r1_zero.optim.learning_rate, ref.r1_zero.rl.group_size, ref.r1_zero.rl.num_prompts,
-        ref.r1_zero.train.num_steps)
+        ref.r1_zero.train.num_steps // 2)
   on.rewards.weights = dict(off.rewards.weights)
   on.rewards.kwargs = dict(off.rewards.kwargs)
   assert on.to_dict() == off.to_dict()
