@@ -484,7 +484,10 @@ def config_summary(preset: str, seed: int = 0) -> str:
 
 def write_report(results: dict[int, dict], preset: str, path: pathlib.Path,
                  loadavg: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
-                 total_s: float | None = None, notes: str = "") -> pathlib.Path:
+                 total_s: float | None = None, notes: str = "",
+                 command: str = "") -> pathlib.Path:
+  """Writes the report to `path` (and the curves beside it). `command`: the call that ran the
+  stages, as typed (default: the plain form, for a report collected from finished runs)."""
   seeds = sorted(results)
   rows = findings_rows(results)
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -492,8 +495,8 @@ def write_report(results: dict[int, dict], preset: str, path: pathlib.Path,
   lines = [
       f"# R1's findings in miniature (`configs/r1_findings.py:{preset}`), seeds "
       f"{', '.join(map(str, seeds))}", "",
-      f"Command: `python experiments/r1_findings.py --seeds {','.join(map(str, seeds))} "
-      f"--preset {preset}`", "",
+      "Command: `" + (command or f"python experiments/r1_findings.py --seeds "
+                      f"{','.join(map(str, seeds))} --preset {preset}") + "`", "",
       f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, shared with other jobs"
       + ("" if loadavg is None else
          (f"; load average (1/5/15 min) at start {loadavg[0]}, at end {loadavg[1]}"
@@ -632,7 +635,10 @@ def main(argv=None) -> int:
   total = None if collect_only else time.time() - t0
   load1 = tuple(round(x, 2) for x in os.getloadavg())
   notes = pathlib.Path(args.notes).read_text() if args.notes else ""
-  out = write_report(results, args.preset, pathlib.Path(args.out), (load0, load1), total, notes)
+  command = "" if collect_only else " ".join(
+      ["python experiments/r1_findings.py"] + list(sys.argv[1:] if argv is None else argv))
+  out = write_report(results, args.preset, pathlib.Path(args.out), (load0, load1), total, notes,
+                     command)
   print(out.read_text())
   return 0
 

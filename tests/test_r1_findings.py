@@ -466,11 +466,16 @@ def test_cli_set_passes_config_options_to_each_seed(tmp_path, monkeypatch):
   monkeypatch.setattr(f, "run_seed", lambda s, root, preset, branches, **opts: calls.append(
       (s, preset, branches, opts)) or {})
   out = tmp_path / "r.md"
-  monkeypatch.setattr(f, "write_report", lambda *a, **k: out.write_text("report") and out)
+  written = []
+  monkeypatch.setattr(f, "write_report",
+                      lambda *a, **k: written.append(a) or out.write_text("report") and out)
   f.main(["--seeds", "0,1", "--branches", "distill", "--set", "rs_prompts=6000,sft_steps=600",
           "--out", str(out), "--root", str(tmp_path)])
   assert calls == [(s, "tiny", ("distill",), {"rs_prompts": "6000", "sft_steps": "600"})
                    for s in (0, 1)]
+  # The report names the call as typed (the record's --jobs / --pin-cores / --set included).
+  assert written[0][-1] == (f"python experiments/r1_findings.py --seeds 0,1 --branches distill "
+                            f"--set rs_prompts=6000,sft_steps=600 --out {out} --root {tmp_path}")
 
 
 def test_jobs_runs_each_seed_in_its_own_process(tmp_path, monkeypatch):
