@@ -297,7 +297,7 @@ def print_rounds(per_round: list[dict]) -> None:
   """Summary of `--rounds`: each framework's step per round and its median over rounds, and
   r1jax's ratio to the fastest peer in each round (the figure the issue's target is on: both
   steps from the same round, minutes apart) with the median and range of those ratios."""
-  names = [n for n in per_round[0]]
+  names = list(per_round[0])
   print(f"\n== {len(per_round)} rounds: step s per round (median over rounds)")
   for n in names:
     steps = [r[n]["step"] for r in per_round if n in r]

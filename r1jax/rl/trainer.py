@@ -41,14 +41,20 @@ from r1jax.rl import async_rollout, losses
 from r1jax.rl import advantages as adv_lib
 from r1jax.rl.experience import ExperienceMaker, cut_completions, select_groups
 from r1jax.rl.experience import host_fetch as experience_host_fetch
-from r1jax.rl.logprobs import completion_logprobs
+from r1jax.rl.programs import LOGPROB_KEYS  # noqa: F401  (re-exported: the update's batch keys)
+from r1jax.rl.programs import lp_batch as _lp_batch
+from r1jax.rl.programs import logprob_gap as _logprob_gap
+from r1jax.rl.programs import make_logprob_fn as _make_logprob_fn
+from r1jax.rl.programs import make_update as _make_update
+from r1jax.rl.programs import masked_mean as _masked_mean
+from r1jax.rl.programs import seq_k1 as _seq_k1
+from r1jax.rl.programs import shared_groups as _shared_groups
 from r1jax.rl.tasks import load_rl_records
 from r1jax.rollout import buckets
 from r1jax.rollout.engine import make_sampler
 from r1jax.rollout.sampler import Sampler, SamplerConfig
 from r1jax.rollout.stops import stop_token_sequences
-from r1jax.train_state import (init_train_state, make_optimizer, make_train_step,
-                               state_shardings)
+from r1jax.train_state import init_train_state, make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -84,64 +90,6 @@ def sampler_config(rl: stage_config.RLConfig, tokenizer) -> SamplerConfig:
       prompt_len_buckets=rl.prompt_len_buckets or (rl.max_prompt_len,))
 
 
-def _make_update(graphdef, loss_cfg, optimizer, schedule, mesh, rules, state, grad_accum: int,
-                 group_size: int = 1):
-  """Jitted `update(state, batch [R,...], rows [M]) -> (state, metrics)`; state donated.
-
-  The minibatch is gathered on device from the step's full batch, so neither the
-  host nor the compiler sees a new shape from one minibatch to the next. group_size > 1:
-  every (micro)batch the loss sees is whole groups in order (see `_shared_groups`).
-  """
-  loss_fn = losses.make_grpo_loss(graphdef, loss_cfg, group_size)
-  prepare = lambda b: {**b, **losses.global_counts(b, loss_cfg)}
-  step = make_train_step(loss_fn, optimizer, schedule, grad_accum_steps=grad_accum,
-                         prepare_batch=prepare, group_size=group_size)
-  state_sh = state_shardings(state, mesh)
-  rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-
-  def update(state, batch, rows):
-    mb = {k: jax.lax.with_sharding_constraint(
-        jnp.take(v, rows, axis=0), sharding.batch_sharding(mesh, rules, (rows.shape[0],) + v.shape[1:]))
-        for k, v in batch.items()}
-    return step(state, mb)
-
-  return jax.jit(update, out_shardings=(state_sh, rep), donate_argnums=(0,),
-                 **runtime.train_jit_kwargs())
-
-
-LOGPROB_KEYS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
-def _make_logprob_fn(graphdef, loss_cfg, mesh, rules, group_size: int = 1):
-  """Jitted completion log-probs of any params (reference model, or recomputed pi_old).
-
-  Callers pass only `LOGPROB_KEYS` of the batch (`_lp_batch`), so one program serves both
-  uses. The batch is the step's, whole groups in order, so group_size may be G."""
-  def fn(params, batch):
-    lp, _ = completion_logprobs((graphdef, params), batch["prompt_ids"], batch["prompt_mask"],
-                                batch["completion_ids"], batch["completion_mask"],
-                                loss_cfg.temperature, loss_cfg.vocab_chunk, group_size)
-    return jax.lax.stop_gradient(lp)
-  return jax.jit(fn, **runtime.train_jit_kwargs())
-
-
-def _shared_groups(rl, grad_accum: int) -> tuple[int, int]:
-  """(group size for the update's loss, for the reference / pi_old passes): G where the
-  prompt forward can run once per group (`rl.share_prompt_forward`), else 1.
-
-  The step's batch is always whole groups in order (row b*G + g; dynamic sampling keeps
-  whole groups). The update's rows are too with one update per step (rows in order) and
-  microbatches of whole groups; with several updates the rows are shuffled."""
-  g = rl.group_size
-  if not rl.share_prompt_forward or g < 2:
-    return 1, 1
-  whole = (rl.num_iterations * rl.num_minibatches == 1
-           and (rl.rows // max(1, grad_accum)) % g == 0)
-  return (g if whole else 1), g
-
-
-def _lp_batch(batch):
-  return {k: batch[k] for k in LOGPROB_KEYS}
-
-
 def needs_recompute(rl: stage_config.RLConfig, model_cfg) -> tuple[bool, str]:
   """(recompute pi_old with the trainer?, why) for `rl.recompute_old_logprobs=None` (auto).
 
@@ -168,32 +116,6 @@ def needs_recompute(rl: stage_config.RLConfig, model_cfg) -> tuple[bool, str]:
   if rl.async_staleness > 0:
     reasons.append(f"stale rollouts (async_staleness={rl.async_staleness})")
   return bool(reasons), ", ".join(reasons) or "sampler log-probs match the trainer's path"
-
-
-@jax.jit
-def _masked_mean(x, mask):
-  return jnp.where(mask > 0, x, 0.0).sum() / jnp.maximum((mask > 0).sum(), 1)
-
-
-@jax.jit
-def _seq_k1(old_lp, ref_lp, mask):
-  """Per-row sum of log pi_old - log pi_ref over the completion (k1 of the sequence)."""
-  return jnp.where(mask > 0, old_lp - ref_lp, 0.0).sum(axis=1)
-
-
-@jax.jit
-def _logprob_gap(sampler_lp, trainer_lp, mask, lo_hi):
-  """Sampler-trainer gap: max / mean |Δ log p| over valid tokens and the share of rows
-  whose sequence ratio exp(mean_t (trainer - sampler)) lies outside [lo, hi]."""
-  valid = mask > 0
-  d = jnp.where(valid, trainer_lp - sampler_lp, 0.0)
-  n = jnp.maximum(valid.sum(), 1)
-  log_s = d.sum(axis=1) / jnp.maximum(valid.sum(axis=1), 1)
-  s = jnp.exp(log_s)
-  has = valid.any(axis=1)
-  out = has & ((s < lo_hi[0]) | (s > lo_hi[1]))
-  return {"pi_old/gap_max": jnp.abs(d).max(), "pi_old/gap_mean": jnp.abs(d).sum() / n,
-          "pi_old/seq_ratio_out_of_clip": out.sum() / jnp.maximum(has.sum(), 1)}
 
 
 @dataclasses.dataclass
