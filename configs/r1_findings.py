@@ -32,14 +32,13 @@ One pipeline per seed (`r1jax.pipeline`), stages shared between findings:
                   the prompts are sampled and the update keeps the groups whose rewards differ),
                   so zero-variance groups (24-42% of the findings recipe's) do not thin the batch
 
-  pretrain_lang   findings 3 and 6's base: as pretrain (same problems, sizes, error_rate; 1000
-                  steps, `lang_pretrain_steps=N`: finding 3 needs a base that mixes, not the
-                  precedence skill), but a
-                  worded CoT ("3 times 4 is 12, then 12 plus 5 is 17."), `mix_rate` (0.3) of the
+  pretrain_lang   findings 3 and 6's base: as pretrain (same problems, sizes, error_rate; 600
+                  steps, `lang_pretrain_steps=N`, 1000 until session 21: finding 3 needs a base
+                  that mixes, not the precedence skill), but a worded CoT ("3 times 4 is 12, then 12 plus 5 is 17."), `mix_rate` (0.3) of the
                   solutions switching to Chinese from a step on, `reflect_rate` (0.2) correcting a
                   slip after "wait, let me check" (r1jax.data.procedural.make_sft_corpus); window 96
-  rl_lang_off     the findings recipe from pretrain_lang, accuracy + format rewards, 150 steps
-                  (`lang_rl_steps=N`; 300 until session 20)
+  rl_lang_off     the findings recipe from pretrain_lang, accuracy + format rewards, 100 steps
+                  (`lang_rl_steps=N`; 300 until session 20, 150 in session 21)
   rl_lang_on      the same + R1's language-consistency reward (weight `language_weight`, 1.0)
 
   cold_start .. distill   findings 2, 4 and 5: R1's stages after R1-Zero (`_stage_branches`):
@@ -61,12 +60,14 @@ stages, same structure; too short to show the findings: its base is right on ~6%
 Options: `seed=N`, `branches=r1_zero_shipped+r1_zero` (which branches to run; default every
 finding's, `DEFAULT_BRANCHES`: all but the R1-Zero ablations, which `branches=all` adds; a
 stage branch brings the stages it starts from),
-`error_rate=0.4` and `pretrain_steps=N` (the base's corpus and length, the student's base's too;
-the preset's by default), `lang_pretrain_steps=N` (pretrain_lang's length), `max_ops=3` and
+`error_rate=0.4` (the corpus of the base and of the student's base) and `pretrain_steps=N` (the
+base's length; the preset's by default), `lang_pretrain_steps=N` (pretrain_lang's length),
+`student_pretrain_steps=N` (student_base's length), `max_ops=3` and
 `max_value=5` (the arithmetic task of every stage; session 15 tried `max_ops=2,max_value=9` with
 the 1000-step base: R1-Zero +11.7 / +12.3 on seeds 0 / 1, but a worded base at 22.6%),
 `rl_steps=N` (the findings recipe's length: r1_zero, r1_zero_t06, r1_zero_ds and student_rl;
-the preset's by default), `lang_rl_steps=N` (rl_lang_off / rl_lang_on's length).
+the preset's by default), `lang_rl_steps=N` (rl_lang_off / rl_lang_on's length),
+`all_rl_steps=N` (all_scenarios' length).
 `mix_rate=0.3`, `reflect_rate=0.2` (pretrain_lang's corpus), `language_weight=1.0` (rl_lang_on).
 `rs_prompts=N`, `rs_samples=N`
 (rejection sampling's training prompts and samples per prompt), `sft_steps=N` (sft_rs's and
@@ -121,17 +122,22 @@ def _sizes(preset: str) -> dict:
     # (right on ~1% of precedence-sensitive problems), so RL had no signal there.
     # The findings recipe runs 300 RL steps: at 150 (the second design's first record, seed 0
     # +8.2) training accuracy was still rising (`rl_steps=150` reproduces that record).
-    # The language branches run 150: finding 3 is about mixing, and with the language reward
-    # the rollouts' mixing rate had fallen from ~28% to ~2% by step 150 of the 300-step record
-    # (sessions 15-20, both seeds; `lang_rl_steps=300` reproduces that record's length).
-    return dict(pretrain=2000, lang_pretrain=1000, examples=8000, shipped_steps=100, steps=300,
-                lang_steps=150, eval=200)
+    # The language branches run 100 RL steps from a 600-step worded base: finding 3 is about
+    # mixing, not skill. With the language reward the rollouts' mixing rate had fallen from
+    # ~28% to ~2% by step 150 of the 300-step records (sessions 15-20) and to ~4% by step 100
+    # of the 150-step one (session 21, both seeds), whose base trained 1000 steps.
+    # The student's base trains 1000 steps, half the teacher's: finding 5 compares two ways of
+    # training the same student base, and at 2000 (session 21) it cost 265 s a seed.
+    # `lang_pretrain_steps=1000,lang_rl_steps=150,student_pretrain_steps=2000,all_rl_steps=100`
+    # reproduces session 21's record; with `lang_rl_steps=300` too, sessions 15-20's lengths.
+    return dict(pretrain=2000, lang_pretrain=600, student_pretrain=1000, examples=8000,
+                shipped_steps=100, steps=300, lang_steps=100, eval=200)
   if preset == "small":
     # The config tests: a shorter base and RL, fewer held-out problems. Too short for the
     # findings (session 11, seed 0: base 6.2%, R1-Zero 3.9%, distill 10.9%), so the slow test
     # runs `tiny`.
-    return dict(pretrain=300, lang_pretrain=300, examples=4000, shipped_steps=30, steps=40,
-                lang_steps=40, eval=64)
+    return dict(pretrain=300, lang_pretrain=300, student_pretrain=300, examples=4000,
+                shipped_steps=30, steps=40, lang_steps=40, eval=64)
   raise ValueError(f"Unknown preset {preset!r} for configs/r1_findings.py (tiny, small)")
 
 
@@ -149,19 +155,22 @@ def _stage_sizes(preset: str) -> dict:
     # 6.0 / 6.0 points below cold_rl (seeds 0 / 1), for 800 steps 2.2 on seed 0 (session 13).
     # With 2,000 prompts (~1,400 traces) and 300 steps, seed 0's SFT of the base fell 4.8 points
     # below cold_rl and the distilled student 2.5 below student_rl; with 6,000 and 600, +1.5 and
-    # +15.1 (session 10; 2,000 and 600: -1.1 and +8.0). The student's base and RL are as long
-    # as the teacher's base and R1-Zero.
-    return dict(cold_examples=4000, cold_steps=600, cold_rl=100, rs_prompts=6000, rs_samples=2,
-                sft_steps=800)
-  return dict(cold_examples=1000, cold_steps=150, cold_rl=20, rs_prompts=512, rs_samples=2,
-              sft_steps=100)
+    # +15.1 (session 10; 2,000 and 600: -1.1 and +8.0). The student's RL is as long as
+    # R1-Zero.
+    # All-scenario RL runs 50 steps (100, cold_rl's length, until session 21): it kept reasoning
+    # (+0.5 / +0.8 over sft_rs) and the reward model's score did not move in either record.
+    return dict(cold_examples=4000, cold_steps=600, cold_rl=100, all_rl=50, rs_prompts=6000,
+                rs_samples=2, sft_steps=800)
+  return dict(cold_examples=1000, cold_steps=150, cold_rl=20, all_rl=20, rs_prompts=512,
+              rs_samples=2, sft_steps=100)
 
 
 def get_config(arg: str = "tiny"):
   preset, opts = sibling_config(__file__, "sft_mix").parse_arg(
       arg, seed="0", branches="+".join(DEFAULT_BRANCHES), error_rate="0.4",
       max_ops="3", max_value="5",
-      pretrain_steps="", lang_pretrain_steps="", rl_steps="", lang_rl_steps="", mix_rate="0.3",
+      pretrain_steps="", lang_pretrain_steps="", student_pretrain_steps="", rl_steps="",
+      lang_rl_steps="", all_rl_steps="", mix_rate="0.3",
       reflect_rate="0.2",
       language_weight="1.0",
       rs_prompts="", rs_samples="", sft_steps="", cold_examples="", cold_steps="",
@@ -185,6 +194,8 @@ def get_config(arg: str = "tiny"):
     n["pretrain"] = int(opts["pretrain_steps"])
   if opts["lang_pretrain_steps"]:
     n["lang_pretrain"] = int(opts["lang_pretrain_steps"])
+  if opts["student_pretrain_steps"]:
+    n["student_pretrain"] = int(opts["student_pretrain_steps"])
   if opts["rl_steps"]:
     n["steps"] = int(opts["rl_steps"])
   if opts["lang_rl_steps"]:
@@ -254,6 +265,8 @@ def get_config(arg: str = "tiny"):
   for key in ("rs_prompts", "rs_samples", "sft_steps", "cold_examples", "cold_steps"):
     if opts[key]:            # the options are named as the sizes they set
       m[key] = int(opts[key])
+  if opts["all_rl_steps"]:
+    m["all_rl"] = int(opts["all_rl_steps"])
   all_rl.update(_stage_branches(seed, task, n, rl, m))
   for b in branches:
     stages[b] = all_rl[b]
@@ -295,14 +308,14 @@ def get_config(arg: str = "tiny"):
 
 def student_base(seed: int, task: dict, n: dict, opts: dict):
   """Finding 5's student: the teacher's `tiny` shape with 2 layers instead of 4 (half its
-  non-embedding parameters), pre-trained on the teacher base's corpus, as long (its own base, not
-  from scratch). The `tiny-student` preset (2 layers, d=64) was too small to do the arithmetic:
+  non-embedding parameters), pre-trained on the teacher base's corpus (its own base, not from
+  scratch), `student_pretrain` steps (the teacher base's 2000 until session 21). The `tiny-student` preset (2 layers, d=64) was too small to do the arithmetic:
   base 8-9% held-out pass@1, and neither RL (9.2 / 8.6) nor SFT on the teacher's traces (8.0 /
   7.2) moved it."""
   c = sibling_config(__file__, "sft").tiny_base_pretrain(
-      seed, steps=n["pretrain"], arith=task, error_rate=float(opts["error_rate"]),
+      seed, steps=n["student_pretrain"], arith=task, error_rate=float(opts["error_rate"]),
       examples=n["examples"], untagged_rate=0.0, log_every=100,
-      checkpoint_every=min(500, n["pretrain"]))
+      checkpoint_every=min(500, n["student_pretrain"]))
   c.model.overrides = {"num_layers": 2}
   return c
 
@@ -325,7 +338,7 @@ def _stage_branches(seed: int, task: dict, n: dict, rl, m: dict) -> dict:
               the reply that answers what was asked over another exchange's reply
   all_scenarios  RL from sft_rs on arithmetic (3 in 4 prompts) and chit-chat prompts: accuracy
               and format rules, plus the reward model's score of the summary on general rows
-              (R1 stage 5; finding 4's second half), `cold_rl`'s length
+              (R1 stage 5; finding 4's second half), `all_rl` steps
   student_rl  R1-Zero RL of the student's own base (finding 5a), the findings recipe
   distill     SFT of the student's base on the same traces (finding 5b)
   """
@@ -374,7 +387,7 @@ def _stage_branches(seed: int, task: dict, n: dict, rl, m: dict) -> dict:
   rm.reward_model.update(train_path=PREFS.format(workdir="{workdir}", split="train"),
                          eval_path=PREFS.format(workdir="{workdir}", split="eval"), seed=seed)
 
-  alls = rl(m["cold_rl"], lr=5e-5, group_size=16, num_prompts=8)
+  alls = rl(m["all_rl"], lr=5e-5, group_size=16, num_prompts=8)
   alls.task = ml_collections.ConfigDict(dict(
       sources=(cold_rl.task.to_dict(), dict(name="jsonl", task="general", path=CHITCHAT_PROMPTS,
                                            question_field="question")),

@@ -1,10 +1,11 @@
 """R1's findings in miniature (issue 16): runs the branches, writes the table with seeds.
 
-  python experiments/r1_findings.py --seeds 0,1 [--jobs 2] [--preset tiny] [--root runs/r1_findings]
+  python experiments/r1_findings.py --seeds 0,1 [--jobs N] [--preset tiny] [--root runs/r1_findings]
 
-Each seed is one pipeline (`configs/r1_findings.py`, run by `r1jax.run.run` in this process, or
-with `--jobs N` in a child process per seed, N at a time)
-whose stages are shared between findings: one base, several RL branches from it. A re-run
+Each seed is one pipeline (`configs/r1_findings.py`) run in a child process of its own, as many
+at a time as there are seeds and cores (`--jobs`, default `auto`), each pinned to its share of
+the cores; `--jobs 1` runs them one after another in this process (`r1jax.run.run`). Its stages
+are shared between findings: one base, several RL branches from it. A re-run
 resumes (stages with a DONE marker are not re-run), so the report can be rewritten from
 finished runs with `--report-only`. The report, `experiments/results/r1_findings.md`, has the
 findings table (mean ± standard error over seeds), the per-seed figures with the RL
@@ -94,11 +95,11 @@ def run_seed(seed: int, root: str | os.PathLike, preset: str = "tiny",
 
 
 def child_args(argv: list[str]) -> list[str]:
-  """`argv` without --seeds, --jobs, --out, --cpus (given as `--x v` or `--x=v`) and --pin-cores:
-  the options each seed's child process is passed on unchanged."""
+  """`argv` without --seeds, --jobs, --out, --cpus (given as `--x v` or `--x=v`) and
+  --[no-]pin-cores: the options each seed's child process is passed on unchanged."""
   keep, it = [], iter(argv)
   for a in it:
-    if a == "--pin-cores":
+    if a in ("--pin-cores", "--no-pin-cores"):
       continue
     if a.split("=", 1)[0] in ("--seeds", "--jobs", "--out", "--cpus"):
       if "=" not in a:
@@ -118,6 +119,13 @@ def core_slots(jobs: int) -> list[list[int]]:
   return [cores[i * k:(i + 1) * k] for i in range(jobs)] if k else []
 
 
+def auto_jobs(num_seeds: int) -> int:
+  """`--jobs auto`: one process per seed, at most one per usable core."""
+  cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+           else os.cpu_count() or 1)
+  return max(1, min(num_seeds, cores))
+
+
 def pin_to(cpus: str) -> None:
   """Pins this process to the comma-separated cores `cpus` (a `--jobs --pin-cores` child), before
   JAX starts, so `cpu_devices='auto'` counts them."""
@@ -133,17 +141,17 @@ def run_seeds_in_parallel(seeds: list[int], args, argv) -> dict[int, dict]:
   than one after the other (session 15), as the tiny model's programs leave a core idle part of
   the time.
 
-  With `--pin-cores` each child is pinned to its own share of the cores (`core_slots`), so its
-  `cpu_devices='auto'` counts those (one device each for two jobs on 2 cores) and the children do
-  not preempt each other: two pinned bases took 41.2 / 39.9 s per 100 steps against 47.3 / 45.4
-  unpinned with two devices each, the RL steps ~3% less (session 17). Not the default: the device
-  count changes the floating-point reductions, so a pinned run does not reproduce the recorded
-  table's numbers (it draws like another machine)."""
+  Pinned (the default; `--no-pin-cores` not) each child runs on its own share of the cores
+  (`core_slots`), so its `cpu_devices='auto'` counts those (one device each for two jobs on 2
+  cores) and the children do not preempt each other: two pinned bases took 41.2 / 39.9 s per 100
+  steps against 47.3 / 45.4 unpinned with two devices each, the RL steps ~3% less (session 17).
+  The device count changes the floating-point reductions, so pinned and unpinned runs draw like
+  two machines; the records since session 21 ran pinned."""
   import subprocess  # pylint: disable=import-outside-toplevel
   root = pathlib.Path(args.root)
   root.mkdir(parents=True, exist_ok=True)
   keep = child_args(sys.argv[1:] if argv is None else list(argv))
-  slots = core_slots(args.jobs) if args.pin_cores else []
+  slots = core_slots(args.jobs) if args.pin_cores is not False else []
   free = list(range(len(slots)))
   pending, running, out = list(seeds), [], {}
   while pending or running:
@@ -575,13 +583,15 @@ def main(argv=None) -> int:
   p.add_argument("--set", default="",
                  help="config options, k=v,k=v (configs/r1_findings.py's, e.g. "
                       "rs_prompts=6000,sft_steps=600)")
-  p.add_argument("--jobs", type=int, default=1,
-                 help="seeds run at the same time, each in its own process (2 on a 2-core "
-                      "machine: 13-15%% less wall time than one after the other)")
-  p.add_argument("--pin-cores", action="store_true",
-                 help="with --jobs: pin each process to its share of the cores (one core and one "
-                      "device each on 2 cores: ~12%% faster bases, ~3%% faster RL; other numbers "
-                      "than the recorded table, which ran unpinned)")
+  p.add_argument("--jobs", default="auto",
+                 help="seeds run at the same time, each in its own process; 'auto' (default): "
+                      "as many as there are seeds and cores (2 on a 2-core machine: 13-15%% less "
+                      "wall time than one after the other); 1: one after the other, in this process")
+  p.add_argument("--pin-cores", action=argparse.BooleanOptionalAction, default=None,
+                 help="with more than one job: pin each process to its share of the cores (the "
+                      "default; one core and one device each on 2 cores: ~12%% faster bases, ~3%% "
+                      "faster RL). --no-pin-cores: the processes share every core, as session 16's "
+                      "record ran")
   p.add_argument("--report-only", action="store_true", help="collect finished runs, run nothing")
   p.add_argument("--notes", default="", help="a file whose text goes under 'Notes'")
   p.add_argument("--strategy", default="",
@@ -610,6 +620,7 @@ def main(argv=None) -> int:
   load0 = tuple(round(x, 2) for x in os.getloadavg())
   t0 = time.time()
   results = {}
+  args.jobs = auto_jobs(len(seeds)) if args.jobs == "auto" else int(args.jobs)
   if args.jobs > 1 and len(seeds) > 1 and not collect_only:
     results = run_seeds_in_parallel(seeds, args, argv)
   for s in seeds:

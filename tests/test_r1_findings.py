@@ -52,12 +52,12 @@ def test_config_branches_share_the_base():
   assert (r1.optim.learning_rate, r1.rl.group_size, r1.train.num_steps) == (5e-5, 16, 300)
   assert r1.train.checkpoint_every == 25          # intermediate checkpoints for --curve
   # rl_steps sets the findings recipe's length (its branches and the student's RL), nothing
-  # else; the language branches have their own (150), lang_rl_steps.
+  # else; the language branches have their own (100), lang_rl_steps.
   short = f.load_config("tiny", seed=1, branches=("all",), rl_steps=150)
   assert (short.stages.r1_zero.train.num_steps, short.stages.r1_zero_t06.train.num_steps,
           short.stages.student_rl.train.num_steps,
           short.stages.r1_zero_shipped.train.num_steps) == (150, 150, 150, 100)
-  assert {c.stages[b].train.num_steps for b in ("rl_lang_off", "rl_lang_on")} == {150}
+  assert {c.stages[b].train.num_steps for b in ("rl_lang_off", "rl_lang_on")} == {100}
   long_lang = f.load_config("tiny", seed=1, lang_rl_steps=300, rl_steps=200)
   assert [long_lang.stages[b].train.num_steps for b in ("rl_lang_off", "rl_lang_on", "r1_zero")] == [
       300, 300, 200]
@@ -140,11 +140,17 @@ def test_config_stage_branches_findings_2_4_5():
   rej = c.stages.rejection.rejection
   assert (rej.allow_summary, rej.require_format, rej.tasks[0]["split"]) == (True, True, "train")
   assert rej.reward.kwargs["accuracy"].to_dict() == {"fallback": "none"}
-  # The student: its own base (the teacher base's corpus and length, half the layers).
+  # The student: its own base (the teacher base's corpus, half the layers, half the steps).
   sb = c.stages.student_base
   assert (sb.model.preset, sb.model.overrides.to_dict()) == ("tiny", {"num_layers": 2})
   assert sb.data == c.stages.pretrain.data
-  assert sb.train.num_steps == c.stages.pretrain.train.num_steps
+  assert sb.train.num_steps == c.stages.pretrain.train.num_steps // 2 == 1000
+  # All-scenario RL: half cold_rl's steps; both lengths are options (session 21's: 2000, 100).
+  assert f.load_config("tiny", seed=1).stages.all_scenarios.train.num_steps == 50
+  old = f.load_config("tiny", seed=1, branches=("all_scenarios", "distill"),
+                      student_pretrain_steps=2000, all_rl_steps=100).stages
+  assert (old.student_base.train.num_steps, old.all_scenarios.train.num_steps,
+          old.pretrain.train.num_steps, old.cold_rl.train.num_steps) == (2000, 100, 2000, 100)
   full = f.load_config("small", seed=0, branches=("all_scenarios", "student_rl"))
   assert tuple(full.order) == ("pretrain", "student_base", "cold_start", "cold_rl", "rejection",
                                "sft_rs", "rm_helpful", "all_scenarios", "student_rl")
@@ -185,9 +191,9 @@ def test_config_language_branches():
   opts = base.data.sources[0]["options"]
   assert (opts["cot_style"], opts["mix_rate"], opts["reflect_rate"]) == ("worded", 0.3, 0.2)
   ref = f.load_config("tiny", seed=0, branches=("r1_zero",)).stages
-  # The same problems, sizes and strategy errors as the findings base; a longer window, half its
+  # The same problems, sizes and strategy errors as the findings base; a longer window, fewer
   # steps (finding 3 needs a mixing base, not the precedence skill the longer base is for).
-  assert base.train.num_steps == ref.pretrain.train.num_steps // 2 == 1000
+  assert base.train.num_steps == 600 < ref.pretrain.train.num_steps
   assert (f.load_config("tiny", seed=0, branches=("rl_lang_on",), lang_pretrain_steps=2000)
           .stages[f.LANG_BASE].train.num_steps) == 2000
   assert (base.data.sources[0]["num_examples"],
@@ -200,10 +206,10 @@ def test_config_language_branches():
                                                                              "format": 0.5}
   assert dict(on.rewards.weights) == {"accuracy": 1.0, "format": 0.5, "language": 1.0}
   assert on.rewards.kwargs["language"]["target_language"] == "auto"
-  for st in (off, on):   # the findings recipe, for half R1-Zero's steps
+  for st in (off, on):   # the findings recipe, for a third of R1-Zero's steps
     assert (st.optim.learning_rate, st.rl.group_size, st.rl.num_prompts, st.train.num_steps) == (
         ref.r1_zero.optim.learning_rate, ref.r1_zero.rl.group_size, ref.r1_zero.rl.num_prompts,
-        ref.r1_zero.train.num_steps // 2)
+        ref.r1_zero.train.num_steps // 3)
   on.rewards.weights = dict(off.rewards.weights)
   on.rewards.kwargs = dict(off.rewards.kwargs)
   assert on.to_dict() == off.to_dict()
@@ -469,13 +475,14 @@ def test_cli_set_passes_config_options_to_each_seed(tmp_path, monkeypatch):
   written = []
   monkeypatch.setattr(f, "write_report",
                       lambda *a, **k: written.append(a) or out.write_text("report") and out)
-  f.main(["--seeds", "0,1", "--branches", "distill", "--set", "rs_prompts=6000,sft_steps=600",
-          "--out", str(out), "--root", str(tmp_path)])
+  f.main(["--seeds", "0,1", "--jobs", "1", "--branches", "distill", "--set",
+          "rs_prompts=6000,sft_steps=600", "--out", str(out), "--root", str(tmp_path)])
   assert calls == [(s, "tiny", ("distill",), {"rs_prompts": "6000", "sft_steps": "600"})
                    for s in (0, 1)]
   # The report names the call as typed (the record's --jobs / --pin-cores / --set included).
-  assert written[0][-1] == (f"python experiments/r1_findings.py --seeds 0,1 --branches distill "
-                            f"--set rs_prompts=6000,sft_steps=600 --out {out} --root {tmp_path}")
+  assert written[0][-1] == (f"python experiments/r1_findings.py --seeds 0,1 --jobs 1 --branches "
+                            f"distill --set rs_prompts=6000,sft_steps=600 --out {out} --root "
+                            f"{tmp_path}")
 
 
 def test_jobs_runs_each_seed_in_its_own_process(tmp_path, monkeypatch):
@@ -515,10 +522,11 @@ def test_jobs_runs_each_seed_in_its_own_process(tmp_path, monkeypatch):
                       (tmp_path / "r.md").write_text("report") and tmp_path / "r.md")
   monkeypatch.setattr(f, "run_seed", lambda *a, **k: pytest.fail("ran a seed in this process"))
   f.main(["--seeds", "0,1", "--jobs", "2", "--root", str(tmp_path), "--branches", "r1_zero",
+          "--out", str(tmp_path / "r.md"), "--no-pin-cores"])
+  assert pinned == []                      # --no-pin-cores: the children share every core
+  # By default (--jobs auto) one child per seed (cores allowing), each pinned to its share.
+  f.main(["--seeds", "0,1", "--root", str(tmp_path), "--branches", "r1_zero",
           "--out", str(tmp_path / "r.md")])
-  assert pinned == []                      # not pinned unless asked: the record ran unpinned
-  f.main(["--seeds", "0,1", "--jobs", "2", "--root", str(tmp_path), "--branches", "r1_zero",
-          "--out", str(tmp_path / "r.md"), "--pin-cores"])
   assert [c[-2:] for c in cmds[2:]] == [["--cpus", "0,1"], ["--cpus", "2,3"]]
   cmds[:] = cmds[:2]
   assert [c[2:] for c in cmds] == [
@@ -529,6 +537,7 @@ def test_jobs_runs_each_seed_in_its_own_process(tmp_path, monkeypatch):
   assert pinned == [[0, 1], [2, 3]]
   assert f.core_slots(2) == [[0, 1], [2, 3]] and f.core_slots(3) == [[0], [1], [2]]
   assert f.core_slots(8) == []               # fewer cores than jobs: no pinning
+  assert (f.auto_jobs(2), f.auto_jobs(1), f.auto_jobs(7)) == (2, 1, 4)   # seeds, at most cores
   fail.add(1)
   with pytest.raises(SystemExit, match="seed 1 failed.*seed1.log"):
     f.main(["--seeds", "0,1", "--jobs", "2", "--root", str(tmp_path), "--out", str(tmp_path / "r.md")])
