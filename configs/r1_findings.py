@@ -76,7 +76,8 @@ the preset's by default. Every stage keeps the library's `train.seq_buckets` (pr
 steps at the width their batch needs) and `optim.grad_accum_steps` (0: CPU updates in
 microbatches, r1jax.runtime.auto_grad_accum) unless pinned: `seq_buckets=1` runs every pretrain /
 SFT step at its full window and `grad_accum=1` each update in one batch, as the records up to
-session 20 were taken (`seq_buckets=1,grad_accum=1,lang_rl_steps=300` is that record's config).
+session 20 were taken (with the session-21 lengths below and `lang_rl_steps=300`, run with
+`--no-pin-cores`, session 16's record's config).
 Either is the same training up to float rounding, which draws like another seed
 (docs/performance.md, sessions 19-20). A base runs only when a selected branch starts from it.
 """
@@ -129,7 +130,11 @@ def _sizes(preset: str) -> dict:
     # The student's base trains 1000 steps, half the teacher's: finding 5 compares two ways of
     # training the same student base, and at 2000 (session 21) it cost 265 s a seed.
     # `lang_pretrain_steps=1000,lang_rl_steps=150,student_pretrain_steps=2000,all_rl_steps=100`
-    # reproduces session 21's record; with `lang_rl_steps=300` too, sessions 15-20's lengths.
+    # is session 21's record's config; with `lang_rl_steps=300` instead, sessions 15-20's lengths.
+    # Session 22's record on these sizes (41 min against 51): the worded base at 22.1 / 14.5%
+    # (40.2 / 33.9 at 1000 steps), the language reward's cost +4.0 / +2.4 points (+0.8 / -0.6);
+    # the student's base at 20.0 / 24.1% (57.5 / 52.2), distillation over RL +32.4 / +20.0
+    # (+9.6 / +8.2).
     return dict(pretrain=2000, lang_pretrain=600, student_pretrain=1000, examples=8000,
                 shipped_steps=100, steps=300, lang_steps=100, eval=200)
   if preset == "small":
