@@ -34,9 +34,10 @@ One pipeline per seed (`r1jax.pipeline`), stages shared between findings:
 
   pretrain_lang   findings 3 and 6's base: as pretrain (same problems, sizes, error_rate; 600
                   steps, `lang_pretrain_steps=N`, 1000 until session 21: finding 3 needs a base
-                  that mixes, not the precedence skill), but a worded CoT ("3 times 4 is 12, then 12 plus 5 is 17."), `mix_rate` (0.3) of the
-                  solutions switching to Chinese from a step on, `reflect_rate` (0.2) correcting a
-                  slip after "wait, let me check" (r1jax.data.procedural.make_sft_corpus); window 96
+                  that mixes, not the precedence skill), but a worded CoT ("3 times 4 is 12,
+                  then 12 plus 5 is 17."), `mix_rate` (0.3) of the solutions switching to
+                  Chinese from a step on, `reflect_rate` (0.2) correcting a slip after "wait,
+                  let me check" (r1jax.data.procedural.make_sft_corpus); window 96
   rl_lang_off     the findings recipe from pretrain_lang, accuracy + format rewards, 100 steps
                   (`lang_rl_steps=N`; 300 until session 20, 150 in session 21)
   rl_lang_on      the same + R1's language-consistency reward (weight `language_weight`, 1.0)
@@ -115,6 +116,17 @@ INIT_FROM = dict(cold_start="pretrain", cold_rl="cold_start", rejection="cold_rl
 DATA_FROM = dict(sft_rs="rejection", distill="rejection")
 
 
+# Options that override one preset size each ("" keeps the preset's): option -> (table, key),
+# table "n" for `_sizes`, "m" for `_stage_sizes`.
+SIZE_OPTIONS = dict(
+    pretrain_steps=("n", "pretrain"), lang_pretrain_steps=("n", "lang_pretrain"),
+    student_pretrain_steps=("n", "student_pretrain"), rl_steps=("n", "steps"),
+    lang_rl_steps=("n", "lang_steps"), rs_prompts=("m", "rs_prompts"),
+    rs_samples=("m", "rs_samples"), sft_steps=("m", "sft_steps"),
+    cold_examples=("m", "cold_examples"), cold_steps=("m", "cold_steps"),
+    all_rl_steps=("m", "all_rl"))
+
+
 def _sizes(preset: str) -> dict:
   if preset == "tiny":
     # The base trains 2000 steps: at 1000 (sessions 6-14) it chose the precedence order but could
@@ -173,13 +185,8 @@ def _stage_sizes(preset: str) -> dict:
 def get_config(arg: str = "tiny"):
   preset, opts = sibling_config(__file__, "sft_mix").parse_arg(
       arg, seed="0", branches="+".join(DEFAULT_BRANCHES), error_rate="0.4",
-      max_ops="3", max_value="5",
-      pretrain_steps="", lang_pretrain_steps="", student_pretrain_steps="", rl_steps="",
-      lang_rl_steps="", all_rl_steps="", mix_rate="0.3",
-      reflect_rate="0.2",
-      language_weight="1.0",
-      rs_prompts="", rs_samples="", sft_steps="", cold_examples="", cold_steps="",
-      seq_buckets="", grad_accum="")
+      max_ops="3", max_value="5", mix_rate="0.3", reflect_rate="0.2", language_weight="1.0",
+      seq_buckets="", grad_accum="", **dict.fromkeys(SIZE_OPTIONS, ""))
   seed = int(opts["seed"])
   known = BRANCHES + LANG_BRANCHES + STAGE_BRANCHES
   branches = known if opts["branches"] == "all" else tuple(
@@ -194,17 +201,10 @@ def get_config(arg: str = "tiny"):
         wanted.add(need)
         todo.append(need)
   branches = tuple(b for b in known if b in wanted)
-  n = _sizes(preset)
-  if opts["pretrain_steps"]:
-    n["pretrain"] = int(opts["pretrain_steps"])
-  if opts["lang_pretrain_steps"]:
-    n["lang_pretrain"] = int(opts["lang_pretrain_steps"])
-  if opts["student_pretrain_steps"]:
-    n["student_pretrain"] = int(opts["student_pretrain_steps"])
-  if opts["rl_steps"]:
-    n["steps"] = int(opts["rl_steps"])
-  if opts["lang_rl_steps"]:
-    n["lang_steps"] = int(opts["lang_rl_steps"])
+  n, m = _sizes(preset), _stage_sizes(preset)
+  for opt, (table, key) in SIZE_OPTIONS.items():
+    if opts[opt]:
+      (n if table == "n" else m)[key] = int(opts[opt])
   quick = sibling_config(__file__, "quickstart")
   q = quick.get_config(str(seed))
   task = dict(quick.TASK, max_ops=int(opts["max_ops"]), max_value=int(opts["max_value"]))
@@ -266,12 +266,6 @@ def get_config(arg: str = "tiny"):
       r1_zero_ds=rl(n["steps"], lr=5e-5, group_size=16, num_prompts=8, dynamic_sampling=True),
       rl_lang_off=lang_rl(0.0),
       rl_lang_on=lang_rl(float(opts["language_weight"])))
-  m = _stage_sizes(preset)
-  for key in ("rs_prompts", "rs_samples", "sft_steps", "cold_examples", "cold_steps"):
-    if opts[key]:            # the options are named as the sizes they set
-      m[key] = int(opts[key])
-  if opts["all_rl_steps"]:
-    m["all_rl"] = int(opts["all_rl_steps"])
   all_rl.update(_stage_branches(seed, task, n, rl, m))
   for b in branches:
     stages[b] = all_rl[b]
@@ -314,9 +308,9 @@ def get_config(arg: str = "tiny"):
 def student_base(seed: int, task: dict, n: dict, opts: dict):
   """Finding 5's student: the teacher's `tiny` shape with 2 layers instead of 4 (half its
   non-embedding parameters), pre-trained on the teacher base's corpus (its own base, not from
-  scratch), `student_pretrain` steps (the teacher base's 2000 until session 21). The `tiny-student` preset (2 layers, d=64) was too small to do the arithmetic:
-  base 8-9% held-out pass@1, and neither RL (9.2 / 8.6) nor SFT on the teacher's traces (8.0 /
-  7.2) moved it."""
+  scratch), `student_pretrain` steps (the teacher base's 2000 until session 21). The
+  `tiny-student` preset (2 layers, d=64) was too small to do the arithmetic: base 8-9% held-out
+  pass@1, and neither RL (9.2 / 8.6) nor SFT on the teacher's traces (8.0 / 7.2) moved it."""
   c = sibling_config(__file__, "sft").tiny_base_pretrain(
       seed, steps=n["student_pretrain"], arith=task, error_rate=float(opts["error_rate"]),
       examples=n["examples"], untagged_rate=0.0, log_every=100,

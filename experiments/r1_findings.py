@@ -121,9 +121,8 @@ def core_slots(jobs: int) -> list[list[int]]:
 
 def auto_jobs(num_seeds: int) -> int:
   """`--jobs auto`: one process per seed, at most one per usable core."""
-  cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-           else os.cpu_count() or 1)
-  return max(1, min(num_seeds, cores))
+  from r1jax import runtime  # pylint: disable=import-outside-toplevel
+  return max(1, min(num_seeds, runtime.usable_cores()))
 
 
 def pin_to(cpus: str) -> None:
@@ -586,7 +585,8 @@ def main(argv=None) -> int:
   p.add_argument("--jobs", default="auto",
                  help="seeds run at the same time, each in its own process; 'auto' (default): "
                       "as many as there are seeds and cores (2 on a 2-core machine: 13-15%% less "
-                      "wall time than one after the other); 1: one after the other, in this process")
+                      "wall time than one after the other); 1: one after the other, in this "
+                      "process")
   p.add_argument("--pin-cores", action=argparse.BooleanOptionalAction, default=None,
                  help="with more than one job: pin each process to its share of the cores (the "
                       "default; one core and one device each on 2 cores: ~12%% faster bases, ~3%% "
