@@ -125,6 +125,15 @@ def auto_jobs(num_seeds: int) -> int:
   return max(1, min(num_seeds, runtime.usable_cores()))
 
 
+def jobs_arg(value: str) -> str | int:
+  """`--jobs`: 'auto' or a positive number (argparse reports anything else as a usage error)."""
+  if value == "auto":
+    return value
+  if value.isdigit() and int(value) >= 1:
+    return int(value)
+  raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 1, got {value!r}")
+
+
 def pin_to(cpus: str) -> None:
   """Pins this process to the comma-separated cores `cpus` (a `--jobs --pin-cores` child), before
   JAX starts, so `cpu_devices='auto'` counts them."""
@@ -582,7 +591,7 @@ def main(argv=None) -> int:
   p.add_argument("--set", default="",
                  help="config options, k=v,k=v (configs/r1_findings.py's, e.g. "
                       "rs_prompts=6000,sft_steps=600)")
-  p.add_argument("--jobs", default="auto",
+  p.add_argument("--jobs", default="auto", type=jobs_arg,
                  help="seeds run at the same time, each in its own process; 'auto' (default): "
                       "as many as there are seeds and cores (2 on a 2-core machine: 13-15%% less "
                       "wall time than one after the other); 1: one after the other, in this "
@@ -620,7 +629,8 @@ def main(argv=None) -> int:
   load0 = tuple(round(x, 2) for x in os.getloadavg())
   t0 = time.time()
   results = {}
-  args.jobs = auto_jobs(len(seeds)) if args.jobs == "auto" else int(args.jobs)
+  if args.jobs == "auto":
+    args.jobs = auto_jobs(len(seeds))
   if args.jobs > 1 and len(seeds) > 1 and not collect_only:
     results = run_seeds_in_parallel(seeds, args, argv)
   for s in seeds:

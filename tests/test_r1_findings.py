@@ -538,6 +538,9 @@ def test_jobs_runs_each_seed_in_its_own_process(tmp_path, monkeypatch):
   assert f.core_slots(2) == [[0, 1], [2, 3]] and f.core_slots(3) == [[0], [1], [2]]
   assert f.core_slots(8) == []               # fewer cores than jobs: no pinning
   assert (f.auto_jobs(2), f.auto_jobs(1), f.auto_jobs(7)) == (2, 1, 4)   # seeds, at most cores
+  for bad in ("0", "-1", "two"):              # a usage error, before anything runs
+    with pytest.raises(SystemExit):
+      f.main(["--seeds", "0,1", "--jobs", bad, "--root", str(tmp_path)])
   fail.add(1)
   with pytest.raises(SystemExit, match="seed 1 failed.*seed1.log"):
     f.main(["--seeds", "0,1", "--jobs", "2", "--root", str(tmp_path), "--out", str(tmp_path / "r.md")])
